@@ -1,0 +1,53 @@
+//! `Services`: the use cases, one method per operation, over an injected store, clock and keys.
+//! Feature modules add their methods in their own `service.rs`.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, to_micros};
+use crate::crypto::password::Passwords;
+use crate::crypto::tokens::AccessTokens;
+use crate::store::Store;
+
+/// Operator settings the services need (the binary maps its configuration into this).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lifetime of a session and of each refresh token.
+    pub refresh_ttl: time::Duration,
+    /// Emails of instance administrators, lowercased.
+    pub admins: Vec<String>,
+    /// Regions a workspace may be placed in; the first is the default.
+    pub regions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) passwords: Passwords,
+    pub(crate) tokens: Arc<AccessTokens>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        tokens: AccessTokens,
+        settings: Settings,
+    ) -> Self {
+        Self { store, clock, passwords, tokens: Arc::new(tokens), settings: Arc::new(settings) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn tokens(&self) -> &AccessTokens {
+        &self.tokens
+    }
+
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        to_micros(self.clock.now())
+    }
+}

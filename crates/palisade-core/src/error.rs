@@ -1,0 +1,100 @@
+//! The one error type of the domain, with stable machine codes. Only `palisade-api` turns it
+//! into HTTP statuses; codes are documented in the README and never renamed.
+
+use std::error::Error as StdError;
+
+use crate::acl::Permission;
+
+/// One problem with one input field, located by a JSON Pointer (RFC 6901).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { pointer: pointer.into(), message: message.into() }
+    }
+}
+
+/// What was not found; a non-member is told the same as for a missing workspace (TEN-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Workspace,
+    User,
+}
+
+/// Which uniqueness rule a change broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    EmailTaken,
+    SlugTaken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("validation failed on {} field(s)", .0.len())]
+    Validation(Vec<FieldError>),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
+    #[error("{0:?} not found")]
+    NotFound(Resource),
+    #[error("missing permission {}", .0.key())]
+    PermissionDenied(Permission),
+    #[error("only an instance administrator may do this")]
+    InstanceAdminRequired,
+    #[error("conflict: {0:?}")]
+    Conflict(ConflictKind),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl Error {
+    /// The stable snake_case code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation_failed",
+            Error::Unauthenticated => "unauthenticated",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::InvalidRefreshToken => "invalid_refresh_token",
+            Error::NotFound(Resource::Workspace) => "workspace_not_found",
+            Error::NotFound(Resource::User) => "user_not_found",
+            Error::PermissionDenied(_) => "permission_denied",
+            Error::InstanceAdminRequired => "instance_admin_required",
+            Error::Conflict(ConflictKind::EmailTaken) => "email_taken",
+            Error::Conflict(ConflictKind::SlugTaken) => "slug_taken",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn internal(source: impl StdError + Send + Sync + 'static) -> Self {
+        Error::Internal(Box::new(source))
+    }
+
+    pub fn field(pointer: &str, message: &str) -> Self {
+        Error::Validation(vec![FieldError::new(pointer, message)])
+    }
+}
+
+/// Errors a store reports. A constraint violation is typed so services can turn it into a
+/// domain conflict; everything else keeps its source chain for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated: {0}")]
+    Conflict(String),
+    #[error("database error")]
+    Database(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Internal(Box::new(e))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

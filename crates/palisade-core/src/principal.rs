@@ -1,0 +1,38 @@
+//! Who is acting, and the request facts that go into the audit log.
+
+use std::net::IpAddr;
+
+use crate::ids::{SessionId, UserId};
+
+/// An authenticated caller. API keys join as a variant when they land.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    User { user_id: UserId, session_id: SessionId },
+}
+
+impl Principal {
+    pub fn user_id(&self) -> &UserId {
+        match self {
+            Principal::User { user_id, .. } => user_id,
+        }
+    }
+}
+
+/// Facts about the HTTP request a change came from. IP and user agent are personal data: they
+/// reach the audit log only as commitments (AUDIT-SPEC §5), never in clear.
+#[derive(Clone, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for RequestMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestMeta")
+            .field("request_id", &self.request_id)
+            .field("ip", &self.ip.map(|_| "<redacted>"))
+            .field("user_agent", &self.user_agent.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}

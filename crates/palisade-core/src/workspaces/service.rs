@@ -1,0 +1,375 @@
+//! Workspace use cases: create, list mine, the membership check, read, update, and the
+//! instance administrator's changes to plan, region and modules.
+
+use serde_json::{Value, json};
+use tracing::instrument;
+
+use super::model::{
+    AdminWorkspacePatch, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION, DEFAULT_TIMEZONE, Member, Membership,
+    Module, NewWorkspace, Page, Patch, Plan, Workspace, WorkspacePatch, is_currency, is_timezone,
+};
+use crate::acl::{Permission, Role, authorize};
+use crate::app::Services;
+use crate::audit::{Actor, AuditEvent, AuditLog, Target};
+use crate::crypto::random;
+use crate::error::{ConflictKind, Error, Resource, Result, StoreError};
+use crate::ids::{MemberId, WorkspaceId};
+use crate::principal::{Principal, RequestMeta};
+use crate::store::Access;
+use crate::tenancy::{SystemScope, TenantScope};
+use crate::validate::Checks;
+
+pub const LIST_LIMIT_DEFAULT: u32 = 50;
+pub const LIST_LIMIT_MAX: u32 = 200;
+
+/// `^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`: 3 to 63 characters. Ids contain `_`, slugs cannot, so
+/// a path segment is never ambiguous.
+pub fn is_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first() != Some(&b'-')
+        && b.last() != Some(&b'-')
+}
+
+fn slugify(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut slug: String = out.chars().take(48).collect();
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.len() < 3 { format!("workspace-{slug}").trim_end_matches('-').to_owned() } else { slug }
+}
+
+fn is_color(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn workspace_target(id: &WorkspaceId) -> Target {
+    Target { kind: "workspace", id: id.to_string() }
+}
+
+fn branding_json(b: &Branding) -> Value {
+    serde_json::to_value(b).unwrap_or(Value::Null)
+}
+
+fn check_branding(checks: &mut Checks, patch: &BrandingPatch) {
+    if let Patch::Value(v) = &patch.display_name {
+        checks.text("/branding/display_name", v, 1, 200);
+    }
+    if let Patch::Value(v) = &patch.logo_url {
+        let ok = v.len() <= 2048 && url::Url::parse(v).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
+        if !ok {
+            checks.fail("/branding/logo_url", "must be an https URL of at most 2048 characters");
+        }
+    }
+    for (pointer, value) in [("/branding/primary_color", &patch.primary_color), ("/branding/accent_color", &patch.accent_color)] {
+        if let Patch::Value(v) = value
+            && !is_color(v)
+        {
+            checks.fail(pointer, "must be a colour like #1a2b3c");
+        }
+    }
+}
+
+fn apply<T>(slot: &mut Option<T>, patch: Patch<T>) {
+    match patch {
+        Patch::Absent => {}
+        Patch::Null => *slot = None,
+        Patch::Value(v) => *slot = Some(v),
+    }
+}
+
+/// A required field: `null` is refused, absent leaves it alone.
+fn required<T>(checks: &mut Checks, pointer: &str, patch: &Patch<T>) {
+    if matches!(patch, Patch::Null) {
+        checks.fail(pointer, "must not be null");
+    }
+}
+
+impl Services {
+    /// Creates a workspace; the creator becomes its owner (TEN-1).
+    #[instrument(skip_all)]
+    pub async fn create_workspace(&self, principal: &Principal, input: NewWorkspace, meta: &RequestMeta) -> Result<Workspace> {
+        let name = input.name;
+        let mut checks = Checks::new();
+        checks.text("/name", &name, 1, 200);
+        if let Some(slug) = &input.slug
+            && !is_slug(slug)
+        {
+            checks.fail("/slug", "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'");
+        }
+        checks.finish()?;
+
+        let explicit = input.slug.is_some();
+        let base = input.slug.unwrap_or_else(|| slugify(&name));
+        // A derived slug that is taken gets a random suffix; an explicit one is a conflict.
+        let mut attempt = 0;
+        loop {
+            let slug = if attempt == 0 { base.clone() } else { format!("{}-{}", base.chars().take(56).collect::<String>(), random::suffix(6)?) };
+            match self.insert_workspace(principal, &name, slug, meta).await {
+                Err(Error::Conflict(ConflictKind::SlugTaken)) if !explicit && attempt < 3 => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn insert_workspace(&self, principal: &Principal, name: &str, slug: String, meta: &RequestMeta) -> Result<Workspace> {
+        let now = self.now();
+        let workspace = Workspace {
+            id: WorkspaceId::generate(),
+            slug,
+            name: name.to_owned(),
+            branding: Branding::default(),
+            region: self.settings.regions.first().map_or(DEFAULT_REGION, String::as_str).to_owned(),
+            timezone: DEFAULT_TIMEZONE.to_owned(),
+            currency: DEFAULT_CURRENCY.to_owned(),
+            plan: Plan::Starter,
+            modules: Vec::new(),
+            parent_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let scope = TenantScope::for_member(workspace.id.clone(), principal.clone(), Role::Owner);
+        let member = Member {
+            id: MemberId::generate(),
+            workspace_id: workspace.id.clone(),
+            user_id: principal.user_id().clone(),
+            role: Role::Owner,
+            created_at: now,
+        };
+        let mut tx = self.store.tenant(&scope, Access::Write).await?;
+        match tx.workspace_insert(&workspace).await {
+            Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
+            other => other?,
+        }
+        tx.member_insert(&member).await?;
+        let mut event = AuditEvent::new(AuditLog::Workspace(workspace.id.clone()), "workspace.create", Actor::of(principal), workspace_target(&workspace.id));
+        event.diff_field("/name", Value::Null, json!(workspace.name));
+        event.diff_field("/slug", Value::Null, json!(workspace.slug));
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        let mut owner = AuditEvent::new(
+            AuditLog::Workspace(workspace.id.clone()),
+            "member.create",
+            Actor::of(principal),
+            Target { kind: "member", id: member.id.to_string() },
+        );
+        owner.diff_field("/role", Value::Null, json!(Role::Owner.as_str()));
+        tx.audit_append(&owner.seal(meta, now)?).await?;
+        tx.commit().await?;
+        Ok(workspace)
+    }
+
+    /// The caller's workspaces, oldest first, `limit` at a time after `after`.
+    pub async fn list_workspaces(&self, principal: &Principal, after: Option<WorkspaceId>, limit: u32) -> Result<Page<Membership>> {
+        let limit = limit.clamp(1, LIST_LIMIT_MAX);
+        let mut tx = self.store.accounts(Some(principal.user_id()), Access::Read).await?;
+        let mut rows = tx.memberships(principal.user_id(), after.as_ref(), limit + 1).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|m| m.workspace.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { data: rows, next_cursor })
+    }
+
+    /// The membership check (TEN-2): the only way to a `TenantScope`. `key` is an id or a
+    /// slug; a workspace the caller is not a member of does not exist for them.
+    #[instrument(skip_all)]
+    pub async fn tenant_scope(&self, principal: &Principal, key: &str) -> Result<TenantScope> {
+        let mut tx = self.store.accounts(Some(principal.user_id()), Access::Read).await?;
+        let membership = tx.membership(principal.user_id(), key).await?.ok_or(Error::NotFound(Resource::Workspace))?;
+        Ok(TenantScope::for_member(membership.workspace.id, principal.clone(), membership.role))
+    }
+
+    pub async fn get_workspace(&self, scope: &TenantScope) -> Result<Workspace> {
+        authorize(scope, Permission::WorkspaceRead)?;
+        let mut tx = self.store.tenant(scope, Access::Read).await?;
+        tx.workspace_get().await?.ok_or(Error::NotFound(Resource::Workspace))
+    }
+
+    /// Changes name, slug, branding, timezone or currency (merge-patch semantics).
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn update_workspace(&self, scope: &TenantScope, patch: WorkspacePatch, meta: &RequestMeta) -> Result<Workspace> {
+        authorize(scope, Permission::WorkspaceUpdate)?;
+        let mut checks = Checks::new();
+        required(&mut checks, "/name", &patch.name);
+        required(&mut checks, "/slug", &patch.slug);
+        required(&mut checks, "/timezone", &patch.timezone);
+        required(&mut checks, "/currency", &patch.currency);
+        if let Patch::Value(v) = &patch.name {
+            checks.text("/name", v, 1, 200);
+        }
+        if let Patch::Value(v) = &patch.slug
+            && !is_slug(v)
+        {
+            checks.fail("/slug", "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'");
+        }
+        if let Patch::Value(v) = &patch.timezone
+            && !is_timezone(v)
+        {
+            checks.fail("/timezone", "must be an IANA time zone name such as Europe/Brussels");
+        }
+        if let Patch::Value(v) = &patch.currency
+            && !is_currency(v)
+        {
+            checks.fail("/currency", "must be an ISO 4217 currency code such as EUR");
+        }
+        if let Patch::Value(b) = &patch.branding {
+            check_branding(&mut checks, b);
+        }
+        checks.finish()?;
+
+        let now = self.now();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        let before = tx.workspace_get().await?.ok_or(Error::NotFound(Resource::Workspace))?;
+        let mut after = before.clone();
+        if let Patch::Value(v) = patch.name {
+            after.name = v;
+        }
+        if let Patch::Value(v) = patch.slug {
+            after.slug = v;
+        }
+        if let Patch::Value(v) = patch.timezone {
+            after.timezone = v;
+        }
+        if let Patch::Value(v) = patch.currency {
+            after.currency = v;
+        }
+        match patch.branding {
+            Patch::Absent => {}
+            Patch::Null => after.branding = Branding::default(),
+            Patch::Value(b) => {
+                apply(&mut after.branding.display_name, b.display_name);
+                apply(&mut after.branding.logo_url, b.logo_url);
+                apply(&mut after.branding.primary_color, b.primary_color);
+                apply(&mut after.branding.accent_color, b.accent_color);
+            }
+        }
+        if after == before {
+            return Ok(before);
+        }
+        after.updated_at = now;
+        match tx.workspace_update(&after).await {
+            Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
+            other => other?,
+        }
+        let mut event = AuditEvent::new(AuditLog::Workspace(after.id.clone()), "workspace.update", Actor::of(scope.principal()), workspace_target(&after.id));
+        event.diff_field("/name", json!(before.name), json!(after.name));
+        event.diff_field("/slug", json!(before.slug), json!(after.slug));
+        event.diff_field("/timezone", json!(before.timezone), json!(after.timezone));
+        event.diff_field("/currency", json!(before.currency), json!(after.currency));
+        event.diff_field("/branding", branding_json(&before.branding), branding_json(&after.branding));
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Plan, region and modules: changeable only by instance administrators (config `admins`).
+    #[instrument(skip_all)]
+    pub async fn admin_update_workspace(
+        &self,
+        principal: &Principal,
+        key: &str,
+        patch: AdminWorkspacePatch,
+        meta: &RequestMeta,
+    ) -> Result<Workspace> {
+        let user = self.me(principal).await?;
+        if !self.settings.admins.iter().any(|a| a == &user.email) {
+            return Err(Error::InstanceAdminRequired);
+        }
+        let mut checks = Checks::new();
+        required(&mut checks, "/plan", &patch.plan);
+        required(&mut checks, "/region", &patch.region);
+        required(&mut checks, "/modules", &patch.modules);
+        let plan = match &patch.plan {
+            Patch::Value(v) => Plan::parse(v).or_else(|| {
+                checks.fail("/plan", "must be one of starter, pro, business");
+                None
+            }),
+            _ => None,
+        };
+        if let Patch::Value(v) = &patch.region
+            && !self.settings.regions.iter().any(|r| r == v)
+        {
+            checks.fail("/region", format!("must be a configured region: {}", self.settings.regions.join(", ")));
+        }
+        let mut modules = Vec::new();
+        if let Patch::Value(list) = &patch.modules {
+            for (i, m) in list.iter().enumerate() {
+                match Module::parse(m) {
+                    Some(m) => modules.push(m),
+                    None => checks.fail(&format!("/modules/{i}"), "unknown module"),
+                }
+            }
+        }
+        modules.sort_unstable();
+        modules.dedup();
+        checks.finish()?;
+
+        let id = {
+            let mut tx = self.store.system(&SystemScope::new("instance admin resolves a workspace"), Access::Read).await?;
+            tx.workspace_resolve(key).await?.ok_or(Error::NotFound(Resource::Workspace))?
+        };
+        let scope = TenantScope::for_instance_admin(id, principal.clone());
+        let now = self.now();
+        let mut tx = self.store.tenant(&scope, Access::Write).await?;
+        let before = tx.workspace_get().await?.ok_or(Error::NotFound(Resource::Workspace))?;
+        let mut after = before.clone();
+        if let Some(plan) = plan {
+            after.plan = plan;
+        }
+        if let Patch::Value(region) = patch.region {
+            after.region = region;
+        }
+        if matches!(patch.modules, Patch::Value(_)) {
+            after.modules = modules;
+        }
+        if after == before {
+            return Ok(before);
+        }
+        after.updated_at = now;
+        tx.workspace_update(&after).await?;
+        let mut event = AuditEvent::new(AuditLog::Workspace(after.id.clone()), "workspace.admin_update", Actor::of(principal), workspace_target(&after.id));
+        event.diff_field("/plan", json!(before.plan), json!(after.plan));
+        event.diff_field("/region", json!(before.region), json!(after.region));
+        event.diff_field("/modules", json!(before.modules), json!(after.modules));
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(is_slug("acme"));
+        assert!(is_slug("acme-corp-2"));
+        for bad in ["ab", "-acme", "acme-", "Acme", "ac_me", "ws_0000", &"a".repeat(64)] {
+            assert!(!is_slug(bad), "{bad}");
+        }
+        assert_eq!(slugify("Acme Corp!"), "acme-corp");
+        assert_eq!(slugify("ÆØ"), "workspace");
+        assert!(is_slug(&slugify("x")));
+    }
+
+    #[test]
+    fn timezone_and_currency_lists() {
+        assert!(is_timezone("Europe/Brussels"));
+        assert!(is_timezone("UTC"));
+        assert!(!is_timezone("Europe/Atlantis"));
+        assert!(is_currency("EUR"));
+        assert!(!is_currency("EURO"));
+    }
+}
