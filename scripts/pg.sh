@@ -25,8 +25,8 @@ start)
   as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
     -o "-k $dir -c listen_addresses=127.0.0.1 -p $port -c fsync=off -c max_connections=300" start >/dev/null \
     || { echo "pg.sh: postgres failed to start, see $dir/log:" >&2; tail -n 20 "$dir/log" >&2; exit 1; }
-  for _ in $(seq 1 60); do "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.5; done
-  "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" || { echo "pg.sh: postgres not ready on port $port, see $dir/log" >&2; exit 1; }
+  for _ in $(seq 1 60); do "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres && break; sleep 0.5; done
+  "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres || { echo "pg.sh: postgres not ready on port $port, see $dir/log" >&2; exit 1; }
   "$bindir/psql" -q -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres >/dev/null <<'SQL'
 CREATE ROLE palisade_owner  LOGIN CREATEDB CREATEROLE NOSUPERUSER NOBYPASSRLS;
 CREATE ROLE palisade_bypass LOGIN CREATEDB CREATEROLE NOSUPERUSER BYPASSRLS;

@@ -17,7 +17,7 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 export PALISADE_TEST_PYTHON=$venv/bin/python
 
-backends=sqlite
+backends="sqlite (PostgreSQL NOT tested)"
 pgdir=
 cleanup() { if [ -n "$pgdir" ]; then scripts/pg.sh stop "$pgdir" || true; fi; }
 trap cleanup EXIT

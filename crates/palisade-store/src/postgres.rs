@@ -1,0 +1,132 @@
+//! PostgreSQL: migrations as the connecting owner, then every pooled connection `SET ROLE
+//! palisade_app` (owns nothing, NOBYPASSRLS). Each transaction sets `app.workspace_id`,
+//! `app.user_id` and `app.system` transaction-locally, so nothing leaks through the pool.
+
+use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::tenancy::{SystemScope, TenantScope};
+use sqlx::Connection as _;
+use sqlx::Executor as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+
+use crate::sql::{SqlTx, map_err};
+use crate::{APP_ROLE, Migrations, OpenError, TENANT_TABLES};
+
+mod statements {
+    pub const WORKSPACE_GET_LOCKED: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, \
+         w.plan, w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1 FOR UPDATE";
+}
+
+crate::sql::impl_transactions!(sqlx::Postgres, statements);
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// Refuses a role that would make RLS meaningless: a superuser or a BYPASSRLS role. Checks both
+/// the login role (a `RESET ROLE` returns to it) and the effective one.
+async fn check_roles(conn: &mut PgConnection) -> Result<(), OpenError> {
+    let rows: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls FROM pg_roles r WHERE r.rolname IN (session_user, current_user)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(OpenError::Connect)?;
+    for (role, is_super, bypass) in rows {
+        if is_super {
+            return Err(OpenError::UnsafeRole { role, reason: "is a superuser" });
+        }
+        if bypass {
+            return Err(OpenError::UnsafeRole { role, reason: "has BYPASSRLS" });
+        }
+    }
+    Ok(())
+}
+
+async fn check_rls(conn: &mut PgConnection) -> Result<(), OpenError> {
+    for table in TENANT_TABLES {
+        let forced: Option<bool> = sqlx::query_scalar(
+            "SELECT c.relrowsecurity AND c.relforcerowsecurity FROM pg_class c \
+             WHERE c.oid = to_regclass($1)",
+        )
+        .bind(format!("public.{table}"))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(OpenError::Connect)?;
+        if forced != Some(true) {
+            return Err(OpenError::RlsNotForced((*table).to_owned()));
+        }
+    }
+    Ok(())
+}
+
+impl PgStore {
+    pub async fn open(url: &str, migrations: Migrations) -> Result<Self, OpenError> {
+        let options: PgConnectOptions = url.parse().map_err(OpenError::Connect)?;
+        let mut owner = PgConnection::connect_with(&options).await.map_err(OpenError::Connect)?;
+        check_roles(&mut owner).await?;
+        if migrations == Migrations::Apply {
+            sqlx::migrate!("migrations/postgres").run(&mut owner).await.map_err(OpenError::Migrate)?;
+        }
+        owner.close().await.map_err(OpenError::Connect)?;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET ROLE palisade_app").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(OpenError::Connect)?;
+        let mut conn = pool.acquire().await.map_err(OpenError::Connect)?;
+        let effective: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *conn).await.map_err(OpenError::Connect)?;
+        if effective != APP_ROLE {
+            return Err(OpenError::UnsafeRole { role: effective, reason: "is not the application role palisade_app" });
+        }
+        check_roles(&mut conn).await?;
+        check_rls(&mut conn).await?;
+        drop(conn);
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self, access: Access, workspace: Option<String>, user: Option<&str>, system: bool) -> StoreResult<SqlTx<sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "SELECT set_config('app.workspace_id', $1, true), set_config('app.user_id', $2, true), set_config('app.system', $3, true)",
+        )
+        .bind(workspace.as_deref().unwrap_or(""))
+        .bind(user.unwrap_or(""))
+        .bind(if system { "on" } else { "" })
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        Ok(SqlTx { tx, workspace, write: access == Access::Write })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn accounts(&self, acting: Option<&palisade_core::ids::UserId>, access: Access) -> StoreResult<Box<dyn AccountTx>> {
+        Ok(Box::new(self.begin(access, None, acting.map(|u| u.as_str()), false).await?))
+    }
+
+    async fn tenant(&self, scope: &TenantScope, access: Access) -> StoreResult<Box<dyn TenantTx>> {
+        Ok(Box::new(self.begin(access, Some(scope.workspace_id().to_string()), None, false).await?))
+    }
+
+    async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {
+        Ok(Box::new(self.begin(access, None, None, true).await?))
+    }
+}

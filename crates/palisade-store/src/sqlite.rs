@@ -1,0 +1,95 @@
+//! SQLite: WAL, `synchronous=FULL`, foreign keys on, one writer connection and a pool of
+//! readers. There is no RLS: the scope filter in every tenant statement is the only layer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use palisade_core::error::StoreError;
+use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::tenancy::{SystemScope, TenantScope};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::sql::{SqlTx, map_err};
+use crate::{Migrations, OpenError};
+
+mod statements {
+    // One writer connection serialises writes, so a plain read suffices as a row lock.
+    pub const WORKSPACE_GET_LOCKED: &str = crate::sql::WORKSPACE_GET;
+}
+
+crate::sql::impl_transactions!(sqlx::Sqlite, statements);
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, migrations: Migrations) -> Result<Self, OpenError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir { path: dir.display().to_string(), source })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(OpenError::Connect)?;
+        if migrations == Migrations::Apply {
+            sqlx::migrate!("migrations/sqlite").run(&writer).await.map_err(OpenError::Migrate)?;
+        }
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2) as u32;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(OpenError::Connect)?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self, access: Access, workspace: Option<String>) -> StoreResult<SqlTx<sqlx::Sqlite>> {
+        let tx = match access {
+            Access::Write => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Access::Read => self.reader.begin().await,
+        }
+        .map_err(map_err)?;
+        Ok(SqlTx { tx, workspace, write: access == Access::Write })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn accounts(&self, _acting: Option<&palisade_core::ids::UserId>, access: Access) -> StoreResult<Box<dyn AccountTx>> {
+        Ok(Box::new(self.begin(access, None).await?))
+    }
+
+    async fn tenant(&self, scope: &TenantScope, access: Access) -> StoreResult<Box<dyn TenantTx>> {
+        Ok(Box::new(self.begin(access, Some(scope.workspace_id().to_string())).await?))
+    }
+
+    async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {
+        Ok(Box::new(self.begin(access, None).await?))
+    }
+}
+
+impl From<OpenError> for StoreError {
+    fn from(e: OpenError) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
