@@ -1,1 +1,103 @@
-//! placeholder
+//! Palisade's HTTP surface (axum): the router, the project's extractors, handlers with their wire
+//! types, problem+json, middleware and the OpenAPI document. Only this crate knows HTTP statuses.
+
+pub mod extract;
+pub mod middleware;
+pub mod problem;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+pub use state::{ApiSettings, AppState};
+
+use crate::problem::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade",
+        description = "Multi-tenant backend for B2B SaaS with a customer-verifiable audit log. \
+            Errors are application/problem+json (RFC 9457) with a stable `code`.",
+        license(name = "AGPL-3.0-only", identifier = "AGPL-3.0-only")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(problem::Problem, problem::ProblemField)),
+    tags(
+        (name = "auth", description = "Accounts, sessions and tokens"),
+        (name = "workspaces", description = "Workspaces (tenants)"),
+        (name = "admin", description = "Instance administration"),
+        (name = "operations", description = "Health and discovery"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    use routes::{admin, auth, meta, workspaces};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(workspaces::create, workspaces::list))
+        .routes(routes!(workspaces::get, workspaces::update))
+        .routes(routes!(admin::update_workspace))
+        .routes(routes!(meta::healthz))
+        .routes(routes!(meta::readyz))
+        .routes(routes!(meta::jwks))
+        .routes(routes!(meta::security_txt))
+}
+
+/// The OpenAPI 3.1 document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_router().split_for_parts();
+    let schema = Arc::new(doc.to_pretty_json().unwrap_or_default());
+    let max_body = state.settings.max_body_bytes;
+    let swagger = SwaggerUi::new("/api/docs").config(Config::new(["/api/schema/"]).validator_url("none"));
+    api.route(
+        "/api/schema/",
+        get(move || {
+            let schema = Arc::clone(&schema);
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], schema.as_str().to_owned()) }
+        }),
+    )
+    .route("/api/redoc/", get(routes::meta::redoc_page))
+    .route("/api/redoc/redoc.standalone.js", get(routes::meta::redoc_js))
+    .merge(Router::<AppState>::from(swagger))
+    .fallback(|| async { ApiError::RouteNotFound })
+    .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+    .layer(DefaultBodyLimit::max(max_body))
+    .layer(CatchPanicLayer::custom(middleware::panic_response))
+    .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
+    .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
+    .with_state(state)
+}

@@ -47,7 +47,8 @@ impl Services {
         &self.tokens
     }
 
-    pub(crate) fn now(&self) -> time::OffsetDateTime {
+    /// The injected clock's now, truncated to microseconds.
+    pub fn now(&self) -> time::OffsetDateTime {
         to_micros(self.clock.now())
     }
 }

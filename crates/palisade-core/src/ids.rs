@@ -104,6 +104,10 @@ id_type!(
     EventId, "evt"
 );
 id_type!(
+    /// An HTTP request, for correlating responses, logs and audit entries.
+    TraceId, "req"
+);
+id_type!(
     /// A data-encryption key version.
     DataKeyId, "dek"
 );

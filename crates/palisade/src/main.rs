@@ -1,1 +1,112 @@
-fn main() {}
+//! `palisade`: serve, migrate, print the OpenAPI document, check the configuration.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use palisade::config::{Config, LogFormat, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about = "Self-hostable multi-tenant backend for B2B SaaS")]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (SQLite in ./palisade-data by default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI 3.1 document.
+    Openapi,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it, secrets masked.
+    Check,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn main_inner(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        let doc = palisade_api::openapi().to_pretty_json()?;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{doc}");
+        }
+        return Ok(());
+    }
+    let config = Config::load(cli.overrides, std::env::var("PALISADE_MASTER_KEY").ok())?;
+    init_logging(config.log_format);
+    match cli.command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+            palisade::run(config, listener, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            palisade_store::open(&config.effective_database_url(), palisade_store::Migrations::Apply).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            config.effective_public_url()?;
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{}", config.render_masked()?);
+            }
+            Ok(())
+        }
+        Command::Openapi => Ok(()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match main_inner(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Configuration (PLT-3): defaults, then `palisade.toml`, then `PALISADE_*` environment
+//! variables, then flags. Unknown keys are errors. Secrets print as `****`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+fn mask<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some("****"),
+        None => s.serialize_none(),
+    }
+}
+
+fn mask_all<S: Serializer>(value: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(value.iter().map(|_| "****"))
+}
+
+/// A database URL prints with its password masked.
+fn mask_url<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        None => s.serialize_none(),
+        Some(url) => match url::Url::parse(url.expose_secret()) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("****"));
+                s.serialize_some(u.as_str())
+            }
+            Ok(u) => s.serialize_some(u.as_str()),
+            Err(_) => s.serialize_some("****"),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Where the embedded SQLite database (and the development master key) live.
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to run on PostgreSQL; absent = SQLite in `data_dir`.
+    #[serde(default, serialize_with = "mask_url")]
+    pub database_url: Option<SecretString>,
+    /// The active master key, base64 (32 bytes). Takes precedence over `master_key_file`.
+    #[serde(default, serialize_with = "mask")]
+    pub master_key: Option<SecretString>,
+    /// A file holding the active master key (base64).
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// Older master keys, still used to unwrap data keys they wrapped.
+    #[serde(default, serialize_with = "mask_all")]
+    pub retired_master_keys: Vec<SecretString>,
+    /// Public base URL; defaults to `http(s)://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<url::Url>,
+    /// PEM certificate chain and key: serve TLS 1.2+ (rustls).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Emails of instance administrators.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// `Contact:` for `/.well-known/security.txt` (mailto: or https: URI).
+    #[serde(default)]
+    pub security_contact: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Access-token lifetime, seconds.
+    #[serde(default = "defaults::access_token_ttl")]
+    pub access_token_ttl_secs: u32,
+    /// Session (refresh-token family) lifetime, seconds.
+    #[serde(default = "defaults::refresh_token_ttl")]
+    pub refresh_token_ttl_secs: u32,
+    /// Regions a workspace may live in; the first is the default.
+    #[serde(default = "defaults::regions")]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("./palisade-data")
+    }
+    pub fn max_body_bytes() -> usize {
+        1024 * 1024
+    }
+    pub fn access_token_ttl() -> u32 {
+        15 * 60
+    }
+    pub fn refresh_token_ttl() -> u32 {
+        30 * 24 * 3600
+    }
+    pub fn regions() -> Vec<String> {
+        vec!["eu".to_owned()]
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            data_dir: defaults::data_dir(),
+            database_url: None,
+            master_key: None,
+            master_key_file: None,
+            retired_master_keys: Vec::new(),
+            public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            admins: Vec::new(),
+            security_contact: None,
+            max_body_bytes: defaults::max_body_bytes(),
+            access_token_ttl_secs: defaults::access_token_ttl(),
+            refresh_token_ttl_secs: defaults::refresh_token_ttl(),
+            regions: defaults::regions(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values from the environment or the command line; `Some` overrides the file.
+#[derive(Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// Configuration file [default: ./palisade.toml if it exists].
+    #[arg(long, env = "PALISADE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "PALISADE_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "PALISADE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "PALISADE_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[arg(long, env = "PALISADE_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    #[arg(long, env = "PALISADE_PUBLIC_URL", global = true)]
+    pub public_url: Option<url::Url>,
+    #[arg(long, env = "PALISADE_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "PALISADE_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Comma-separated instance administrator emails.
+    #[arg(long, env = "PALISADE_ADMINS", value_delimiter = ',', global = true)]
+    pub admins: Option<Vec<String>>,
+    #[arg(long, env = "PALISADE_SECURITY_CONTACT", global = true)]
+    pub security_contact: Option<String>,
+    #[arg(long, env = "PALISADE_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Defaults → file → environment → flags. The master key itself is read only from the
+    /// environment (`PALISADE_MASTER_KEY`) or a file, never from a flag (it would show in `ps`).
+    pub fn load(overrides: Overrides, master_key_env: Option<String>) -> anyhow::Result<Self> {
+        let path = overrides.config.clone().or_else(|| Some(PathBuf::from("palisade.toml")).filter(|p| p.exists()));
+        let mut config = match &path {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        let o = overrides;
+        if let Some(v) = o.listen {
+            config.listen = v;
+        }
+        if let Some(v) = o.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = o.database_url {
+            config.database_url = Some(SecretString::from(v));
+        }
+        if let Some(v) = o.master_key_file {
+            config.master_key_file = Some(v);
+        }
+        if let Some(v) = o.public_url {
+            config.public_url = Some(v);
+        }
+        if let Some(v) = o.tls_cert {
+            config.tls_cert = Some(v);
+        }
+        if let Some(v) = o.tls_key {
+            config.tls_key = Some(v);
+        }
+        if let Some(v) = o.admins {
+            config.admins = v;
+        }
+        if let Some(v) = o.security_contact {
+            config.security_contact = Some(v);
+        }
+        if let Some(v) = o.log_format {
+            config.log_format = v;
+        }
+        if let Some(v) = master_key_env.filter(|v| !v.is_empty()) {
+            config.master_key = Some(SecretString::from(v));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key must be given together");
+        }
+        if self.regions.is_empty() {
+            anyhow::bail!("regions must name at least one region");
+        }
+        if !(60..=86_400).contains(&self.access_token_ttl_secs) {
+            anyhow::bail!("access_token_ttl_secs must be between 60 and 86400");
+        }
+        if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
+            anyhow::bail!("refresh_token_ttl_secs must not be shorter than access_token_ttl_secs");
+        }
+        if let Some(c) = &self.security_contact
+            && !(c.starts_with("mailto:") || c.starts_with("https://"))
+        {
+            anyhow::bail!("security_contact must be a mailto: or https: URI");
+        }
+        Ok(())
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// The configured public URL, or `http(s)://<listen>/`.
+    pub fn effective_public_url(&self) -> anyhow::Result<url::Url> {
+        if let Some(u) = &self.public_url {
+            return Ok(u.clone());
+        }
+        let scheme = if self.tls() { "https" } else { "http" };
+        url::Url::parse(&format!("{scheme}://{}/", self.listen)).context("deriving the public URL from listen")
+    }
+
+    /// `sqlite:<data_dir>/palisade.db` unless a database URL is configured.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!("sqlite:{}", self.data_dir.join("palisade.db").display()),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked (`palisade config check`).
+    pub fn render_masked(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<Config>("listen = \"127.0.0.1:9000\"\nlisten_port = 1\n").expect_err("unknown key");
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_secrets_are_masked() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("palisade.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndatabase_url = \"postgres://app:s3cret-pw@db.internal/palisade\"\nadmins = [\"ops@example.com\"]\n")?;
+        let overrides = Overrides { config: Some(file), listen: Some("127.0.0.1:9100".parse()?), ..Overrides::default() };
+        let config = Config::load(overrides, Some("c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=".into()))?;
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.admins, ["ops@example.com"]);
+        let shown = config.render_masked()?;
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("postgres://app:****@db.internal/palisade"), "{shown}");
+        assert!(shown.contains("master_key = \"****\""), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn defaults_are_zero_config() {
+        let parsed: Config = toml::from_str("").expect("empty file");
+        assert_eq!(parsed.render_masked().ok(), Config::default().render_masked().ok());
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.effective_database_url(), "sqlite:./palisade-data/palisade.db");
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+    }
+}

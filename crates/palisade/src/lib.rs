@@ -1,0 +1,93 @@
+//! The `palisade` binary's library half: configuration, key material, wiring, and
+//! [`run`], which serves on a bound listener until `shutdown` resolves (tests use it directly).
+
+pub mod config;
+pub mod keys;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use palisade_api::{ApiSettings, AppState};
+use palisade_core::clock::Clock;
+use palisade_core::crypto::password::Passwords;
+use palisade_core::crypto::tokens::AccessTokens;
+use palisade_core::{Services, Settings};
+use palisade_store::Migrations;
+
+pub use config::Config;
+
+/// The real clock. `core` never reads it itself; it is injected here.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+}
+
+/// Opens the database (applying migrations), loads keys and builds the services.
+pub async fn build(config: &Config) -> anyhow::Result<AppState> {
+    let store = palisade_store::open(&config.effective_database_url(), Migrations::Apply).await?;
+    tracing::info!(backend = store.backend(), "database ready");
+    let keyring = keys::keyring(config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let token_key = palisade_core::keys::load_access_token_key(&*store, &keyring, clock.now()).await?;
+    let public_url = config.effective_public_url()?;
+    let tokens = AccessTokens::new(
+        &token_key,
+        public_url.as_str().trim_end_matches('/').to_owned(),
+        time::Duration::seconds(i64::from(config.access_token_ttl_secs)),
+    )?;
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let passwords = Passwords::new(cores).await?;
+    let settings = Settings {
+        refresh_ttl: time::Duration::seconds(i64::from(config.refresh_token_ttl_secs)),
+        admins: config.admins.iter().map(|a| a.trim().to_lowercase()).collect(),
+        regions: config.regions.clone(),
+    };
+    let services = Services::new(store, clock, passwords, tokens, settings);
+    let security_contact = config
+        .security_contact
+        .clone()
+        .unwrap_or_else(|| format!("mailto:security@{}", public_url.host_str().unwrap_or("localhost")));
+    let api = ApiSettings {
+        hsts: config.tls() || public_url.scheme() == "https",
+        public_url,
+        security_contact,
+        max_body_bytes: config.max_body_bytes,
+    };
+    Ok(AppState { services, settings: Arc::new(api) })
+}
+
+/// Serves Palisade on `listener` until `shutdown` completes; TLS when the config has a
+/// certificate. Everything the server needs is opened before the first request is accepted.
+pub async fn run(config: Config, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let state = build(&config).await?;
+    let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let addr = listener.local_addr()?;
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = keys::tls_config(cert, key)?;
+            let handle = axum_server::Handle::<SocketAddr>::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            tracing::info!(%addr, "listening (TLS 1.2+)");
+            axum_server::from_tcp_rustls(listener.into_std()?, axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)))?
+                .handle(handle)
+                .serve(app)
+                .await
+                .context("serving TLS")?;
+        }
+        _ => {
+            tracing::info!(%addr, "listening");
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+        }
+    }
+    Ok(())
+}
