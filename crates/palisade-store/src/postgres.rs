@@ -4,7 +4,6 @@
 
 use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
-use sqlx::Connection as _;
 use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
@@ -63,12 +62,16 @@ async fn check_rls(conn: &mut PgConnection) -> Result<(), OpenError> {
 impl PgStore {
     pub async fn open(url: &str, migrations: Migrations) -> Result<Self, OpenError> {
         let options: PgConnectOptions = url.parse().map_err(OpenError::Connect)?;
-        let mut owner = PgConnection::connect_with(&options).await.map_err(OpenError::Connect)?;
-        check_roles(&mut owner).await?;
-        if migrations == Migrations::Apply {
-            sqlx::migrate!("migrations/postgres").run(&mut owner).await.map_err(OpenError::Migrate)?;
+        // One owner connection for the checks and the migrations, closed before serving.
+        let owner = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(OpenError::Connect)?;
+        {
+            let mut conn = owner.acquire().await.map_err(OpenError::Connect)?;
+            check_roles(&mut conn).await?;
         }
-        owner.close().await.map_err(OpenError::Connect)?;
+        if migrations == Migrations::Apply {
+            sqlx::migrate!("migrations/postgres").run(&owner).await.map_err(OpenError::Migrate)?;
+        }
+        owner.close().await;
 
         let pool = PgPoolOptions::new()
             .max_connections(32)

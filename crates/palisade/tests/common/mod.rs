@@ -1,0 +1,170 @@
+//! Test harness: the real server, started in-process on `127.0.0.1:0` against a fresh database
+//! of each backend, spoken to over real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::sync::Arc;
+
+use palisade::Config;
+use palisade_core::store::Store;
+use palisade_store::testing::{TestDb, databases};
+use palisade_store::{Migrations, open};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Server {
+    pub base: String,
+    pub db: TestDb,
+    pub client: reqwest::Client,
+    _data: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn config_for(db: &TestDb, data: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = data.to_path_buf();
+    config.database_url = Some(SecretString::from(db.url.clone()));
+    config.master_key = Some(SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()));
+    config.admins = vec![ADMIN.to_owned()];
+    config
+}
+
+impl Server {
+    pub async fn start(db: TestDb) -> Server {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = config_for(&db, data.path());
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        if config.public_url.is_none() {
+            config.public_url = Some(format!("http://{addr}/").parse().unwrap());
+        }
+        let scheme = if config.tls() { "https" } else { "http" };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(palisade::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        Server { base: format!("{scheme}://{addr}"), db, client, _data: data, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.db.backend
+    }
+
+    /// Sends a request; returns status, headers and the JSON body (Null when empty).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Reply::from(req.send().await.unwrap()).await
+    }
+
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Reply {
+        Reply::from(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::PATCH, path, token, Some(body)).await
+    }
+
+    /// Signs up and signs in; returns (user id, access token, refresh token).
+    pub async fn user(&self, email: &str) -> (String, String, String) {
+        let r = self.post("/api/v1/auth/signup", None, json!({"email": email, "password": PASSWORD, "name": "Test User"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}: signup {}", self.backend(), r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let (access, refresh) = self.login(email).await;
+        (id, access, refresh)
+    }
+
+    pub async fn login(&self, email: &str) -> (String, String) {
+        let r = self.post("/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}: login {}", self.backend(), r.body);
+        (r.body["access_token"].as_str().unwrap().to_owned(), r.body["refresh_token"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn workspace(&self, token: &str, name: &str, slug: &str) -> Value {
+        let r = self.post("/api/v1/workspaces", Some(token), json!({"name": name, "slug": slug})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}: create workspace {}", self.backend(), r.body);
+        r.body
+    }
+
+    /// A second handle on the same database, to inspect what the server wrote.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        open(&self.db.url, Migrations::Skip).await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    async fn from(r: reqwest::Response) -> Reply {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, body, text }
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// Asserts a problem+json with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str, context: &str) {
+        assert_eq!(self.status.as_u16(), status, "{context}: {}", self.text);
+        assert_eq!(self.header("content-type"), "application/problem+json", "{context}");
+        assert_eq!(self.body["code"], code, "{context}: {}", self.text);
+        assert_eq!(self.body["status"], status, "{context}");
+        assert_eq!(self.body["instance"].as_str(), Some(self.header("x-request-id")), "{context}: instance is the request id");
+    }
+
+    pub fn pointers(&self) -> Vec<String> {
+        self.body["errors"].as_array().map(|a| a.iter().filter_map(|e| e["pointer"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    }
+}
+
+/// One server per available backend, each on a fresh database.
+pub async fn servers() -> Vec<Server> {
+    let mut out = Vec::new();
+    for db in databases().await {
+        out.push(Server::start(db).await);
+    }
+    out
+}
