@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, RawPathParams, RawQuery, Request};
+use axum::extract::{
+    ConnectInfo, FromRef, FromRequest, FromRequestParts, RawPathParams, RawQuery, Request,
+};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::ids::WorkspaceId;
@@ -25,8 +27,15 @@ use crate::state::AppState;
 pub struct JsonBody<T>(pub T);
 
 fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
-    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else { return false };
-    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -35,8 +44,12 @@ fn pointer_of(path: &serde_path_to_error::Path, message: &str) -> String {
     for segment in path.iter() {
         match segment {
             serde_path_to_error::Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
-            serde_path_to_error::Segment::Map { key } => pointer.push_str(&format!("/{}", escape(key))),
-            serde_path_to_error::Segment::Enum { variant } => pointer.push_str(&format!("/{}", escape(variant))),
+            serde_path_to_error::Segment::Map { key } => {
+                pointer.push_str(&format!("/{}", escape(key)))
+            }
+            serde_path_to_error::Segment::Enum { variant } => {
+                pointer.push_str(&format!("/{}", escape(variant)))
+            }
             serde_path_to_error::Segment::Unknown => {}
         }
     }
@@ -65,7 +78,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if value.is_ok()
         && let Err(trailing) = de.end()
     {
-        return Err(ApiError::MalformedJson(format!("The body is not valid JSON ({trailing}).")));
+        return Err(ApiError::MalformedJson(format!(
+            "The body is not valid JSON ({trailing})."
+        )));
     }
     value.map_err(|err| {
         let inner = err.inner();
@@ -73,9 +88,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => {
                 // serde's message ends with " at line L column C"; the pointer says where.
                 let message = inner.to_string();
-                let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
                 let pointer = pointer_of(err.path(), &message);
-                ApiError::InvalidParameters(vec![ProblemField { pointer: Some(pointer), parameter: None, message }])
+                ApiError::InvalidParameters(vec![ProblemField {
+                    pointer: Some(pointer),
+                    parameter: None,
+                    message,
+                }])
             }
             _ => ApiError::MalformedJson(format!("The body is not valid JSON ({inner}).")),
         }
@@ -93,9 +116,15 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::PayloadTooLarge } else { ApiError::MalformedJson("The body could not be read.".into()) }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson("The body could not be read.".into())
+                }
+            })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -111,24 +140,45 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let RawQuery(query) = RawQuery::from_request_parts(parts, state).await.map_err(|_| ApiError::RouteNotFound)?;
-        let mut params = ListParams { limit: LIST_LIMIT_DEFAULT, after: None };
+        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::RouteNotFound)?;
+        let mut params = ListParams {
+            limit: LIST_LIMIT_DEFAULT,
+            after: None,
+        };
         let mut errors = Vec::new();
-        let mut fail = |name: &str, message: String| errors.push(ProblemField { pointer: None, parameter: Some(name.to_owned()), message });
+        let mut fail = |name: &str, message: String| {
+            errors.push(ProblemField {
+                pointer: None,
+                parameter: Some(name.to_owned()),
+                message,
+            })
+        };
         for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match key.as_ref() {
                 "limit" => match value.parse::<u32>() {
                     Ok(n) if (1..=LIST_LIMIT_MAX).contains(&n) => params.limit = n,
-                    _ => fail("limit", format!("must be an integer from 1 to {LIST_LIMIT_MAX}")),
+                    _ => fail(
+                        "limit",
+                        format!("must be an integer from 1 to {LIST_LIMIT_MAX}"),
+                    ),
                 },
                 "cursor" => match WorkspaceId::parse(&value) {
                     Some(id) => params.after = Some(id),
-                    None => fail("cursor", "must be a next_cursor value from a previous page".into()),
+                    None => fail(
+                        "cursor",
+                        "must be a next_cursor value from a previous page".into(),
+                    ),
                 },
                 other => fail(other, "unknown parameter".into()),
             }
         }
-        if errors.is_empty() { Ok(params) } else { Err(ApiError::InvalidParameters(errors)) }
+        if errors.is_empty() {
+            Ok(params)
+        } else {
+            Err(ApiError::InvalidParameters(errors))
+        }
     }
 }
 
@@ -145,7 +195,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let token = header
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -190,8 +244,13 @@ impl<S: Send + Sync> FromRequestParts<S> for WorkspaceKey {
 }
 
 /// The `{workspace}` path parameter.
-pub async fn workspace_param<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
-    let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| ApiError::RouteNotFound)?;
+pub async fn workspace_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::RouteNotFound)?;
     params
         .iter()
         .find(|(name, _)| *name == "workspace")
@@ -208,13 +267,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect());
-        Ok(Meta(RequestMeta { request_id, ip, user_agent }))
+        Ok(Meta(RequestMeta {
+            request_id,
+            ip,
+            user_agent,
+        }))
     }
 }
 
@@ -248,10 +314,25 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(pointer("{}").as_deref(), Some("/email"));
         assert_eq!(pointer(r#"{"email": 5}"#).as_deref(), Some("/email"));
-        assert_eq!(pointer(r#"{"email": "a", "extra": 1}"#).as_deref(), Some("/extra"));
-        assert_eq!(pointer(r#"{"email": "a", "nested": {"count": "x"}}"#).as_deref(), Some("/nested/count"));
-        assert!(matches!(parse_json::<In>(b"{\"email\": "), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_json::<In>(b"{\"email\": \"a\"} trailing"), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_json::<In>(b""), Err(ApiError::MalformedJson(_))));
+        assert_eq!(
+            pointer(r#"{"email": "a", "extra": 1}"#).as_deref(),
+            Some("/extra")
+        );
+        assert_eq!(
+            pointer(r#"{"email": "a", "nested": {"count": "x"}}"#).as_deref(),
+            Some("/nested/count")
+        );
+        assert!(matches!(
+            parse_json::<In>(b"{\"email\": "),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<In>(b"{\"email\": \"a\"} trailing"),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_json::<In>(b""),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 }

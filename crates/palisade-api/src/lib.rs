@@ -50,7 +50,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -82,22 +87,37 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
     let schema = Arc::new(doc.to_pretty_json().unwrap_or_default());
     let max_body = state.settings.max_body_bytes;
-    let swagger = SwaggerUi::new("/api/docs").config(Config::new(["/api/schema/"]).validator_url("none"));
+    let swagger =
+        SwaggerUi::new("/api/docs").config(Config::new(["/api/schema/"]).validator_url("none"));
     api.route(
         "/api/schema/",
         get(move || {
             let schema = Arc::clone(&schema);
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], schema.as_str().to_owned()) }
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    schema.as_str().to_owned(),
+                )
+            }
         }),
     )
     .route("/api/redoc/", get(routes::meta::redoc_page))
-    .route("/api/redoc/redoc.standalone.js", get(routes::meta::redoc_js))
+    .route(
+        "/api/redoc/redoc.standalone.js",
+        get(routes::meta::redoc_js),
+    )
     .merge(Router::<AppState>::from(swagger))
     .fallback(|| async { ApiError::RouteNotFound })
     .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
     .layer(DefaultBodyLimit::max(max_body))
     .layer(CatchPanicLayer::custom(middleware::panic_response))
-    .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
-    .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::request_context,
+    ))
+    .layer(SetSensitiveRequestHeadersLayer::new([
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::COOKIE,
+    ]))
     .with_state(state)
 }

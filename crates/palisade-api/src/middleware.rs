@@ -24,27 +24,56 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// An incoming `X-Request-Id` is kept when it is short and plain, so callers can correlate.
 fn incoming_id(req: &Request) -> Option<String> {
     let value = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
-    let ok = (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    let ok = (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| value.to_owned())
 }
 
 /// The API itself loads nothing; the documentation pages load their own scripts and styles.
-const CSP_API: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+const CSP_API: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 const CSP_DOCS: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
      font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 fn set_security_headers(response: &mut Response, path: &str, hsts: bool) {
     let headers = response.headers_mut();
-    let csp = if path.starts_with("/api/docs") || path.starts_with("/api/redoc") { CSP_DOCS } else { CSP_API };
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let csp = if path.starts_with("/api/docs") || path.starts_with("/api/redoc") {
+        CSP_DOCS
+    } else {
+        CSP_API
+    };
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
-    headers.insert(HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin"));
-    headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
     if hsts {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
     }
     // Tokens and tenant data must not sit in shared caches; public documents set their own.
     if !headers.contains_key(header::CACHE_CONTROL) {
@@ -63,7 +92,11 @@ fn log_cause(request_id: &str, cause: &InternalCause) {
     tracing::error!(request_id, error = %chain, "request failed");
 }
 
-pub async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = incoming_id(&req).unwrap_or_else(|| TraceId::generate().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -107,5 +140,8 @@ pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic".to_owned());
-    ApiError::Domain(palisade_core::Error::internal(std::io::Error::other(format!("handler panicked: {message}")))).into_response()
+    ApiError::Domain(palisade_core::Error::internal(std::io::Error::other(
+        format!("handler panicked: {message}"),
+    )))
+    .into_response()
 }

@@ -24,7 +24,11 @@ pub struct ProblemField {
 
 impl From<FieldError> for ProblemField {
     fn from(e: FieldError) -> Self {
-        Self { pointer: Some(e.pointer), parameter: None, message: e.message }
+        Self {
+            pointer: Some(e.pointer),
+            parameter: None,
+            message: e.message,
+        }
     }
 }
 
@@ -78,8 +82,20 @@ struct Parts {
 }
 
 impl Parts {
-    fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, title, detail: detail.into(), errors: Vec::new(), cause: None }
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            cause: None,
+        }
     }
 }
 
@@ -88,20 +104,75 @@ fn domain(e: Error) -> Parts {
     match e {
         Error::Validation(fields) => Parts {
             errors: fields.into_iter().map(ProblemField::from).collect(),
-            ..Parts::new(StatusCode::UNPROCESSABLE_ENTITY, code, "Validation failed", "The request has invalid fields; see errors.")
+            ..Parts::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "Validation failed",
+                "The request has invalid fields; see errors.",
+            )
         },
-        Error::Unauthenticated => Parts::new(StatusCode::UNAUTHORIZED, code, "Authentication required", "Send a valid access token as `Authorization: Bearer …`."),
-        Error::InvalidCredentials => Parts::new(StatusCode::UNAUTHORIZED, code, "Invalid credentials", "The email or password is incorrect."),
-        Error::InvalidRefreshToken => Parts::new(StatusCode::UNAUTHORIZED, code, "Invalid refresh token", "The refresh token is invalid, expired, revoked or already used; sign in again."),
-        Error::NotFound(Resource::Workspace) => Parts::new(StatusCode::NOT_FOUND, code, "Workspace not found", "No workspace with this id or slug exists for you."),
-        Error::NotFound(Resource::User) => Parts::new(StatusCode::NOT_FOUND, code, "User not found", "The user does not exist."),
-        Error::PermissionDenied(p) => Parts::new(StatusCode::FORBIDDEN, code, "Permission denied", format!("This needs the permission {}.", p.key())),
-        Error::InstanceAdminRequired => Parts::new(StatusCode::FORBIDDEN, code, "Instance administrator required", "Only instance administrators (config `admins`) may do this."),
-        Error::Conflict(ConflictKind::EmailTaken) => Parts::new(StatusCode::CONFLICT, code, "Email already registered", "An account with this email already exists."),
-        Error::Conflict(ConflictKind::SlugTaken) => Parts::new(StatusCode::CONFLICT, code, "Slug taken", "Another workspace already uses this slug."),
+        Error::Unauthenticated => Parts::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            "Authentication required",
+            "Send a valid access token as `Authorization: Bearer …`.",
+        ),
+        Error::InvalidCredentials => Parts::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            "Invalid credentials",
+            "The email or password is incorrect.",
+        ),
+        Error::InvalidRefreshToken => Parts::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            "Invalid refresh token",
+            "The refresh token is invalid, expired, revoked or already used; sign in again.",
+        ),
+        Error::NotFound(Resource::Workspace) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Workspace not found",
+            "No workspace with this id or slug exists for you.",
+        ),
+        Error::NotFound(Resource::User) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "User not found",
+            "The user does not exist.",
+        ),
+        Error::PermissionDenied(p) => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Permission denied",
+            format!("This needs the permission {}.", p.key()),
+        ),
+        Error::InstanceAdminRequired => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Instance administrator required",
+            "Only instance administrators (config `admins`) may do this.",
+        ),
+        Error::Conflict(ConflictKind::EmailTaken) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Email already registered",
+            "An account with this email already exists.",
+        ),
+        Error::Conflict(ConflictKind::SlugTaken) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Slug taken",
+            "Another workspace already uses this slug.",
+        ),
         Error::Internal(source) => Parts {
             cause: Some(InternalCause(Arc::from(source))),
-            ..Parts::new(StatusCode::INTERNAL_SERVER_ERROR, code, "Internal error", "Something went wrong on our side; the request id identifies it in our logs.")
+            ..Parts::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                code,
+                "Internal error",
+                "Something went wrong on our side; the request id identifies it in our logs.",
+            )
         },
     }
 }
@@ -110,16 +181,51 @@ impl ApiError {
     fn parts(self) -> Parts {
         match self {
             ApiError::Domain(e) => domain(e),
-            ApiError::MalformedJson(detail) => Parts::new(StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON", detail),
-            ApiError::UnsupportedMediaType => Parts::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type", "Send the body as `Content-Type: application/json`."),
-            ApiError::PayloadTooLarge => Parts::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", "The request body exceeds the size limit."),
-            ApiError::RouteNotFound => Parts::new(StatusCode::NOT_FOUND, "not_found", "Not found", "No such route; see /api/docs/."),
-            ApiError::MethodNotAllowed => Parts::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "This route does not accept this method."),
+            ApiError::MalformedJson(detail) => Parts::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "Malformed JSON",
+                detail,
+            ),
+            ApiError::UnsupportedMediaType => Parts::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "Send the body as `Content-Type: application/json`.",
+            ),
+            ApiError::PayloadTooLarge => Parts::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "The request body exceeds the size limit.",
+            ),
+            ApiError::RouteNotFound => Parts::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                "No such route; see /api/docs/.",
+            ),
+            ApiError::MethodNotAllowed => Parts::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "This route does not accept this method.",
+            ),
             ApiError::InvalidParameters(errors) => Parts {
                 errors,
-                ..Parts::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", "The request has invalid fields or parameters; see errors.")
+                ..Parts::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "Validation failed",
+                    "The request has invalid fields or parameters; see errors.",
+                )
             },
-            ApiError::Unavailable => Parts::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", "The service is not ready."),
+            ApiError::Unavailable => Parts::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Unavailable",
+                "The service is not ready.",
+            ),
         }
     }
 }
@@ -128,7 +234,10 @@ impl ApiError {
 pub fn problem_response(status: StatusCode, problem: Problem) -> Response {
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     response.extensions_mut().insert(problem);
     response
 }
@@ -147,7 +256,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = problem_response(parts.status, problem);
         if parts.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"palisade\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"palisade\""),
+            );
         }
         if let Some(cause) = parts.cause {
             response.extensions_mut().insert(cause);
@@ -170,17 +282,36 @@ mod tests {
             (Error::Unauthenticated, 401, "unauthenticated"),
             (Error::InvalidCredentials, 401, "invalid_credentials"),
             (Error::InvalidRefreshToken, 401, "invalid_refresh_token"),
-            (Error::NotFound(Resource::Workspace), 404, "workspace_not_found"),
-            (Error::PermissionDenied(Permission::WorkspaceUpdate), 403, "permission_denied"),
+            (
+                Error::NotFound(Resource::Workspace),
+                404,
+                "workspace_not_found",
+            ),
+            (
+                Error::PermissionDenied(Permission::WorkspaceUpdate),
+                403,
+                "permission_denied",
+            ),
             (Error::InstanceAdminRequired, 403, "instance_admin_required"),
             (Error::Conflict(ConflictKind::SlugTaken), 409, "slug_taken"),
-            (Error::Conflict(ConflictKind::EmailTaken), 409, "email_taken"),
-            (Error::internal(std::io::Error::other("db password=hunter2")), 500, "internal"),
+            (
+                Error::Conflict(ConflictKind::EmailTaken),
+                409,
+                "email_taken",
+            ),
+            (
+                Error::internal(std::io::Error::other("db password=hunter2")),
+                500,
+                "internal",
+            ),
         ];
         for (error, status, code) in rows {
             let p = ApiError::Domain(error).parts();
             assert_eq!((p.status.as_u16(), p.code), (status, code));
-            assert!(!p.detail.contains("hunter2"), "5xx detail carries no internal text");
+            assert!(
+                !p.detail.contains("hunter2"),
+                "5xx detail carries no internal text"
+            );
         }
     }
 }

@@ -52,7 +52,10 @@ mod tests {
     // AUDIT-SPEC.md §10.
     #[test]
     fn genesis_matches_spec_vector() {
-        assert_eq!(b64url(&genesis("ws_test")), "OGj4kKx0Nixp2iOWMMsVtJiXcWLD-JVxAEw9TCo7iI4");
+        assert_eq!(
+            b64url(&genesis("ws_test")),
+            "OGj4kKx0Nixp2iOWMMsVtJiXcWLD-JVxAEw9TCo7iI4"
+        );
     }
 
     #[test]
@@ -66,8 +69,14 @@ mod tests {
     fn leaf_hash_matches_spec_vector_and_chains() {
         let entry0 = br#"{"action":"workspace.create","actor":{"id":"usr_1","type":"user"},"diff":{},"gdpr":false,"pii":{},"prev":"OGj4kKx0Nixp2iOWMMsVtJiXcWLD-JVxAEw9TCo7iI4","result":"success","seq":0,"target":{"id":"obj_0","type":"workspace"},"ts":"2026-11-20T10:00:00.000000Z","v":1,"ws":"ws_test"}"#;
         let leaf0 = leaf_hash(entry0);
-        assert_eq!(hex(&leaf0), "33071d7cee4d4a6f537baa376252d02cf2562765539266874d04799bbadf1ba5");
+        assert_eq!(
+            hex(&leaf0),
+            "33071d7cee4d4a6f537baa376252d02cf2562765539266874d04799bbadf1ba5"
+        );
         // Entry 1's `prev` is entry 0's leaf hash.
-        assert_eq!(b64url(&leaf0), "MwcdfO5NSm9Te6o3YlLQLPJWJ2VTkmaHTQR5m7rfG6U");
+        assert_eq!(
+            b64url(&leaf0),
+            "MwcdfO5NSm9Te6o3YlLQLPJWJ2VTkmaHTQR5m7rfG6U"
+        );
     }
 }

@@ -38,9 +38,16 @@ impl Role {
             Role::Admin => !matches!(permission, P::WorkspaceDelete | P::BillingManage),
             Role::Member => matches!(
                 permission,
-                P::WorkspaceRead | P::MembersRead | P::RecordsRead | P::RecordsReadDraft | P::RecordsWrite
+                P::WorkspaceRead
+                    | P::MembersRead
+                    | P::RecordsRead
+                    | P::RecordsReadDraft
+                    | P::RecordsWrite
             ),
-            Role::Billing => matches!(permission, P::WorkspaceRead | P::BillingRead | P::BillingManage),
+            Role::Billing => matches!(
+                permission,
+                P::WorkspaceRead | P::BillingRead | P::BillingManage
+            ),
         }
     }
 }
@@ -86,7 +93,11 @@ permissions! {
 
 /// The one authorization decision for actions: does this scope hold `permission`?
 pub fn authorize(scope: &TenantScope, permission: Permission) -> Result<()> {
-    if scope.holds(permission) { Ok(()) } else { Err(Error::PermissionDenied(permission)) }
+    if scope.holds(permission) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(permission))
+    }
 }
 
 #[cfg(test)]
@@ -113,10 +124,19 @@ mod tests {
             (Role::Billing, P::WorkspaceUpdate, false),
         ];
         for (role, permission, granted) in rows {
-            assert_eq!(role.grants(permission), granted, "{role:?} / {}", permission.key());
+            assert_eq!(
+                role.grants(permission),
+                granted,
+                "{role:?} / {}",
+                permission.key()
+            );
         }
         for &p in Permission::ALL {
-            assert!(Role::Owner.grants(p), "owner holds every permission: {}", p.key());
+            assert!(
+                Role::Owner.grants(p),
+                "owner holds every permission: {}",
+                p.key()
+            );
         }
     }
 

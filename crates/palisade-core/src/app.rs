@@ -36,7 +36,13 @@ impl Services {
         tokens: AccessTokens,
         settings: Settings,
     ) -> Self {
-        Self { store, clock, passwords, tokens: Arc::new(tokens), settings: Arc::new(settings) }
+        Self {
+            store,
+            clock,
+            passwords,
+            tokens: Arc::new(tokens),
+            settings: Arc::new(settings),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -44,13 +44,19 @@ pub struct Actor {
 impl Actor {
     pub fn of(principal: &Principal) -> Self {
         match principal {
-            Principal::User { user_id, .. } => Actor { kind: "user", id: user_id.to_string() },
+            Principal::User { user_id, .. } => Actor {
+                kind: "user",
+                id: user_id.to_string(),
+            },
         }
     }
 
     /// A caller not yet identified (e.g. a failed sign-in for an unknown address).
     pub fn anonymous() -> Self {
-        Actor { kind: "anonymous", id: String::new() }
+        Actor {
+            kind: "anonymous",
+            id: String::new(),
+        }
     }
 }
 
@@ -74,7 +80,14 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     pub fn new(log: AuditLog, action: &'static str, actor: Actor, target: Target) -> Self {
-        Self { log, action, result: AuditResult::Success, actor, target, diff: BTreeMap::new() }
+        Self {
+            log,
+            action,
+            result: AuditResult::Success,
+            actor,
+            target,
+            diff: BTreeMap::new(),
+        }
     }
 
     pub fn with_result(mut self, result: AuditResult) -> Self {
@@ -98,7 +111,11 @@ impl AuditEvent {
         if let Some(ua) = &meta.user_agent {
             openings.push(Opening::new("/user_agent", Value::String(ua.clone()))?);
         }
-        let diff = self.diff.into_iter().map(|(k, v)| (k, Value::Array(v.to_vec()))).collect();
+        let diff = self
+            .diff
+            .into_iter()
+            .map(|(k, v)| (k, Value::Array(v.to_vec())))
+            .collect();
         Ok(AuditRecord {
             id: EventId::generate(),
             log: self.log,
@@ -128,14 +145,23 @@ impl Opening {
         let salt = random::bytes::<32>()?;
         // JCS of a JSON string is serde_json's string encoding.
         let canonical = value.to_string();
-        let commitment = palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, canonical.as_bytes()));
-        Ok(Self { pointer, salt, value, commitment })
+        let commitment =
+            palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, canonical.as_bytes()));
+        Ok(Self {
+            pointer,
+            salt,
+            value,
+            commitment,
+        })
     }
 }
 
 impl std::fmt::Debug for Opening {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opening").field("pointer", &self.pointer).field("commitment", &self.commitment).finish()
+        f.debug_struct("Opening")
+            .field("pointer", &self.pointer)
+            .field("commitment", &self.commitment)
+            .finish()
     }
 }
 
@@ -157,7 +183,12 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// `{pointer: commitment}`: the only trace of personal values in the entry.
     pub fn pii_commitments(&self) -> Value {
-        Value::Object(self.openings.iter().map(|o| (o.pointer.to_owned(), Value::String(o.commitment.clone()))).collect())
+        Value::Object(
+            self.openings
+                .iter()
+                .map(|o| (o.pointer.to_owned(), Value::String(o.commitment.clone())))
+                .collect(),
+        )
     }
 
     pub fn gdpr(&self) -> bool {

@@ -16,9 +16,16 @@ pub const ACCESS_TOKEN_PURPOSE: &str = "access_token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLoadError {
-    #[error("data key {data_key} is wrapped by master key {master_key}, which is not configured; supply it (e.g. as a retired master key) to start")]
-    MissingMasterKey { data_key: String, master_key: String },
-    #[error("stored key {0} does not open with the configured master key (wrong key, or the row was tampered with)")]
+    #[error(
+        "data key {data_key} is wrapped by master key {master_key}, which is not configured; supply it (e.g. as a retired master key) to start"
+    )]
+    MissingMasterKey {
+        data_key: String,
+        master_key: String,
+    },
+    #[error(
+        "stored key {0} does not open with the configured master key (wrong key, or the row was tampered with)"
+    )]
     Unopenable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -27,41 +34,80 @@ pub enum KeyLoadError {
 }
 
 fn dek_aad(id: &str) -> Aad<'_> {
-    Aad { owner: INSTANCE, table: "data_keys", row: id, field: "wrapped" }
+    Aad {
+        owner: INSTANCE,
+        table: "data_keys",
+        row: id,
+        field: "wrapped",
+    }
 }
 
 fn seed_aad(kid: &str) -> Aad<'_> {
-    Aad { owner: INSTANCE, table: "signing_keys", row: kid, field: "sealed_seed" }
+    Aad {
+        owner: INSTANCE,
+        table: "signing_keys",
+        row: kid,
+        field: "sealed_seed",
+    }
 }
 
 fn unwrap(keyring: &Keyring, stored: &StoredDataKey) -> Result<SymmetricKey, KeyLoadError> {
-    keyring.unwrap_data_key(stored.id.as_str(), &stored.wrapped, dek_aad(stored.id.as_str())).map_err(|e| match e {
-        EnvelopeError::UnknownKey(master_key) => KeyLoadError::MissingMasterKey { data_key: stored.id.to_string(), master_key },
-        _ => KeyLoadError::Unopenable(stored.id.to_string()),
-    })
+    keyring
+        .unwrap_data_key(
+            stored.id.as_str(),
+            &stored.wrapped,
+            dek_aad(stored.id.as_str()),
+        )
+        .map_err(|e| match e {
+            EnvelopeError::UnknownKey(master_key) => KeyLoadError::MissingMasterKey {
+                data_key: stored.id.to_string(),
+                master_key,
+            },
+            _ => KeyLoadError::Unopenable(stored.id.to_string()),
+        })
 }
 
 /// Loads (or creates on first start) the key that signs access tokens.
-pub async fn load_access_token_key(store: &dyn Store, keyring: &Keyring, now: OffsetDateTime) -> Result<TokenKey, KeyLoadError> {
+pub async fn load_access_token_key(
+    store: &dyn Store,
+    keyring: &Keyring,
+    now: OffsetDateTime,
+) -> Result<TokenKey, KeyLoadError> {
     let scope = SystemScope::new("start-up key loading");
     let mut tx = store.system(&scope, Access::Write).await?;
     let mut deks = tx.data_keys(INSTANCE).await?;
     if deks.is_empty() {
         let id = DataKeyId::generate();
         let (_, wrapped) = keyring.new_data_key(id.as_str(), dek_aad(id.as_str()))?;
-        let stored = StoredDataKey { id, owner: INSTANCE.to_owned(), version: 1, wrapped, created_at: now };
+        let stored = StoredDataKey {
+            id,
+            owner: INSTANCE.to_owned(),
+            version: 1,
+            wrapped,
+            created_at: now,
+        };
         tx.data_key_insert(&stored).await?;
         deks.push(stored);
     }
     // Every stored data key must open: a missing master key is named before anything runs.
-    let deks = deks.iter().map(|d| unwrap(keyring, d)).collect::<Result<Vec<_>, _>>()?;
+    let deks = deks
+        .iter()
+        .map(|d| unwrap(keyring, d))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut keys = tx.signing_keys(ACCESS_TOKEN_PURPOSE).await?;
     if keys.is_empty() {
         let key = TokenKey::generate()?;
-        let dek = deks.first().ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
+        let dek = deks
+            .first()
+            .ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
         let sealed = dek.seal(key.seed().as_slice(), seed_aad(key.kid()))?;
-        let stored = StoredSigningKey { kid: key.kid().to_owned(), purpose: ACCESS_TOKEN_PURPOSE.to_owned(), sealed_seed: sealed, created_at: now };
+        let stored = StoredSigningKey {
+            kid: key.kid().to_owned(),
+            purpose: ACCESS_TOKEN_PURPOSE.to_owned(),
+            sealed_seed: sealed,
+            created_at: now,
+        };
         tx.signing_key_insert(&stored).await?;
         keys.push(stored);
     }
@@ -69,11 +115,21 @@ pub async fn load_access_token_key(store: &dyn Store, keyring: &Keyring, now: Of
 
     // The oldest key is the active one on every node.
     keys.sort_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)));
-    let active = keys.first().ok_or_else(|| KeyLoadError::Unopenable(ACCESS_TOKEN_PURPOSE.to_owned()))?;
-    let dek_id = key_id_of(&active.sealed_seed).map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
-    let dek = deks.iter().find(|d| d.id() == dek_id).ok_or_else(|| KeyLoadError::Unopenable(active.kid.clone()))?;
-    let seed = dek.open(&active.sealed_seed, seed_aad(&active.kid)).map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
-    let seed: [u8; 32] = seed.try_into().map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
+    let active = keys
+        .first()
+        .ok_or_else(|| KeyLoadError::Unopenable(ACCESS_TOKEN_PURPOSE.to_owned()))?;
+    let dek_id =
+        key_id_of(&active.sealed_seed).map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
+    let dek = deks
+        .iter()
+        .find(|d| d.id() == dek_id)
+        .ok_or_else(|| KeyLoadError::Unopenable(active.kid.clone()))?;
+    let seed = dek
+        .open(&active.sealed_seed, seed_aad(&active.kid))
+        .map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
     let key = TokenKey::from_seed(&seed);
     if key.kid() != active.kid {
         return Err(KeyLoadError::Unopenable(active.kid.clone()));

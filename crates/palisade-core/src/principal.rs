@@ -7,7 +7,10 @@ use crate::ids::{SessionId, UserId};
 /// An authenticated caller. API keys join as a variant when they land.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    User { user_id: UserId, session_id: SessionId },
+    User {
+        user_id: UserId,
+        session_id: SessionId,
+    },
 }
 
 impl Principal {
@@ -32,7 +35,10 @@ impl std::fmt::Debug for RequestMeta {
         f.debug_struct("RequestMeta")
             .field("request_id", &self.request_id)
             .field("ip", &self.ip.map(|_| "<redacted>"))
-            .field("user_agent", &self.user_agent.as_ref().map(|_| "<redacted>"))
+            .field(
+                "user_agent",
+                &self.user_agent.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -30,7 +30,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Instance-wide tables (users, sessions, refresh tokens, the instance audit log) and the
     /// caller's own memberships. `acting` is the user whose memberships may be read.
-    async fn accounts(&self, acting: Option<&UserId>, access: Access) -> StoreResult<Box<dyn AccountTx>>;
+    async fn accounts(
+        &self,
+        acting: Option<&UserId>,
+        access: Access,
+    ) -> StoreResult<Box<dyn AccountTx>>;
 
     /// One workspace's rows, for a scope that passed the membership check.
     async fn tenant(&self, scope: &TenantScope, access: Access) -> StoreResult<Box<dyn TenantTx>>;
@@ -50,22 +54,37 @@ pub trait AccountTx: Send {
     async fn session_insert(&mut self, session: &Session) -> StoreResult<()>;
     async fn session_get(&mut self, id: &SessionId) -> StoreResult<Option<Session>>;
     /// Revokes a live session; false when it was already revoked or does not exist.
-    async fn session_revoke(&mut self, id: &SessionId, at: OffsetDateTime, reason: &str) -> StoreResult<bool>;
+    async fn session_revoke(
+        &mut self,
+        id: &SessionId,
+        at: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<bool>;
 
     async fn refresh_insert(&mut self, token: &RefreshToken) -> StoreResult<()>;
     async fn refresh_get(&mut self, hash: &[u8; 32]) -> StoreResult<Option<RefreshToken>>;
     /// Marks a token used, atomically: false when another request used it first.
-    async fn refresh_mark_used(&mut self, hash: &[u8; 32], at: OffsetDateTime) -> StoreResult<bool>;
+    async fn refresh_mark_used(&mut self, hash: &[u8; 32], at: OffsetDateTime)
+    -> StoreResult<bool>;
 
     /// The acting user's workspaces in id order, after `after`, at most `limit`.
-    async fn memberships(&mut self, user: &UserId, after: Option<&WorkspaceId>, limit: u32) -> StoreResult<Vec<Membership>>;
+    async fn memberships(
+        &mut self,
+        user: &UserId,
+        after: Option<&WorkspaceId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Membership>>;
     /// The acting user's membership in the workspace whose id or slug is `key`.
     async fn membership(&mut self, user: &UserId, key: &str) -> StoreResult<Option<Membership>>;
 
     /// The audit sink for the instance log (account events).
     async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<()>;
     /// The newest instance-log events concerning `target_id`, newest first.
-    async fn audit_recent_for(&mut self, target_id: &str, limit: u32) -> StoreResult<Vec<StoredAuditEvent>>;
+    async fn audit_recent_for(
+        &mut self,
+        target_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredAuditEvent>>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -26,11 +26,19 @@ enum Access {
 
 impl TenantScope {
     pub(crate) fn for_member(workspace_id: WorkspaceId, principal: Principal, role: Role) -> Self {
-        Self { workspace_id, principal, access: Access::Member(role) }
+        Self {
+            workspace_id,
+            principal,
+            access: Access::Member(role),
+        }
     }
 
     pub(crate) fn for_instance_admin(workspace_id: WorkspaceId, principal: Principal) -> Self {
-        Self { workspace_id, principal, access: Access::InstanceAdmin }
+        Self {
+            workspace_id,
+            principal,
+            access: Access::InstanceAdmin,
+        }
     }
 
     /// Only for test suites of other crates (feature `test-support`), never in the binary.

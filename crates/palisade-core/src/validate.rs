@@ -34,7 +34,11 @@ impl Checks {
     }
 
     pub fn finish(self) -> Result<()> {
-        if self.0.is_empty() { Ok(()) } else { Err(Error::Validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.0))
+        }
     }
 }
 
@@ -44,7 +48,9 @@ pub fn is_email(value: &str) -> bool {
     if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    let Some((local, domain)) = value.split_once('@') else { return false };
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
     if local.is_empty() || local.len() > 64 || domain.contains('@') || !domain.contains('.') {
         return false;
     }
@@ -71,7 +77,9 @@ mod tests {
         for ok in ["a@b.co", "first.last+tag@example.com", "x@sub.domain.eu"] {
             assert!(is_email(ok), "{ok}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@-b.co", "a@b..co"] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@-b.co", "a@b..co",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
     }

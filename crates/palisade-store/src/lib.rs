@@ -17,7 +17,12 @@ pub use sqlite::SqliteStore;
 
 /// Every table that holds tenant rows. On PostgreSQL each has RLS enabled and forced; the
 /// server checks this at start and the conformance suite checks that each hides foreign rows.
-pub const TENANT_TABLES: &[&str] = &["workspaces", "members", "audit_events", "audit_pii_openings"];
+pub const TENANT_TABLES: &[&str] = &[
+    "workspaces",
+    "members",
+    "audit_events",
+    "audit_pii_openings",
+];
 
 /// The role every pooled PostgreSQL connection assumes (created by the migrations).
 pub const APP_ROLE: &str = "palisade_app";
@@ -38,7 +43,10 @@ pub enum OpenError {
     #[error("row-level security is not enabled and forced on table {0}; refusing to start")]
     RlsNotForced(String),
     #[error("could not create the data directory {path}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Whether to apply pending migrations on open (`serve` and `migrate` do).
@@ -52,8 +60,13 @@ pub enum Migrations {
 pub async fn open(url: &str, migrations: Migrations) -> Result<Arc<dyn Store>, OpenError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::open(url, migrations).await?))
-    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path), migrations).await?))
+    } else if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path), migrations).await?,
+        ))
     } else {
         Err(OpenError::UnsupportedUrl)
     }

@@ -33,10 +33,16 @@ async fn check_roles(conn: &mut PgConnection) -> Result<(), OpenError> {
     .map_err(OpenError::Connect)?;
     for (role, is_super, bypass) in rows {
         if is_super {
-            return Err(OpenError::UnsafeRole { role, reason: "is a superuser" });
+            return Err(OpenError::UnsafeRole {
+                role,
+                reason: "is a superuser",
+            });
         }
         if bypass {
-            return Err(OpenError::UnsafeRole { role, reason: "has BYPASSRLS" });
+            return Err(OpenError::UnsafeRole {
+                role,
+                reason: "has BYPASSRLS",
+            });
         }
     }
     Ok(())
@@ -63,13 +69,20 @@ impl PgStore {
     pub async fn open(url: &str, migrations: Migrations) -> Result<Self, OpenError> {
         let options: PgConnectOptions = url.parse().map_err(OpenError::Connect)?;
         // One owner connection for the checks and the migrations, closed before serving.
-        let owner = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(OpenError::Connect)?;
+        let owner = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(OpenError::Connect)?;
         {
             let mut conn = owner.acquire().await.map_err(OpenError::Connect)?;
             check_roles(&mut conn).await?;
         }
         if migrations == Migrations::Apply {
-            sqlx::migrate!("migrations/postgres").run(&owner).await.map_err(OpenError::Migrate)?;
+            sqlx::migrate!("migrations/postgres")
+                .run(&owner)
+                .await
+                .map_err(OpenError::Migrate)?;
         }
         owner.close().await;
 
@@ -85,9 +98,15 @@ impl PgStore {
             .await
             .map_err(OpenError::Connect)?;
         let mut conn = pool.acquire().await.map_err(OpenError::Connect)?;
-        let effective: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *conn).await.map_err(OpenError::Connect)?;
+        let effective: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(OpenError::Connect)?;
         if effective != APP_ROLE {
-            return Err(OpenError::UnsafeRole { role: effective, reason: "is not the application role palisade_app" });
+            return Err(OpenError::UnsafeRole {
+                role: effective,
+                reason: "is not the application role palisade_app",
+            });
         }
         check_roles(&mut conn).await?;
         check_rls(&mut conn).await?;
@@ -95,7 +114,13 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    async fn begin(&self, access: Access, workspace: Option<String>, user: Option<&str>, system: bool) -> StoreResult<SqlTx<sqlx::Postgres>> {
+    async fn begin(
+        &self,
+        access: Access,
+        workspace: Option<String>,
+        user: Option<&str>,
+        system: bool,
+    ) -> StoreResult<SqlTx<sqlx::Postgres>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query(
             "SELECT set_config('app.workspace_id', $1, true), set_config('app.user_id', $2, true), set_config('app.system', $3, true)",
@@ -106,7 +131,11 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(SqlTx { tx, workspace, write: access == Access::Write })
+        Ok(SqlTx {
+            tx,
+            workspace,
+            write: access == Access::Write,
+        })
     }
 }
 
@@ -117,16 +146,29 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
-    async fn accounts(&self, acting: Option<&palisade_core::ids::UserId>, access: Access) -> StoreResult<Box<dyn AccountTx>> {
-        Ok(Box::new(self.begin(access, None, acting.map(|u| u.as_str()), false).await?))
+    async fn accounts(
+        &self,
+        acting: Option<&palisade_core::ids::UserId>,
+        access: Access,
+    ) -> StoreResult<Box<dyn AccountTx>> {
+        Ok(Box::new(
+            self.begin(access, None, acting.map(|u| u.as_str()), false)
+                .await?,
+        ))
     }
 
     async fn tenant(&self, scope: &TenantScope, access: Access) -> StoreResult<Box<dyn TenantTx>> {
-        Ok(Box::new(self.begin(access, Some(scope.workspace_id().to_string()), None, false).await?))
+        Ok(Box::new(
+            self.begin(access, Some(scope.workspace_id().to_string()), None, false)
+                .await?,
+        ))
     }
 
     async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {

@@ -19,7 +19,10 @@ pub struct CorruptRow {
 }
 
 pub(crate) fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
-    StoreError::Database(Box::new(CorruptRow { table, detail: detail.into() }))
+    StoreError::Database(Box::new(CorruptRow {
+        table,
+        detail: detail.into(),
+    }))
 }
 
 #[derive(sqlx::FromRow)]
@@ -80,7 +83,10 @@ pub(crate) struct RefreshRow {
 
 impl RefreshRow {
     pub fn into_token(self) -> Result<RefreshToken, StoreError> {
-        let hash: [u8; 32] = self.token_hash.try_into().map_err(|_| corrupt("refresh_tokens", "hash length"))?;
+        let hash: [u8; 32] = self
+            .token_hash
+            .try_into()
+            .map_err(|_| corrupt("refresh_tokens", "hash length"))?;
         Ok(RefreshToken {
             hash,
             session_id: SessionId::from_trusted(self.session_id),
@@ -209,6 +215,11 @@ pub(crate) struct SigningKeyRow {
 
 impl From<SigningKeyRow> for StoredSigningKey {
     fn from(r: SigningKeyRow) -> Self {
-        StoredSigningKey { kid: r.kid, purpose: r.purpose, sealed_seed: r.sealed_seed, created_at: r.created_at }
+        StoredSigningKey {
+            kid: r.kid,
+            purpose: r.purpose,
+            sealed_seed: r.sealed_seed,
+            created_at: r.created_at,
+        }
     }
 }

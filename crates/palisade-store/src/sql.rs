@@ -14,7 +14,9 @@ pub(crate) struct SqlTx<DB: sqlx::Database> {
 
 impl<DB: sqlx::Database> SqlTx<DB> {
     pub fn workspace(&self) -> Result<&str, StoreError> {
-        self.workspace.as_deref().ok_or_else(|| crate::rows::corrupt("scope", "tenant statement outside a tenant transaction"))
+        self.workspace.as_deref().ok_or_else(|| {
+            crate::rows::corrupt("scope", "tenant statement outside a tenant transaction")
+        })
     }
 }
 

@@ -1,13 +1,16 @@
 //! SQLite: WAL, `synchronous=FULL`, foreign keys on, one writer connection and a pool of
 //! readers. There is no RLS: the scope filter in every tenant statement is the only layer.
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
 use palisade_core::error::StoreError;
 use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::sql::{SqlTx, map_err};
 use crate::{Migrations, OpenError};
@@ -28,7 +31,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(path: &Path, migrations: Migrations) -> Result<Self, OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir { path: dir.display().to_string(), source })?;
+            // Owner-only: the database holds password hashes and wrapped keys.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| OpenError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -43,7 +54,10 @@ impl SqliteStore {
             .await
             .map_err(OpenError::Connect)?;
         if migrations == Migrations::Apply {
-            sqlx::migrate!("migrations/sqlite").run(&writer).await.map_err(OpenError::Migrate)?;
+            sqlx::migrate!("migrations/sqlite")
+                .run(&writer)
+                .await
+                .map_err(OpenError::Migrate)?;
         }
         let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2) as u32;
         let reader = SqlitePoolOptions::new()
@@ -54,13 +68,21 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    async fn begin(&self, access: Access, workspace: Option<String>) -> StoreResult<SqlTx<sqlx::Sqlite>> {
+    async fn begin(
+        &self,
+        access: Access,
+        workspace: Option<String>,
+    ) -> StoreResult<SqlTx<sqlx::Sqlite>> {
         let tx = match access {
             Access::Write => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Access::Read => self.reader.begin().await,
         }
         .map_err(map_err)?;
-        Ok(SqlTx { tx, workspace, write: access == Access::Write })
+        Ok(SqlTx {
+            tx,
+            workspace,
+            write: access == Access::Write,
+        })
     }
 }
 
@@ -71,16 +93,26 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
-    async fn accounts(&self, _acting: Option<&palisade_core::ids::UserId>, access: Access) -> StoreResult<Box<dyn AccountTx>> {
+    async fn accounts(
+        &self,
+        _acting: Option<&palisade_core::ids::UserId>,
+        access: Access,
+    ) -> StoreResult<Box<dyn AccountTx>> {
         Ok(Box::new(self.begin(access, None).await?))
     }
 
     async fn tenant(&self, scope: &TenantScope, access: Access) -> StoreResult<Box<dyn TenantTx>> {
-        Ok(Box::new(self.begin(access, Some(scope.workspace_id().to_string())).await?))
+        Ok(Box::new(
+            self.begin(access, Some(scope.workspace_id().to_string()))
+                .await?,
+        ))
     }
 
     async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {

@@ -20,7 +20,9 @@ pub fn postgres_base() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             if std::env::var("PALISADE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!("PALISADE_REQUIRE_POSTGRES=1 but PALISADE_TEST_PG_URL is not set: run the tests with scripts/test.sh");
+                panic!(
+                    "PALISADE_REQUIRE_POSTGRES=1 but PALISADE_TEST_PG_URL is not set: run the tests with scripts/test.sh"
+                );
             }
             None
         }
@@ -30,14 +32,25 @@ pub fn postgres_base() -> Option<String> {
 pub fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("palisade.db").display());
-    TestDb { backend: "sqlite", url, _dir: Some(dir) }
+    TestDb {
+        backend: "sqlite",
+        url,
+        _dir: Some(dir),
+    }
 }
 
 /// Creates an empty database on the cluster at `base` (owned by the connecting role) and
 /// returns a URL to it.
 pub async fn postgres_database(base: &str) -> String {
-    let name = format!("t_{}", palisade_core::ids::EventId::generate().as_str().replace('_', ""));
-    let mut conn = sqlx::PgConnection::connect(base).await.expect("connect to test PostgreSQL");
+    let name = format!(
+        "t_{}",
+        palisade_core::ids::EventId::generate()
+            .as_str()
+            .replace('_', "")
+    );
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .expect("connect to test PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
         .await
@@ -51,7 +64,11 @@ pub async fn postgres_database(base: &str) -> String {
 pub async fn databases() -> Vec<TestDb> {
     let mut dbs = vec![sqlite()];
     if let Some(base) = postgres_base() {
-        dbs.push(TestDb { backend: "postgres", url: postgres_database(&base).await, _dir: None });
+        dbs.push(TestDb {
+            backend: "postgres",
+            url: postgres_database(&base).await,
+            _dir: None,
+        });
     }
     dbs
 }

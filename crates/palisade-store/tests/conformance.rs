@@ -26,18 +26,29 @@ fn t0() -> OffsetDateTime {
 async fn stores() -> Vec<(TestDb, Arc<dyn Store>)> {
     let mut out = Vec::new();
     for db in databases().await {
-        let store = open(&db.url, Migrations::Apply).await.unwrap_or_else(|e| panic!("{}: {e:?}", db.backend));
+        let store = open(&db.url, Migrations::Apply)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", db.backend));
         out.push((db, store));
     }
     out
 }
 
 fn user(email: &str) -> User {
-    User { id: UserId::generate(), email: email.into(), name: "Test".into(), created_at: t0(), updated_at: t0() }
+    User {
+        id: UserId::generate(),
+        email: email.into(),
+        name: "Test".into(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
 }
 
 fn principal(u: &User) -> Principal {
-    Principal::User { user_id: u.id.clone(), session_id: SessionId::generate() }
+    Principal::User {
+        user_id: u.id.clone(),
+        session_id: SessionId::generate(),
+    }
 }
 
 fn workspace(slug: &str) -> Workspace {
@@ -71,12 +82,32 @@ async fn add_workspace(store: &dyn Store, owner: &User, slug: &str) -> (Workspac
     let scope = TenantScope::for_tests(ws.id.clone(), principal(owner), Role::Owner);
     let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
     tx.workspace_insert(&ws).await.unwrap();
-    tx.member_insert(&Member { id: MemberId::generate(), workspace_id: ws.id.clone(), user_id: owner.id.clone(), role: Role::Owner, created_at: t0() })
+    tx.member_insert(&Member {
+        id: MemberId::generate(),
+        workspace_id: ws.id.clone(),
+        user_id: owner.id.clone(),
+        role: Role::Owner,
+        created_at: t0(),
+    })
+    .await
+    .unwrap();
+    let meta = RequestMeta {
+        request_id: Some("req_1".into()),
+        ip: Some("203.0.113.7".parse().unwrap()),
+        user_agent: None,
+    };
+    let event = AuditEvent::new(
+        AuditLog::Workspace(ws.id.clone()),
+        "workspace.create",
+        Actor::of(scope.principal()),
+        Target {
+            kind: "workspace",
+            id: ws.id.to_string(),
+        },
+    );
+    tx.audit_append(&event.seal(&meta, t0()).unwrap())
         .await
         .unwrap();
-    let meta = RequestMeta { request_id: Some("req_1".into()), ip: Some("203.0.113.7".parse().unwrap()), user_agent: None };
-    let event = AuditEvent::new(AuditLog::Workspace(ws.id.clone()), "workspace.create", Actor::of(scope.principal()), Target { kind: "workspace", id: ws.id.to_string() });
-    tx.audit_append(&event.seal(&meta, t0()).unwrap()).await.unwrap();
     tx.commit().await.unwrap();
     (ws, scope)
 }
@@ -86,11 +117,27 @@ async fn users_round_trip_and_duplicate_email_is_a_conflict() {
     for (db, store) in stores().await {
         let u = add_user(&*store, "ada@example.com").await;
         let mut tx = store.accounts(None, Access::Write).await.unwrap();
-        let (found, hash) = tx.user_by_email("ada@example.com").await.unwrap().expect(db.backend);
-        assert_eq!((found, hash.as_str()), (u.clone(), "$argon2id$fake"), "{}", db.backend);
+        let (found, hash) = tx
+            .user_by_email("ada@example.com")
+            .await
+            .unwrap()
+            .expect(db.backend);
+        assert_eq!(
+            (found, hash.as_str()),
+            (u.clone(), "$argon2id$fake"),
+            "{}",
+            db.backend
+        );
         assert_eq!(tx.user_by_id(&u.id).await.unwrap(), Some(u.clone()));
         let again = user("ada@example.com");
-        assert!(matches!(tx.user_insert(&again, "x").await, Err(StoreError::Conflict(_))), "{}", db.backend);
+        assert!(
+            matches!(
+                tx.user_insert(&again, "x").await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{}",
+            db.backend
+        );
     }
 }
 
@@ -98,23 +145,59 @@ async fn users_round_trip_and_duplicate_email_is_a_conflict() {
 async fn refresh_token_can_be_used_once_and_sessions_revoke_once() {
     for (db, store) in stores().await {
         let u = add_user(&*store, "grace@example.com").await;
-        let session = Session { id: SessionId::generate(), user_id: u.id.clone(), created_at: t0(), expires_at: t0() + time::Duration::days(30), revoked_at: None, revoked_reason: None };
-        let token = RefreshToken { hash: [7; 32], session_id: session.id.clone(), user_id: u.id.clone(), issued_at: t0(), expires_at: session.expires_at, used_at: None };
+        let session = Session {
+            id: SessionId::generate(),
+            user_id: u.id.clone(),
+            created_at: t0(),
+            expires_at: t0() + time::Duration::days(30),
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        let token = RefreshToken {
+            hash: [7; 32],
+            session_id: session.id.clone(),
+            user_id: u.id.clone(),
+            issued_at: t0(),
+            expires_at: session.expires_at,
+            used_at: None,
+        };
         let mut tx = store.accounts(Some(&u.id), Access::Write).await.unwrap();
         tx.session_insert(&session).await.unwrap();
         tx.refresh_insert(&token).await.unwrap();
         tx.commit().await.unwrap();
 
         let mut tx = store.accounts(Some(&u.id), Access::Write).await.unwrap();
-        assert_eq!(tx.refresh_get(&[7; 32]).await.unwrap(), Some(token.clone()), "{}", db.backend);
+        assert_eq!(
+            tx.refresh_get(&[7; 32]).await.unwrap(),
+            Some(token.clone()),
+            "{}",
+            db.backend
+        );
         assert!(tx.refresh_mark_used(&[7; 32], t0()).await.unwrap());
-        assert!(!tx.refresh_mark_used(&[7; 32], t0()).await.unwrap(), "{}: second use must fail", db.backend);
-        assert!(tx.session_revoke(&session.id, t0(), "logout").await.unwrap());
-        assert!(!tx.session_revoke(&session.id, t0(), "logout").await.unwrap());
+        assert!(
+            !tx.refresh_mark_used(&[7; 32], t0()).await.unwrap(),
+            "{}: second use must fail",
+            db.backend
+        );
+        assert!(
+            tx.session_revoke(&session.id, t0(), "logout")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !tx.session_revoke(&session.id, t0(), "logout")
+                .await
+                .unwrap()
+        );
         tx.commit().await.unwrap();
         let mut tx = store.accounts(Some(&u.id), Access::Read).await.unwrap();
         let s = tx.session_get(&session.id).await.unwrap().unwrap();
-        assert_eq!((s.revoked_at, s.revoked_reason.as_deref()), (Some(t0()), Some("logout")), "{}", db.backend);
+        assert_eq!(
+            (s.revoked_at, s.revoked_reason.as_deref()),
+            (Some(t0()), Some("logout")),
+            "{}",
+            db.backend
+        );
     }
 }
 
@@ -140,7 +223,11 @@ async fn slug_is_unique_across_workspaces() {
         let ws = workspace("acme");
         let scope = TenantScope::for_tests(ws.id.clone(), principal(&a), Role::Owner);
         let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
-        assert!(matches!(tx.workspace_insert(&ws).await, Err(StoreError::Conflict(_))), "{}", db.backend);
+        assert!(
+            matches!(tx.workspace_insert(&ws).await, Err(StoreError::Conflict(_))),
+            "{}",
+            db.backend
+        );
     }
 }
 
@@ -154,16 +241,57 @@ async fn memberships_show_only_the_users_own_workspaces() {
         let (wa2, _) = add_workspace(&*store, &a, "alpha-two").await;
 
         let mut tx = store.accounts(Some(&a.id), Access::Read).await.unwrap();
-        let mine: Vec<_> = tx.memberships(&a.id, None, 10).await.unwrap().into_iter().map(|m| m.workspace.id).collect();
-        assert_eq!(mine, vec![wa.id.clone(), wa2.id.clone()], "{}: id order, only A's", db.backend);
-        let page2: Vec<_> = tx.memberships(&a.id, Some(&wa.id), 10).await.unwrap().into_iter().map(|m| m.workspace.id).collect();
+        let mine: Vec<_> = tx
+            .memberships(&a.id, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.workspace.id)
+            .collect();
+        assert_eq!(
+            mine,
+            vec![wa.id.clone(), wa2.id.clone()],
+            "{}: id order, only A's",
+            db.backend
+        );
+        let page2: Vec<_> = tx
+            .memberships(&a.id, Some(&wa.id), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.workspace.id)
+            .collect();
         assert_eq!(page2, vec![wa2.id.clone()], "{}", db.backend);
-        let m = tx.membership(&a.id, "alpha").await.unwrap().expect("by slug");
-        assert_eq!((m.workspace.id.clone(), m.role), (wa.id.clone(), Role::Owner));
-        assert!(tx.membership(&a.id, wa.id.as_str()).await.unwrap().is_some(), "by id");
+        let m = tx
+            .membership(&a.id, "alpha")
+            .await
+            .unwrap()
+            .expect("by slug");
+        assert_eq!(
+            (m.workspace.id.clone(), m.role),
+            (wa.id.clone(), Role::Owner)
+        );
+        assert!(
+            tx.membership(&a.id, wa.id.as_str())
+                .await
+                .unwrap()
+                .is_some(),
+            "by id"
+        );
         // Cross-tenant: B's workspace does not exist for A, by id or by slug.
-        assert!(tx.membership(&a.id, "beta").await.unwrap().is_none(), "{}", db.backend);
-        assert!(tx.membership(&a.id, wb.id.as_str()).await.unwrap().is_none(), "{}", db.backend);
+        assert!(
+            tx.membership(&a.id, "beta").await.unwrap().is_none(),
+            "{}",
+            db.backend
+        );
+        assert!(
+            tx.membership(&a.id, wb.id.as_str())
+                .await
+                .unwrap()
+                .is_none(),
+            "{}",
+            db.backend
+        );
     }
 }
 
@@ -176,7 +304,10 @@ async fn tenant_transactions_see_only_their_workspace_rows() {
         let (wb, sb) = add_workspace(&*store, &b, "beta").await;
 
         let mut tx = store.tenant(&sa, Access::Read).await.unwrap();
-        assert_eq!(tx.workspace_get().await.unwrap().map(|w| w.id), Some(wa.id.clone()));
+        assert_eq!(
+            tx.workspace_get().await.unwrap().map(|w| w.id),
+            Some(wa.id.clone())
+        );
         let events = tx.audit_recent(10).await.unwrap();
         assert_eq!(events.len(), 1, "{}", db.backend);
         assert_eq!(events[0].target_id, wa.id.as_str());
@@ -184,15 +315,39 @@ async fn tenant_transactions_see_only_their_workspace_rows() {
 
         // Writing another workspace's row through A's scope is refused before any SQL runs.
         let mut tx = store.tenant(&sa, Access::Write).await.unwrap();
-        let foreign = Member { id: MemberId::generate(), workspace_id: wb.id.clone(), user_id: a.id.clone(), role: Role::Owner, created_at: t0() };
+        let foreign = Member {
+            id: MemberId::generate(),
+            workspace_id: wb.id.clone(),
+            user_id: a.id.clone(),
+            role: Role::Owner,
+            created_at: t0(),
+        };
         assert!(tx.member_insert(&foreign).await.is_err(), "{}", db.backend);
-        let event = AuditEvent::new(AuditLog::Workspace(wb.id.clone()), "x.y", Actor::anonymous(), Target { kind: "x", id: "1".into() });
-        assert!(tx.audit_append(&event.seal(&RequestMeta::default(), t0()).unwrap()).await.is_err(), "{}", db.backend);
+        let event = AuditEvent::new(
+            AuditLog::Workspace(wb.id.clone()),
+            "x.y",
+            Actor::anonymous(),
+            Target {
+                kind: "x",
+                id: "1".into(),
+            },
+        );
+        assert!(
+            tx.audit_append(&event.seal(&RequestMeta::default(), t0()).unwrap())
+                .await
+                .is_err(),
+            "{}",
+            db.backend
+        );
         drop(tx);
 
         let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
         let events = tx.audit_recent(10).await.unwrap();
-        assert!(events.iter().all(|e| e.target_id == wb.id.as_str()), "{}", db.backend);
+        assert!(
+            events.iter().all(|e| e.target_id == wb.id.as_str()),
+            "{}",
+            db.backend
+        );
     }
 }
 
@@ -215,9 +370,20 @@ async fn system_scope_resolves_any_workspace_by_id_or_slug() {
     for (db, store) in stores().await {
         let a = add_user(&*store, "a@example.com").await;
         let (wa, _) = add_workspace(&*store, &a, "alpha").await;
-        let mut tx = store.system(&SystemScope::new("test"), Access::Read).await.unwrap();
-        assert_eq!(tx.workspace_resolve("alpha").await.unwrap(), Some(wa.id.clone()), "{}", db.backend);
-        assert_eq!(tx.workspace_resolve(wa.id.as_str()).await.unwrap(), Some(wa.id.clone()));
+        let mut tx = store
+            .system(&SystemScope::new("test"), Access::Read)
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.workspace_resolve("alpha").await.unwrap(),
+            Some(wa.id.clone()),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.workspace_resolve(wa.id.as_str()).await.unwrap(),
+            Some(wa.id.clone())
+        );
         assert_eq!(tx.workspace_resolve("nope").await.unwrap(), None);
     }
 }
@@ -226,7 +392,10 @@ async fn system_scope_resolves_any_workspace_by_id_or_slug() {
 async fn raw_pg(url: &str, as_app: bool) -> sqlx::PgConnection {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     if as_app {
-        sqlx::query("SET ROLE palisade_app").execute(&mut conn).await.unwrap();
+        sqlx::query("SET ROLE palisade_app")
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     conn
 }
@@ -237,24 +406,51 @@ async fn audit_log_is_append_only_in_the_database() {
         let a = add_user(&*store, "a@example.com").await;
         let (wa, _) = add_workspace(&*store, &a, "alpha").await;
         let mut tx = store.accounts(Some(&a.id), Access::Write).await.unwrap();
-        let event = AuditEvent::new(AuditLog::Instance, "user.sign_up", Actor::anonymous(), Target { kind: "user", id: a.id.to_string() });
-        tx.audit_append(&event.seal(&RequestMeta::default(), t0()).unwrap()).await.unwrap();
+        let event = AuditEvent::new(
+            AuditLog::Instance,
+            "user.sign_up",
+            Actor::anonymous(),
+            Target {
+                kind: "user",
+                id: a.id.to_string(),
+            },
+        );
+        tx.audit_append(&event.seal(&RequestMeta::default(), t0()).unwrap())
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         if db.backend == "sqlite" {
             let path = db.url.strip_prefix("sqlite:").unwrap();
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
-            for sql in ["UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events", "DELETE FROM instance_audit_events"] {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                .await
+                .unwrap();
+            for sql in [
+                "UPDATE audit_events SET action = 'forged'",
+                "DELETE FROM audit_events",
+                "DELETE FROM instance_audit_events",
+            ] {
                 let err = sqlx::query(sql).execute(&mut conn).await.expect_err(sql);
                 assert!(err.to_string().contains("append-only"), "{sql}: {err}");
             }
         } else {
             let mut conn = raw_pg(&db.url, true).await;
             let mut tx = conn.begin().await.unwrap();
-            sqlx::query("SELECT set_config('app.workspace_id', $1, true)").bind(wa.id.as_str()).execute(&mut *tx).await.unwrap();
-            for sql in ["UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events", "DELETE FROM instance_audit_events"] {
+            sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+                .bind(wa.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            for sql in [
+                "UPDATE audit_events SET action = 'forged'",
+                "DELETE FROM audit_events",
+                "DELETE FROM instance_audit_events",
+            ] {
                 let mut sp = tx.begin().await.unwrap();
                 let err = sqlx::query(sql).execute(&mut *sp).await.expect_err(sql);
-                assert!(err.to_string().contains("permission denied"), "{sql}: {err}");
+                assert!(
+                    err.to_string().contains("permission denied"),
+                    "{sql}: {err}"
+                );
                 sp.rollback().await.unwrap();
             }
         }
@@ -278,50 +474,97 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
     for table in TENANT_TABLES {
         let sql = format!("SELECT count(*) FROM {table}");
         // The owner is subject to FORCE ROW LEVEL SECURITY too.
-        let as_app: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).fetch_one(&mut app).await.unwrap();
-        assert_eq!(as_app, 0, "{table} visible to palisade_app without app.workspace_id");
-        let as_owner: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).fetch_one(&mut owner).await.unwrap();
-        assert_eq!(as_owner, 0, "{table} visible to the owner without app.workspace_id");
+        let as_app: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
+        assert_eq!(
+            as_app, 0,
+            "{table} visible to palisade_app without app.workspace_id"
+        );
+        let as_owner: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut owner)
+            .await
+            .unwrap();
+        assert_eq!(
+            as_owner, 0,
+            "{table} visible to the owner without app.workspace_id"
+        );
 
         let mut tx = app.begin().await.unwrap();
-        sqlx::query("SELECT set_config('app.workspace_id', $1, true)").bind(wa.id.as_str()).execute(&mut *tx).await.unwrap();
-        let scoped: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).fetch_one(&mut *tx).await.unwrap();
-        assert!(scoped >= 1, "{table}: rows of the set workspace are visible");
-        let column = if *table == "workspaces" { "id" } else { "workspace_id" };
-        let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE {column} <> $1")))
+        sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
             .bind(wa.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let scoped: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
             .fetch_one(&mut *tx)
             .await
             .unwrap();
+        assert!(
+            scoped >= 1,
+            "{table}: rows of the set workspace are visible"
+        );
+        let column = if *table == "workspaces" {
+            "id"
+        } else {
+            "workspace_id"
+        };
+        let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE {column} <> $1"
+        )))
+        .bind(wa.id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
         assert_eq!(foreign, 0, "{table}: another workspace's rows leak");
         tx.rollback().await.unwrap();
     }
     // The setting is transaction-local: after the transaction, nothing is visible again.
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces").fetch_one(&mut app).await.unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
     assert_eq!(after, 0);
     // And WITH CHECK refuses writing a row for another workspace.
     let mut tx = app.begin().await.unwrap();
-    sqlx::query("SELECT set_config('app.workspace_id', $1, true)").bind(wa.id.as_str()).execute(&mut *tx).await.unwrap();
+    sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+        .bind(wa.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let err = sqlx::query("INSERT INTO members (workspace_id, id, user_id, role, created_at) SELECT id, 'mem_x', $1, 'owner', now() FROM workspaces")
         .bind(b.id.as_str())
         .execute(&mut *tx)
         .await;
     assert!(err.is_ok(), "own workspace insert allowed: {err:?}");
-    let err = sqlx::query("UPDATE members SET workspace_id = 'ws_other' WHERE id = 'mem_x'").execute(&mut *tx).await.expect_err("re-homing a row");
+    let err = sqlx::query("UPDATE members SET workspace_id = 'ws_other' WHERE id = 'mem_x'")
+        .execute(&mut *tx)
+        .await
+        .expect_err("re-homing a row");
     assert!(err.to_string().contains("row-level security"), "{err}");
 }
 
 #[tokio::test]
 async fn postgres_refuses_bypassrls_and_superuser_roles() {
     let Some(_) = postgres_base() else { return };
-    for var in ["PALISADE_TEST_PG_BYPASS_URL", "PALISADE_TEST_PG_SUPERUSER_URL"] {
+    for var in [
+        "PALISADE_TEST_PG_BYPASS_URL",
+        "PALISADE_TEST_PG_SUPERUSER_URL",
+    ] {
         let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is set by scripts/pg.sh"));
         let url = postgres_database(&base).await;
         match open(&url, Migrations::Apply).await {
             Err(OpenError::UnsafeRole { role, reason }) => {
-                assert!(reason.contains("BYPASSRLS") || reason.contains("superuser"), "{role}: {reason}");
+                assert!(
+                    reason.contains("BYPASSRLS") || reason.contains("superuser"),
+                    "{role}: {reason}"
+                );
             }
-            other => panic!("{var}: expected UnsafeRole, got {:?}", other.map(|s| s.backend())),
+            other => panic!(
+                "{var}: expected UnsafeRole, got {:?}",
+                other.map(|s| s.backend())
+            ),
         }
     }
 }
@@ -329,15 +572,23 @@ async fn postgres_refuses_bypassrls_and_superuser_roles() {
 #[tokio::test]
 async fn postgres_refuses_to_start_when_rls_is_not_forced() {
     let Some(base) = postgres_base() else { return };
-    let Ok(superuser) = std::env::var("PALISADE_TEST_PG_SUPERUSER_URL") else { panic!("PALISADE_TEST_PG_SUPERUSER_URL is set by scripts/pg.sh") };
+    let Ok(superuser) = std::env::var("PALISADE_TEST_PG_SUPERUSER_URL") else {
+        panic!("PALISADE_TEST_PG_SUPERUSER_URL is set by scripts/pg.sh")
+    };
     let url = postgres_database(&base).await;
     open(&url, Migrations::Apply).await.unwrap();
     let mut su_url = url::Url::parse(&superuser).unwrap();
     su_url.set_path(url::Url::parse(&url).unwrap().path());
     let mut su = sqlx::PgConnection::connect(su_url.as_str()).await.unwrap();
-    sqlx::query("ALTER TABLE members NO FORCE ROW LEVEL SECURITY").execute(&mut su).await.unwrap();
+    sqlx::query("ALTER TABLE members NO FORCE ROW LEVEL SECURITY")
+        .execute(&mut su)
+        .await
+        .unwrap();
     match open(&url, Migrations::Apply).await {
         Err(OpenError::RlsNotForced(table)) => assert_eq!(table, "members"),
-        other => panic!("expected RlsNotForced, got {:?}", other.map(|s| s.backend())),
+        other => panic!(
+            "expected RlsNotForced, got {:?}",
+            other.map(|s| s.backend())
+        ),
     }
 }

@@ -148,7 +148,12 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     #[arg(long, env = "PALISADE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, env = "PALISADE_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PALISADE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     #[arg(long, env = "PALISADE_MASTER_KEY_FILE", global = true)]
     pub master_key_file: Option<PathBuf>,
@@ -171,7 +176,10 @@ impl Config {
     /// Defaults → file → environment → flags. The master key itself is read only from the
     /// environment (`PALISADE_MASTER_KEY`) or a file, never from a flag (it would show in `ps`).
     pub fn load(overrides: Overrides, master_key_env: Option<String>) -> anyhow::Result<Self> {
-        let path = overrides.config.clone().or_else(|| Some(PathBuf::from("palisade.toml")).filter(|p| p.exists()));
+        let path = overrides
+            .config
+            .clone()
+            .or_else(|| Some(PathBuf::from("palisade.toml")).filter(|p| p.exists()));
         let mut config = match &path {
             Some(path) => Self::from_file(path)?,
             None => Config::default(),
@@ -215,8 +223,10 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading configuration file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -250,7 +260,8 @@ impl Config {
             return Ok(u.clone());
         }
         let scheme = if self.tls() { "https" } else { "http" };
-        url::Url::parse(&format!("{scheme}://{}/", self.listen)).context("deriving the public URL from listen")
+        url::Url::parse(&format!("{scheme}://{}/", self.listen))
+            .context("deriving the public URL from listen")
     }
 
     /// `sqlite:<data_dir>/palisade.db` unless a database URL is configured.
@@ -273,7 +284,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let err = toml::from_str::<Config>("listen = \"127.0.0.1:9000\"\nlisten_port = 1\n").expect_err("unknown key");
+        let err = toml::from_str::<Config>("listen = \"127.0.0.1:9000\"\nlisten_port = 1\n")
+            .expect_err("unknown key");
         assert!(err.to_string().contains("listen_port"), "{err}");
     }
 
@@ -281,15 +293,28 @@ mod tests {
     fn flags_override_the_file_and_secrets_are_masked() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("palisade.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndatabase_url = \"postgres://app:s3cret-pw@db.internal/palisade\"\nadmins = [\"ops@example.com\"]\n")?;
-        let overrides = Overrides { config: Some(file), listen: Some("127.0.0.1:9100".parse()?), ..Overrides::default() };
-        let config = Config::load(overrides, Some("c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=".into()))?;
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndatabase_url = \"postgres://app:s3cret-pw@db.internal/palisade\"\nadmins = [\"ops@example.com\"]\n",
+        )?;
+        let overrides = Overrides {
+            config: Some(file),
+            listen: Some("127.0.0.1:9100".parse()?),
+            ..Overrides::default()
+        };
+        let config = Config::load(
+            overrides,
+            Some("c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=".into()),
+        )?;
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.admins, ["ops@example.com"]);
         let shown = config.render_masked()?;
         assert!(!shown.contains("s3cret-pw"), "{shown}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");
-        assert!(shown.contains("postgres://app:****@db.internal/palisade"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:****@db.internal/palisade"),
+            "{shown}"
+        );
         assert!(shown.contains("master_key = \"****\""), "{shown}");
         Ok(())
     }
@@ -297,10 +322,16 @@ mod tests {
     #[test]
     fn defaults_are_zero_config() {
         let parsed: Config = toml::from_str("").expect("empty file");
-        assert_eq!(parsed.render_masked().ok(), Config::default().render_masked().ok());
+        assert_eq!(
+            parsed.render_masked().ok(),
+            Config::default().render_masked().ok()
+        );
         let c = Config::default();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.effective_database_url(), "sqlite:./palisade-data/palisade.db");
+        assert_eq!(
+            c.effective_database_url(),
+            "sqlite:./palisade-data/palisade.db"
+        );
         assert_eq!(c.max_body_bytes, 1024 * 1024);
     }
 }

@@ -18,7 +18,8 @@ use crate::Config;
 /// the database on first start, with a loud warning.
 pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
     let active = if let Some(key) = &config.master_key {
-        SymmetricKey::master_from_base64(key.expose_secret()).context("PALISADE_MASTER_KEY / master_key")?
+        SymmetricKey::master_from_base64(key.expose_secret())
+            .context("PALISADE_MASTER_KEY / master_key")?
     } else if let Some(path) = &config.master_key_file {
         read_key_file(path)?
     } else {
@@ -28,14 +29,19 @@ pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
         .retired_master_keys
         .iter()
         .enumerate()
-        .map(|(i, k)| SymmetricKey::master_from_base64(k.expose_secret()).with_context(|| format!("retired_master_keys[{i}]")))
+        .map(|(i, k)| {
+            SymmetricKey::master_from_base64(k.expose_secret())
+                .with_context(|| format!("retired_master_keys[{i}]"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Keyring::new(active, retired))
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<SymmetricKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading master key file {}", path.display()))?;
-    SymmetricKey::master_from_base64(&text).with_context(|| format!("master key file {}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading master key file {}", path.display()))?;
+    SymmetricKey::master_from_base64(&text)
+        .with_context(|| format!("master key file {}", path.display()))
 }
 
 fn development_key(path: &Path) -> anyhow::Result<SymmetricKey> {
@@ -79,12 +85,15 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfi
         .with_context(|| format!("reading certificate {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing certificate {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading private key {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("certificate and key do not match")?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading private key {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -34,7 +34,8 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     tracing::info!(backend = store.backend(), "database ready");
     let keyring = keys::keyring(config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let token_key = palisade_core::keys::load_access_token_key(&*store, &keyring, clock.now()).await?;
+    let token_key =
+        palisade_core::keys::load_access_token_key(&*store, &keyring, clock.now()).await?;
     let public_url = config.effective_public_url()?;
     let tokens = AccessTokens::new(
         &token_key,
@@ -45,26 +46,39 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let passwords = Passwords::new(cores).await?;
     let settings = Settings {
         refresh_ttl: time::Duration::seconds(i64::from(config.refresh_token_ttl_secs)),
-        admins: config.admins.iter().map(|a| a.trim().to_lowercase()).collect(),
+        admins: config
+            .admins
+            .iter()
+            .map(|a| a.trim().to_lowercase())
+            .collect(),
         regions: config.regions.clone(),
     };
     let services = Services::new(store, clock, passwords, tokens, settings);
-    let security_contact = config
-        .security_contact
-        .clone()
-        .unwrap_or_else(|| format!("mailto:security@{}", public_url.host_str().unwrap_or("localhost")));
+    let security_contact = config.security_contact.clone().unwrap_or_else(|| {
+        format!(
+            "mailto:security@{}",
+            public_url.host_str().unwrap_or("localhost")
+        )
+    });
     let api = ApiSettings {
         hsts: config.tls() || public_url.scheme() == "https",
         public_url,
         security_contact,
         max_body_bytes: config.max_body_bytes,
     };
-    Ok(AppState { services, settings: Arc::new(api) })
+    Ok(AppState {
+        services,
+        settings: Arc::new(api),
+    })
 }
 
 /// Serves Palisade on `listener` until `shutdown` completes; TLS when the config has a
 /// certificate. Everything the server needs is opened before the first request is accepted.
-pub async fn run(config: Config, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let state = build(&config).await?;
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
@@ -78,15 +92,21 @@ pub async fn run(config: Config, listener: tokio::net::TcpListener, shutdown: im
                 stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
             });
             tracing::info!(%addr, "listening (TLS 1.2+)");
-            axum_server::from_tcp_rustls(listener.into_std()?, axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)))?
-                .handle(handle)
-                .serve(app)
-                .await
-                .context("serving TLS")?;
+            axum_server::from_tcp_rustls(
+                listener.into_std()?,
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
+            )?
+            .handle(handle)
+            .serve(app)
+            .await
+            .context("serving TLS")?;
         }
         _ => {
             tracing::info!(%addr, "listening");
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serving HTTP")?;
         }
     }
     Ok(())

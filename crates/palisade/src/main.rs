@@ -7,7 +7,11 @@ use palisade::config::{Config, LogFormat, Overrides};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about = "Self-hostable multi-tenant backend for B2B SaaS")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Self-hostable multi-tenant backend for B2B SaaS"
+)]
 struct Cli {
     #[command(flatten)]
     overrides: Overrides,
@@ -37,8 +41,11 @@ enum ConfigCommand {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -84,11 +91,17 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             palisade::run(config, listener, shutdown_signal()).await
         }
         Command::Migrate => {
-            palisade_store::open(&config.effective_database_url(), palisade_store::Migrations::Apply).await?;
+            palisade_store::open(
+                &config.effective_database_url(),
+                palisade_store::Migrations::Apply,
+            )
+            .await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             config.effective_public_url()?;
             #[allow(clippy::print_stdout)]
             {

@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 
 async fn workspace_audit(server: &Server, ws_id: &str) -> Vec<StoredAuditEvent> {
     let store = server.store().await;
-    let principal = Principal::User { user_id: UserId::generate(), session_id: SessionId::generate() };
+    let principal = Principal::User {
+        user_id: UserId::generate(),
+        session_id: SessionId::generate(),
+    };
     let scope = TenantScope::for_tests(WorkspaceId::parse(ws_id).unwrap(), principal, Role::Owner);
     let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
     tx.audit_recent(100).await.unwrap()
@@ -35,52 +38,123 @@ fn actions(events: &[StoredAuditEvent]) -> Vec<&str> {
 async fn new_user_signs_up_creates_a_workspace_refreshes_and_logs_out() {
     for s in servers().await {
         let b = s.backend();
-        let r = s.post("/api/v1/auth/signup", None, json!({"email": "Ada@Example.com", "password": PASSWORD, "name": "Ada"})).await;
+        let r = s
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": "Ada@Example.com", "password": PASSWORD, "name": "Ada"}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{b}: {}", r.text);
         assert_eq!(r.body["email"], "ada@example.com");
         assert!(r.body["id"].as_str().unwrap().starts_with("usr_"));
-        assert!(r.body.get("password").is_none() && !r.text.contains("argon2"), "{b}: no secret in the response");
+        assert!(
+            r.body.get("password").is_none() && !r.text.contains("argon2"),
+            "{b}: no secret in the response"
+        );
 
-        let r = s.post("/api/v1/auth/login", None, json!({"email": "ada@example.com", "password": PASSWORD})).await;
+        let r = s
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "ada@example.com", "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
-        assert_eq!((r.body["token_type"].as_str(), r.body["expires_in"].as_i64()), (Some("Bearer"), Some(900)));
+        assert_eq!(
+            (r.body["token_type"].as_str(), r.body["expires_in"].as_i64()),
+            (Some("Bearer"), Some(900))
+        );
         let access = r.body["access_token"].as_str().unwrap().to_owned();
         let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
 
         let me = s.get("/api/v1/me", Some(&access)).await;
-        assert_eq!((me.status, me.body["email"].as_str()), (StatusCode::OK, Some("ada@example.com")), "{b}");
+        assert_eq!(
+            (me.status, me.body["email"].as_str()),
+            (StatusCode::OK, Some("ada@example.com")),
+            "{b}"
+        );
 
-        let ws = s.post("/api/v1/workspaces", Some(&access), json!({"name": "Acme Corp"})).await;
+        let ws = s
+            .post(
+                "/api/v1/workspaces",
+                Some(&access),
+                json!({"name": "Acme Corp"}),
+            )
+            .await;
         assert_eq!(ws.status, StatusCode::CREATED, "{b}: {}", ws.text);
         let id = ws.body["id"].as_str().unwrap().to_owned();
         assert_eq!(ws.header("location"), format!("/api/v1/workspaces/{id}"));
         assert_eq!(
-            (ws.body["slug"].as_str(), ws.body["role"].as_str(), ws.body["timezone"].as_str(), ws.body["currency"].as_str(), ws.body["plan"].as_str()),
-            (Some("acme-corp"), Some("owner"), Some("Europe/Brussels"), Some("EUR"), Some("starter")),
+            (
+                ws.body["slug"].as_str(),
+                ws.body["role"].as_str(),
+                ws.body["timezone"].as_str(),
+                ws.body["currency"].as_str(),
+                ws.body["plan"].as_str()
+            ),
+            (
+                Some("acme-corp"),
+                Some("owner"),
+                Some("Europe/Brussels"),
+                Some("EUR"),
+                Some("starter")
+            ),
             "{b}"
         );
         for key in [id.as_str(), "acme-corp"] {
-            let got = s.get(&format!("/api/v1/workspaces/{key}"), Some(&access)).await;
-            assert_eq!((got.status, got.body["id"].as_str()), (StatusCode::OK, Some(id.as_str())), "{b}: by {key}");
+            let got = s
+                .get(&format!("/api/v1/workspaces/{key}"), Some(&access))
+                .await;
+            assert_eq!(
+                (got.status, got.body["id"].as_str()),
+                (StatusCode::OK, Some(id.as_str())),
+                "{b}: by {key}"
+            );
         }
         let list = s.get("/api/v1/workspaces", Some(&access)).await;
-        assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{b}: {}", list.text);
+        assert_eq!(
+            list.body["data"].as_array().map(Vec::len),
+            Some(1),
+            "{b}: {}",
+            list.text
+        );
         assert_eq!(list.body["next_cursor"], Value::Null);
 
-        let r = s.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        let r = s
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": refresh}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let access2 = r.body["access_token"].as_str().unwrap().to_owned();
         let refresh2 = r.body["refresh_token"].as_str().unwrap().to_owned();
         assert_ne!(refresh2, refresh, "{b}: refresh rotates");
-        assert_eq!(s.get("/api/v1/me", Some(&access2)).await.status, StatusCode::OK);
+        assert_eq!(
+            s.get("/api/v1/me", Some(&access2)).await.status,
+            StatusCode::OK
+        );
 
-        let out = s.call(Method::POST, "/api/v1/auth/logout", Some(&access2), None).await;
+        let out = s
+            .call(Method::POST, "/api/v1/auth/logout", Some(&access2), None)
+            .await;
         assert_eq!(out.status, StatusCode::NO_CONTENT, "{b}: {}", out.text);
-        s.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh2})).await.assert_problem(401, "invalid_refresh_token", b);
+        s.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh2}),
+        )
+        .await
+        .assert_problem(401, "invalid_refresh_token", b);
         // Sign-out kills the session's access tokens at once, not after they expire.
         let after = s.get("/api/v1/me", Some(&access2)).await;
         after.assert_problem(401, "unauthenticated", b);
-        assert!(after.header("www-authenticate").starts_with("Bearer"), "{b}");
+        assert!(
+            after.header("www-authenticate").starts_with("Bearer"),
+            "{b}"
+        );
         s.stop().await;
     }
 }
@@ -95,15 +169,21 @@ async fn non_member_gets_404_for_another_users_workspace_by_id_and_by_slug() {
         let id = ws["id"].as_str().unwrap();
         for key in [id, "alice-inc"] {
             let path = format!("/api/v1/workspaces/{key}");
-            s.get(&path, Some(&mallory)).await.assert_problem(404, "workspace_not_found", b);
-            s.patch(&path, Some(&mallory), json!({"name": "pwned"})).await.assert_problem(404, "workspace_not_found", b);
+            s.get(&path, Some(&mallory))
+                .await
+                .assert_problem(404, "workspace_not_found", b);
+            s.patch(&path, Some(&mallory), json!({"name": "pwned"}))
+                .await
+                .assert_problem(404, "workspace_not_found", b);
         }
         // Indistinguishable from a workspace that does not exist.
         let missing = s.get("/api/v1/workspaces/no-such-ws", Some(&mallory)).await;
         missing.assert_problem(404, "workspace_not_found", b);
         let list = s.get("/api/v1/workspaces", Some(&mallory)).await;
         assert_eq!(list.body["data"], json!([]), "{b}: {}", list.text);
-        let unchanged = s.get(&format!("/api/v1/workspaces/{id}"), Some(&alice)).await;
+        let unchanged = s
+            .get(&format!("/api/v1/workspaces/{id}"), Some(&alice))
+            .await;
         assert_eq!(unchanged.body["name"], "Alice Inc", "{b}");
         s.stop().await;
     }
@@ -114,8 +194,20 @@ async fn unknown_email_and_wrong_password_get_the_same_answer() {
     for s in servers().await {
         let b = s.backend();
         s.user("known@example.com").await;
-        let wrong = s.post("/api/v1/auth/login", None, json!({"email": "known@example.com", "password": "wrong password!"})).await;
-        let unknown = s.post("/api/v1/auth/login", None, json!({"email": "nobody@example.com", "password": "wrong password!"})).await;
+        let wrong = s
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "known@example.com", "password": "wrong password!"}),
+            )
+            .await;
+        let unknown = s
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "nobody@example.com", "password": "wrong password!"}),
+            )
+            .await;
         wrong.assert_problem(401, "invalid_credentials", b);
         unknown.assert_problem(401, "invalid_credentials", b);
         let strip = |v: &Value| {
@@ -133,17 +225,41 @@ async fn reused_refresh_token_revokes_the_whole_family() {
     for s in servers().await {
         let b = s.backend();
         let (_, _, first) = s.user("reuse@example.com").await;
-        let r = s.post("/api/v1/auth/refresh", None, json!({"refresh_token": first})).await;
+        let r = s
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": first}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{b}");
         let second = r.body["refresh_token"].as_str().unwrap().to_owned();
         let access = r.body["access_token"].as_str().unwrap().to_owned();
         // A thief replays the first token: the family dies, including the legitimate newer one.
-        s.post("/api/v1/auth/refresh", None, json!({"refresh_token": first})).await.assert_problem(401, "invalid_refresh_token", b);
-        s.post("/api/v1/auth/refresh", None, json!({"refresh_token": second})).await.assert_problem(401, "invalid_refresh_token", b);
-        s.get("/api/v1/me", Some(&access)).await.assert_problem(401, "unauthenticated", b);
+        s.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": first}),
+        )
+        .await
+        .assert_problem(401, "invalid_refresh_token", b);
+        s.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": second}),
+        )
+        .await
+        .assert_problem(401, "invalid_refresh_token", b);
+        s.get("/api/v1/me", Some(&access))
+            .await
+            .assert_problem(401, "unauthenticated", b);
         // Another session of the same user is untouched.
         let (other, _) = s.login("reuse@example.com").await;
-        assert_eq!(s.get("/api/v1/me", Some(&other)).await.status, StatusCode::OK, "{b}");
+        assert_eq!(
+            s.get("/api/v1/me", Some(&other)).await.status,
+            StatusCode::OK,
+            "{b}"
+        );
         s.stop().await;
     }
 }
@@ -154,13 +270,21 @@ async fn concurrent_refreshes_with_one_token_never_both_succeed() {
         let b = s.backend();
         let (_, _, token) = s.user("race@example.com").await;
         let body = json!({"refresh_token": token});
-        let (x, y) = tokio::join!(s.post("/api/v1/auth/refresh", None, body.clone()), s.post("/api/v1/auth/refresh", None, body.clone()));
-        let ok = [&x, &y].iter().filter(|r| r.status == StatusCode::OK).count();
+        let (x, y) = tokio::join!(
+            s.post("/api/v1/auth/refresh", None, body.clone()),
+            s.post("/api/v1/auth/refresh", None, body.clone())
+        );
+        let ok = [&x, &y]
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
         assert!(ok <= 1, "{b}: both refreshes succeeded");
         // Whichever lost detected reuse and revoked the family.
         if let Some(winner) = [&x, &y].into_iter().find(|r| r.status == StatusCode::OK) {
             let next = winner.body["refresh_token"].as_str().unwrap();
-            s.post("/api/v1/auth/refresh", None, json!({"refresh_token": next})).await.assert_problem(401, "invalid_refresh_token", b);
+            s.post("/api/v1/auth/refresh", None, json!({"refresh_token": next}))
+                .await
+                .assert_problem(401, "invalid_refresh_token", b);
         }
         s.stop().await;
     }
@@ -177,44 +301,117 @@ async fn bad_input_gets_problem_json_naming_the_field_and_writes_nothing() {
         let instance_before = instance_audit(&s, &user_id).await.len();
         let url = |p: &str| format!("{}{p}", s.base);
         let json_req = |m: Method, p: &str, body: &str| {
-            s.client.request(m, url(p)).bearer_auth(&token).header("content-type", "application/json").body(body.to_owned())
+            s.client
+                .request(m, url(p))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body.to_owned())
         };
 
-        s.raw(json_req(Method::POST, "/api/v1/auth/signup", "{\"email\": ")).await.assert_problem(400, "malformed_json", b);
-        s.raw(json_req(Method::POST, "/api/v1/workspaces", "")).await.assert_problem(400, "malformed_json", b);
-        s.raw(json_req(Method::POST, "/api/v1/workspaces", "[1,2]")).await.assert_problem(422, "validation_failed", b);
-        let missing = s.raw(json_req(Method::POST, "/api/v1/auth/signup", r#"{"email":"x@example.com","name":"X"}"#)).await;
+        s.raw(json_req(
+            Method::POST,
+            "/api/v1/auth/signup",
+            "{\"email\": ",
+        ))
+        .await
+        .assert_problem(400, "malformed_json", b);
+        s.raw(json_req(Method::POST, "/api/v1/workspaces", ""))
+            .await
+            .assert_problem(400, "malformed_json", b);
+        s.raw(json_req(Method::POST, "/api/v1/workspaces", "[1,2]"))
+            .await
+            .assert_problem(422, "validation_failed", b);
+        let missing = s
+            .raw(json_req(
+                Method::POST,
+                "/api/v1/auth/signup",
+                r#"{"email":"x@example.com","name":"X"}"#,
+            ))
+            .await;
         missing.assert_problem(422, "validation_failed", b);
         assert_eq!(missing.pointers(), ["/password"], "{b}");
-        let typed = s.raw(json_req(Method::POST, "/api/v1/workspaces", r#"{"name": 42}"#)).await;
+        let typed = s
+            .raw(json_req(
+                Method::POST,
+                "/api/v1/workspaces",
+                r#"{"name": 42}"#,
+            ))
+            .await;
         typed.assert_problem(422, "validation_failed", b);
         assert_eq!(typed.pointers(), ["/name"], "{b}");
-        let unknown = s.raw(json_req(Method::POST, "/api/v1/workspaces", r#"{"name": "x", "owner": "me"}"#)).await;
+        let unknown = s
+            .raw(json_req(
+                Method::POST,
+                "/api/v1/workspaces",
+                r#"{"name": "x", "owner": "me"}"#,
+            ))
+            .await;
         assert_eq!(unknown.pointers(), ["/owner"], "{b}");
-        let rules = s.post("/api/v1/auth/signup", None, json!({"email": "not-an-email", "password": "short", "name": ""})).await;
+        let rules = s
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": "not-an-email", "password": "short", "name": ""}),
+            )
+            .await;
         rules.assert_problem(422, "validation_failed", b);
         assert_eq!(rules.pointers(), ["/email", "/name", "/password"], "{b}");
         let patch = s.patch("/api/v1/workspaces/careful", Some(&token), json!({"name": null, "slug": "Bad Slug", "currency": "EURO", "branding": {"logo_url": "http://insecure"}})).await;
         patch.assert_problem(422, "validation_failed", b);
-        assert_eq!(patch.pointers(), ["/name", "/slug", "/currency", "/branding/logo_url"], "{b}");
-        let plain = s.raw(s.client.post(url("/api/v1/workspaces")).bearer_auth(&token).header("content-type", "text/plain").body("{\"name\":\"x\"}")).await;
+        assert_eq!(
+            patch.pointers(),
+            ["/name", "/slug", "/currency", "/branding/logo_url"],
+            "{b}"
+        );
+        let plain = s
+            .raw(
+                s.client
+                    .post(url("/api/v1/workspaces"))
+                    .bearer_auth(&token)
+                    .header("content-type", "text/plain")
+                    .body("{\"name\":\"x\"}"),
+            )
+            .await;
         plain.assert_problem(415, "unsupported_media_type", b);
         let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(10 * 1024 * 1024));
-        s.raw(json_req(Method::POST, "/api/v1/workspaces", &huge)).await.assert_problem(413, "payload_too_large", b);
-        s.get("/api/v1/no-such-route", Some(&token)).await.assert_problem(404, "not_found", b);
-        s.call(Method::DELETE, "/api/v1/workspaces", Some(&token), None).await.assert_problem(405, "method_not_allowed", b);
-        let bad_limit = s.get("/api/v1/workspaces?limit=500&colour=red", Some(&token)).await;
+        s.raw(json_req(Method::POST, "/api/v1/workspaces", &huge))
+            .await
+            .assert_problem(413, "payload_too_large", b);
+        s.get("/api/v1/no-such-route", Some(&token))
+            .await
+            .assert_problem(404, "not_found", b);
+        s.call(Method::DELETE, "/api/v1/workspaces", Some(&token), None)
+            .await
+            .assert_problem(405, "method_not_allowed", b);
+        let bad_limit = s
+            .get("/api/v1/workspaces?limit=500&colour=red", Some(&token))
+            .await;
         bad_limit.assert_problem(422, "validation_failed", b);
-        let params: Vec<_> = bad_limit.body["errors"].as_array().unwrap().iter().map(|e| e["parameter"].as_str().unwrap().to_owned()).collect();
+        let params: Vec<_> = bad_limit.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["parameter"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(params, ["limit", "colour"], "{b}");
 
         // Nothing was written: same workspaces, same name, no new users, no new audit entries.
         let list = s.get("/api/v1/workspaces", Some(&token)).await;
         assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1), "{b}");
         assert_eq!(list.body["data"][0]["name"], "Careful", "{b}");
-        s.post("/api/v1/auth/login", None, json!({"email": "x@example.com", "password": PASSWORD})).await.assert_problem(401, "invalid_credentials", b);
+        s.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "x@example.com", "password": PASSWORD}),
+        )
+        .await
+        .assert_problem(401, "invalid_credentials", b);
         assert_eq!(workspace_audit(&s, &ws_id).await.len(), audit_before, "{b}");
-        assert_eq!(instance_audit(&s, &user_id).await.len(), instance_before, "{b}");
+        assert_eq!(
+            instance_audit(&s, &user_id).await.len(),
+            instance_before,
+            "{b}"
+        );
         s.stop().await;
     }
 }
@@ -224,46 +421,138 @@ async fn every_mutation_writes_its_audit_entry_without_personal_data_in_clear() 
     for s in servers().await {
         let b = s.backend();
         let (user_id, token, refresh) = s.user("audited@example.com").await;
-        s.post("/api/v1/auth/login", None, json!({"email": "audited@example.com", "password": "not the password"})).await;
-        let r = s.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        s.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "audited@example.com", "password": "not the password"}),
+        )
+        .await;
+        let r = s
+            .post(
+                "/api/v1/auth/refresh",
+                None,
+                json!({"refresh_token": refresh}),
+            )
+            .await;
         let newer = r.body["access_token"].as_str().unwrap().to_owned();
-        s.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+        s.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await;
         let (token2, _) = s.login("audited@example.com").await;
-        s.call(Method::POST, "/api/v1/auth/logout", Some(&token2), None).await;
+        s.call(Method::POST, "/api/v1/auth/logout", Some(&token2), None)
+            .await;
         let _ = (token, newer);
         let events = instance_audit(&s, &user_id).await;
         assert_eq!(
             actions(&events),
-            ["user.sign_up", "auth.sign_in", "auth.sign_in_failed", "auth.token_refresh", "auth.refresh_token_reused", "auth.sign_in", "auth.sign_out"],
+            [
+                "user.sign_up",
+                "auth.sign_in",
+                "auth.sign_in_failed",
+                "auth.token_refresh",
+                "auth.refresh_token_reused",
+                "auth.sign_in",
+                "auth.sign_out"
+            ],
             "{b}"
         );
         for e in &events {
             let dump = format!("{e:?}");
-            assert!(!dump.contains("audited@example.com") && !dump.contains("127.0.0.1"), "{b}: personal data in clear: {dump}");
-            assert!(e.pii.get("/ip").and_then(Value::as_str).is_some(), "{b}: IP is committed: {dump}");
-            assert!(e.request_id.as_deref().is_some_and(|r| r.starts_with("req_")), "{b}");
+            assert!(
+                !dump.contains("audited@example.com") && !dump.contains("127.0.0.1"),
+                "{b}: personal data in clear: {dump}"
+            );
+            assert!(
+                e.pii.get("/ip").and_then(Value::as_str).is_some(),
+                "{b}: IP is committed: {dump}"
+            );
+            assert!(
+                e.request_id
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("req_")),
+                "{b}"
+            );
         }
 
         let (admin_id, admin, _) = s.user(ADMIN).await;
-        let ws = s.workspace(&token2_or_login(&s, "audited@example.com").await, "Audited", "audited").await;
+        let ws = s
+            .workspace(
+                &token2_or_login(&s, "audited@example.com").await,
+                "Audited",
+                "audited",
+            )
+            .await;
         let id = ws["id"].as_str().unwrap().to_owned();
         let owner = s.login("audited@example.com").await.0;
-        let r = s.patch("/api/v1/workspaces/audited", Some(&owner), json!({"name": "Audited Ltd", "branding": {"primary_color": "#112233"}})).await;
+        let r = s
+            .patch(
+                "/api/v1/workspaces/audited",
+                Some(&owner),
+                json!({"name": "Audited Ltd", "branding": {"primary_color": "#112233"}}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
-        let r = s.patch(&format!("/api/v1/admin/workspaces/{id}"), Some(&admin), json!({"plan": "business", "modules": ["sso", "advanced_rbac"]})).await;
+        let r = s
+            .patch(
+                &format!("/api/v1/admin/workspaces/{id}"),
+                Some(&admin),
+                json!({"plan": "business", "modules": ["sso", "advanced_rbac"]}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let events = workspace_audit(&s, &id).await;
-        assert_eq!(actions(&events), ["workspace.create", "member.create", "workspace.update", "workspace.admin_update"], "{b}");
+        assert_eq!(
+            actions(&events),
+            [
+                "workspace.create",
+                "member.create",
+                "workspace.update",
+                "workspace.admin_update"
+            ],
+            "{b}"
+        );
         let update = &events[1];
-        assert_eq!(update.diff["/name"], json!(["Audited", "Audited Ltd"]), "{b}");
-        assert_eq!(update.diff["/branding"][1]["primary_color"], "#112233", "{b}");
-        assert!(update.diff.get("/slug").is_none(), "{b}: only changed fields");
+        assert_eq!(
+            update.diff["/name"],
+            json!(["Audited", "Audited Ltd"]),
+            "{b}"
+        );
+        assert_eq!(
+            update.diff["/branding"][1]["primary_color"], "#112233",
+            "{b}"
+        );
+        assert!(
+            update.diff.get("/slug").is_none(),
+            "{b}: only changed fields"
+        );
         let admin_update = &events[0];
-        assert_eq!((admin_update.actor_type.as_str(), admin_update.actor_id.as_str()), ("user", admin_id.as_str()));
-        assert_eq!(admin_update.diff["/plan"], json!(["starter", "business"]), "{b}");
-        assert_eq!(admin_update.diff["/modules"], json!([[], ["advanced_rbac", "sso"]]), "{b}");
+        assert_eq!(
+            (
+                admin_update.actor_type.as_str(),
+                admin_update.actor_id.as_str()
+            ),
+            ("user", admin_id.as_str())
+        );
+        assert_eq!(
+            admin_update.diff["/plan"],
+            json!(["starter", "business"]),
+            "{b}"
+        );
+        assert_eq!(
+            admin_update.diff["/modules"],
+            json!([[], ["advanced_rbac", "sso"]]),
+            "{b}"
+        );
         // A PATCH that changes nothing writes nothing.
-        s.patch("/api/v1/workspaces/audited", Some(&owner), json!({"name": "Audited Ltd"})).await;
+        s.patch(
+            "/api/v1/workspaces/audited",
+            Some(&owner),
+            json!({"name": "Audited Ltd"}),
+        )
+        .await;
         assert_eq!(workspace_audit(&s, &id).await.len(), 4, "{b}");
         s.stop().await;
     }
@@ -282,19 +571,64 @@ async fn workspace_update_applies_merge_patch_and_slug_conflicts_are_409() {
         s.workspace(&token, "Second", "second").await;
         let r = s.patch("/api/v1/workspaces/first", Some(&token), json!({"timezone": "America/New_York", "currency": "USD", "branding": {"display_name": "First!", "logo_url": "https://cdn.example.com/logo.png"}})).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
-        assert_eq!((r.body["timezone"].as_str(), r.body["currency"].as_str()), (Some("America/New_York"), Some("USD")));
-        let r = s.patch("/api/v1/workspaces/first", Some(&token), json!({"branding": {"logo_url": null}})).await;
-        assert_eq!(r.body["branding"], json!({"display_name": "First!", "logo_url": null, "primary_color": null, "accent_color": null}), "{b}");
-        s.patch("/api/v1/workspaces/first", Some(&token), json!({"slug": "second"})).await.assert_problem(409, "slug_taken", b);
-        s.post("/api/v1/workspaces", Some(&token), json!({"name": "Third", "slug": "second"})).await.assert_problem(409, "slug_taken", b);
+        assert_eq!(
+            (r.body["timezone"].as_str(), r.body["currency"].as_str()),
+            (Some("America/New_York"), Some("USD"))
+        );
+        let r = s
+            .patch(
+                "/api/v1/workspaces/first",
+                Some(&token),
+                json!({"branding": {"logo_url": null}}),
+            )
+            .await;
+        assert_eq!(
+            r.body["branding"],
+            json!({"display_name": "First!", "logo_url": null, "primary_color": null, "accent_color": null}),
+            "{b}"
+        );
+        s.patch(
+            "/api/v1/workspaces/first",
+            Some(&token),
+            json!({"slug": "second"}),
+        )
+        .await
+        .assert_problem(409, "slug_taken", b);
+        s.post(
+            "/api/v1/workspaces",
+            Some(&token),
+            json!({"name": "Third", "slug": "second"}),
+        )
+        .await
+        .assert_problem(409, "slug_taken", b);
         // A derived slug that is taken gets a suffix instead of failing.
-        let dup = s.post("/api/v1/workspaces", Some(&token), json!({"name": "First"})).await;
+        let dup = s
+            .post("/api/v1/workspaces", Some(&token), json!({"name": "First"}))
+            .await;
         assert_eq!(dup.status, StatusCode::CREATED, "{b}: {}", dup.text);
-        assert!(dup.body["slug"].as_str().unwrap().starts_with("first-"), "{b}: {}", dup.text);
-        let renamed = s.patch("/api/v1/workspaces/first", Some(&token), json!({"slug": "first-renamed"})).await;
+        assert!(
+            dup.body["slug"].as_str().unwrap().starts_with("first-"),
+            "{b}: {}",
+            dup.text
+        );
+        let renamed = s
+            .patch(
+                "/api/v1/workspaces/first",
+                Some(&token),
+                json!({"slug": "first-renamed"}),
+            )
+            .await;
         assert_eq!(renamed.status, StatusCode::OK, "{b}");
-        assert_eq!(s.get("/api/v1/workspaces/first-renamed", Some(&token)).await.status, StatusCode::OK, "{b}");
-        s.get("/api/v1/workspaces/first", Some(&token)).await.assert_problem(404, "workspace_not_found", b);
+        assert_eq!(
+            s.get("/api/v1/workspaces/first-renamed", Some(&token))
+                .await
+                .status,
+            StatusCode::OK,
+            "{b}"
+        );
+        s.get("/api/v1/workspaces/first", Some(&token))
+            .await
+            .assert_problem(404, "workspace_not_found", b);
         s.stop().await;
     }
 }
@@ -306,7 +640,13 @@ async fn workspace_list_pages_with_a_cursor() {
         let (_, token, _) = s.user("pager@example.com").await;
         let mut ids = Vec::new();
         for i in 0..5 {
-            ids.push(s.workspace(&token, &format!("Page {i}"), &format!("page-{i}")).await["id"].as_str().unwrap().to_owned());
+            ids.push(
+                s.workspace(&token, &format!("Page {i}"), &format!("page-{i}"))
+                    .await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         let mut seen = Vec::new();
         let mut cursor: Option<String> = None;
@@ -338,18 +678,53 @@ async fn only_instance_admins_change_plan_region_and_modules() {
         let (_, admin, _) = s.user(ADMIN).await;
         let ws = s.workspace(&owner, "Tenant", "tenant").await;
         let path = "/api/v1/admin/workspaces/tenant";
-        s.patch(path, Some(&owner), json!({"plan": "business"})).await.assert_problem(403, "instance_admin_required", b);
+        s.patch(path, Some(&owner), json!({"plan": "business"}))
+            .await
+            .assert_problem(403, "instance_admin_required", b);
         // Members cannot smuggle plan changes through the member endpoint.
-        let smuggle = s.patch("/api/v1/workspaces/tenant", Some(&owner), json!({"plan": "business"})).await;
+        let smuggle = s
+            .patch(
+                "/api/v1/workspaces/tenant",
+                Some(&owner),
+                json!({"plan": "business"}),
+            )
+            .await;
         assert_eq!(smuggle.pointers(), ["/plan"], "{b}");
-        let bad = s.patch(path, Some(&admin), json!({"plan": "platinum", "region": "mars", "modules": ["sso", "teleport"]})).await;
+        let bad = s
+            .patch(
+                path,
+                Some(&admin),
+                json!({"plan": "platinum", "region": "mars", "modules": ["sso", "teleport"]}),
+            )
+            .await;
         bad.assert_problem(422, "validation_failed", b);
         assert_eq!(bad.pointers(), ["/plan", "/region", "/modules/1"], "{b}");
-        let ok = s.patch(path, Some(&admin), json!({"plan": "pro", "modules": ["dora_pack"]})).await;
+        let ok = s
+            .patch(
+                path,
+                Some(&admin),
+                json!({"plan": "pro", "modules": ["dora_pack"]}),
+            )
+            .await;
         assert_eq!(ok.status, StatusCode::OK, "{b}: {}", ok.text);
-        let got = s.get(&format!("/api/v1/workspaces/{}", ws["id"].as_str().unwrap()), Some(&owner)).await;
-        assert_eq!((got.body["plan"].as_str(), got.body["modules"].clone()), (Some("pro"), json!(["dora_pack"])), "{b}");
-        s.patch("/api/v1/admin/workspaces/nope", Some(&admin), json!({"plan": "pro"})).await.assert_problem(404, "workspace_not_found", b);
+        let got = s
+            .get(
+                &format!("/api/v1/workspaces/{}", ws["id"].as_str().unwrap()),
+                Some(&owner),
+            )
+            .await;
+        assert_eq!(
+            (got.body["plan"].as_str(), got.body["modules"].clone()),
+            (Some("pro"), json!(["dora_pack"])),
+            "{b}"
+        );
+        s.patch(
+            "/api/v1/admin/workspaces/nope",
+            Some(&admin),
+            json!({"plan": "pro"}),
+        )
+        .await
+        .assert_problem(404, "workspace_not_found", b);
         s.stop().await;
     }
 }
@@ -358,21 +733,51 @@ async fn only_instance_admins_change_plan_region_and_modules() {
 async fn responses_carry_request_id_and_security_headers() {
     for s in servers().await {
         let b = s.backend();
-        for path in ["/healthz", "/readyz", "/api/v1/me", "/nowhere", "/.well-known/jwks.json"] {
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/api/v1/me",
+            "/nowhere",
+            "/.well-known/jwks.json",
+        ] {
             let r = s.get(path, None).await;
             assert!(r.header("x-request-id").starts_with("req_"), "{b} {path}");
             assert_eq!(r.header("x-content-type-options"), "nosniff", "{b} {path}");
             assert_eq!(r.header("referrer-policy"), "no-referrer", "{b} {path}");
-            assert!(r.header("content-security-policy").contains("frame-ancestors 'none'"), "{b} {path}");
-            assert_eq!(r.header("strict-transport-security"), "", "{b} {path}: no HSTS over plain http");
+            assert!(
+                r.header("content-security-policy")
+                    .contains("frame-ancestors 'none'"),
+                "{b} {path}"
+            );
+            assert_eq!(
+                r.header("strict-transport-security"),
+                "",
+                "{b} {path}: no HSTS over plain http"
+            );
         }
-        let echoed = s.raw(s.client.get(format!("{}/healthz", s.base)).header("x-request-id", "client-trace-42")).await;
+        let echoed = s
+            .raw(
+                s.client
+                    .get(format!("{}/healthz", s.base))
+                    .header("x-request-id", "client-trace-42"),
+            )
+            .await;
         assert_eq!(echoed.header("x-request-id"), "client-trace-42");
-        let problem = s.raw(s.client.get(format!("{}/api/v1/me", s.base)).header("x-request-id", "client-trace-43")).await;
+        let problem = s
+            .raw(
+                s.client
+                    .get(format!("{}/api/v1/me", s.base))
+                    .header("x-request-id", "client-trace-43"),
+            )
+            .await;
         assert_eq!(problem.body["instance"], "client-trace-43", "{b}");
         assert_eq!(s.get("/readyz", None).await.body["status"], "ok", "{b}");
         let sec = s.get("/.well-known/security.txt", None).await;
-        assert!(sec.text.contains("Contact: mailto:") && sec.text.contains("Expires: "), "{b}: {}", sec.text);
+        assert!(
+            sec.text.contains("Contact: mailto:") && sec.text.contains("Expires: "),
+            "{b}: {}",
+            sec.text
+        );
         s.stop().await;
     }
 }
@@ -380,9 +785,15 @@ async fn responses_carry_request_id_and_security_headers() {
 #[tokio::test]
 async fn hsts_is_sent_when_the_public_url_is_https() {
     let db = palisade_store::testing::sqlite();
-    let s = Server::start_with(db, |c| c.public_url = Some("https://palisade.example.com/".parse().unwrap())).await;
+    let s = Server::start_with(db, |c| {
+        c.public_url = Some("https://palisade.example.com/".parse().unwrap())
+    })
+    .await;
     let r = s.get("/healthz", None).await;
-    assert_eq!(r.header("strict-transport-security"), "max-age=63072000; includeSubDomains");
+    assert_eq!(
+        r.header("strict-transport-security"),
+        "max-age=63072000; includeSubDomains"
+    );
     s.stop().await;
 }
 
@@ -390,25 +801,52 @@ async fn hsts_is_sent_when_the_public_url_is_https() {
 async fn access_token_verifies_with_pyjwt_against_the_jwks() {
     let python = match std::env::var("PALISADE_TEST_PYTHON") {
         Ok(p) => p,
-        Err(_) if std::env::var("PALISADE_REQUIRE_POSTGRES").as_deref() == Ok("1") => panic!("PALISADE_TEST_PYTHON is set by scripts/test.sh"),
+        Err(_) if std::env::var("PALISADE_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("PALISADE_TEST_PYTHON is set by scripts/test.sh")
+        }
         Err(_) => return,
     };
     for s in servers().await {
         let (user_id, token, _) = s.user("jwt@example.com").await;
         let jwks = s.get("/.well-known/jwks.json", None).await;
         let key = &jwks.body["keys"][0];
-        assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA")));
+        assert_eq!(
+            (
+                key["kty"].as_str(),
+                key["crv"].as_str(),
+                key["alg"].as_str()
+            ),
+            (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+        );
         assert!(key.get("d").is_none(), "no private part in the JWKS");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/verify_jwt.py");
         // Off the runtime thread: the server answers PyJWT's JWKS fetch meanwhile.
-        let args = [script.to_owned(), format!("{}/.well-known/jwks.json", s.base), token.clone(), s.base.clone()];
+        let args = [
+            script.to_owned(),
+            format!("{}/.well-known/jwks.json", s.base),
+            token.clone(),
+            s.base.clone(),
+        ];
         let python = python.clone();
-        let out = tokio::task::spawn_blocking(move || std::process::Command::new(python).args(args).output()).await.unwrap().unwrap();
-        assert!(out.status.success(), "{}: PyJWT refused the token: {}", s.backend(), String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python).args(args).output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: PyJWT refused the token: {}",
+            s.backend(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(claims["sub"], user_id.as_str());
         assert_eq!(claims["aud"], "palisade");
-        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            900
+        );
         s.stop().await;
     }
 }
@@ -431,8 +869,16 @@ async fn docs_and_schema_are_served_from_the_binary_with_no_external_asset() {
     }
     assert!(!assets.is_empty());
     for asset in &assets {
-        assert!(!asset.contains("//"), "swagger references an external asset: {asset}");
-        let r = s.get(&format!("/api/docs/{}", asset.trim_start_matches("./")), None).await;
+        assert!(
+            !asset.contains("//"),
+            "swagger references an external asset: {asset}"
+        );
+        let r = s
+            .get(
+                &format!("/api/docs/{}", asset.trim_start_matches("./")),
+                None,
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{asset}");
     }
     let init = s.get("/api/docs/swagger-initializer.js", None).await;
@@ -440,14 +886,32 @@ async fn docs_and_schema_are_served_from_the_binary_with_no_external_asset() {
 
     let redoc = s.get("/api/redoc/", None).await;
     assert_eq!(redoc.status, StatusCode::OK);
-    assert!(redoc.text.contains("src=\"/api/redoc/redoc.standalone.js\"") && redoc.text.contains("disable-telemetry=\"true\""));
-    assert!(!redoc.text.contains("https://"), "ReDoc page loads nothing from elsewhere");
-    let js = s.raw(s.client.get(format!("{}/api/redoc/redoc.standalone.js", s.base))).await;
+    assert!(
+        redoc
+            .text
+            .contains("src=\"/api/redoc/redoc.standalone.js\"")
+            && redoc.text.contains("disable-telemetry=\"true\"")
+    );
+    assert!(
+        !redoc.text.contains("https://"),
+        "ReDoc page loads nothing from elsewhere"
+    );
+    let js = s
+        .raw(
+            s.client
+                .get(format!("{}/api/redoc/redoc.standalone.js", s.base)),
+        )
+        .await;
     assert_eq!(js.status, StatusCode::OK);
     assert!(js.text.len() > 1_000_000);
     // The docs CSP only allows this origin for scripts, connections and images.
     let csp = redoc.header("content-security-policy");
-    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'") && !csp.contains("http"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("connect-src 'self'")
+            && !csp.contains("http"),
+        "{csp}"
+    );
     s.stop().await;
 }
 
@@ -478,11 +942,22 @@ async fn tls_serves_with_the_configured_certificate() {
         .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
         .build()
         .unwrap();
-    let r = client.get(format!("https://localhost:{port}/healthz")).send().await.unwrap();
+    let r = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["strict-transport-security"], "max-age=63072000; includeSubDomains");
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=63072000; includeSubDomains"
+    );
     // Plain HTTP on the TLS port gets no HTTP answer.
-    let plain = s.client.get(format!("http://127.0.0.1:{port}/healthz")).send().await;
+    let plain = s
+        .client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
     assert!(plain.is_err() || plain.unwrap().status() != StatusCode::OK);
     s.stop().await;
 }

@@ -50,6 +50,9 @@ pub async fn update_workspace(
         region: patch.region.into_patch(|v| v),
         modules: patch.modules.into_patch(|v| v),
     };
-    let ws = state.services.admin_update_workspace(&principal, &workspace, patch, &meta).await?;
+    let ws = state
+        .services
+        .admin_update_workspace(&principal, &workspace, patch, &meta)
+        .await?;
     Ok(Json(WorkspaceOut::new(ws, None)))
 }

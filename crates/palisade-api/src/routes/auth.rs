@@ -52,7 +52,12 @@ pub struct UserOut {
 
 impl From<User> for UserOut {
     fn from(u: User) -> Self {
-        Self { id: u.id.to_string(), email: u.email, name: u.name, created_at: rfc3339(u.created_at) }
+        Self {
+            id: u.id.to_string(),
+            email: u.email,
+            name: u.name,
+            created_at: rfc3339(u.created_at),
+        }
     }
 }
 
@@ -71,7 +76,9 @@ pub struct TokenOut {
 
 impl std::fmt::Debug for TokenOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenOut").field("expires_in", &self.expires_in).finish_non_exhaustive()
+        f.debug_struct("TokenOut")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,8 +100,22 @@ impl From<TokenPair> for TokenOut {
         (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `errors` names each field", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn signup(State(state): State<AppState>, Meta(meta): Meta, JsonBody(input): JsonBody<SignupIn>) -> ApiResult<(StatusCode, Json<UserOut>)> {
-    let user = state.services.sign_up(SignUp { email: input.email, password: input.password, name: input.name }, &meta).await?;
+pub async fn signup(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    JsonBody(input): JsonBody<SignupIn>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
+    let user = state
+        .services
+        .sign_up(
+            SignUp {
+                email: input.email,
+                password: input.password,
+                name: input.name,
+            },
+            &meta,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -104,8 +125,21 @@ pub async fn signup(State(state): State<AppState>, Meta(meta): Meta, JsonBody(in
         (status = 200, description = "Signed in", body = TokenOut),
         (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn login(State(state): State<AppState>, Meta(meta): Meta, JsonBody(input): JsonBody<LoginIn>) -> ApiResult<Json<TokenOut>> {
-    let pair = state.services.sign_in(SignIn { email: input.email, password: input.password }, &meta).await?;
+pub async fn login(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    JsonBody(input): JsonBody<LoginIn>,
+) -> ApiResult<Json<TokenOut>> {
+    let pair = state
+        .services
+        .sign_in(
+            SignIn {
+                email: input.email,
+                password: input.password,
+            },
+            &meta,
+        )
+        .await?;
     Ok(Json(pair.into()))
 }
 
@@ -115,7 +149,11 @@ pub async fn login(State(state): State<AppState>, Meta(meta): Meta, JsonBody(inp
         (status = 200, description = "New token pair", body = TokenOut),
         (status = 401, description = "`invalid_refresh_token`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn refresh(State(state): State<AppState>, Meta(meta): Meta, JsonBody(input): JsonBody<RefreshIn>) -> ApiResult<Json<TokenOut>> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    JsonBody(input): JsonBody<RefreshIn>,
+) -> ApiResult<Json<TokenOut>> {
     let pair = state.services.refresh(&input.refresh_token, &meta).await?;
     Ok(Json(pair.into()))
 }
@@ -126,7 +164,11 @@ pub async fn refresh(State(state): State<AppState>, Meta(meta): Meta, JsonBody(i
         (status = 204, description = "Signed out"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn logout(State(state): State<AppState>, Auth(principal): Auth, Meta(meta): Meta) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Meta(meta): Meta,
+) -> ApiResult<StatusCode> {
     state.services.sign_out(&principal, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -65,10 +65,20 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .tokens()
         .jwks()
         .iter()
-        .map(|k| JwkOut { kty: k.kty, crv: k.crv, x: k.x.clone(), kid: k.kid.clone(), key_use: k.key_use, alg: k.alg })
+        .map(|k| JwkOut {
+            kty: k.kty,
+            crv: k.crv,
+            x: k.x.clone(),
+            kid: k.kid.clone(),
+            key_use: k.key_use,
+            alg: k.alg,
+        })
         .collect();
     let mut response = Json(JwksOut { keys }).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -77,7 +87,12 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 pub async fn security_txt(State(state): State<AppState>) -> Response {
     let expires = state.services.now() + time::Duration::days(365);
     let expires = expires.replace_nanosecond(0).unwrap_or(expires);
-    let canonical = state.settings.public_url.join("/.well-known/security.txt").map(|u| u.to_string()).unwrap_or_default();
+    let canonical = state
+        .settings
+        .public_url
+        .join("/.well-known/security.txt")
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     let body = format!(
         "Contact: {}\nExpires: {}\nPreferred-Languages: en\nCanonical: {}\n",
         state.settings.security_contact,
@@ -85,7 +100,10 @@ pub async fn security_txt(State(state): State<AppState>) -> Response {
         canonical
     );
     let mut response = body.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -113,7 +131,13 @@ pub async fn redoc_page() -> Html<&'static str> {
 pub async fn redoc_js() -> Response {
     let mut response = REDOC_JS.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
     response
 }

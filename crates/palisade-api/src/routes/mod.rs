@@ -15,5 +15,6 @@ pub struct ListOut<T: utoipa::ToSchema> {
 
 /// RFC 3339 in UTC, as on the whole API.
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use palisade_core::acl::Role;
-use palisade_core::workspaces::model::{Branding, BrandingPatch, NewWorkspace, Patch, Workspace, WorkspacePatch};
+use palisade_core::workspaces::model::{
+    Branding, BrandingPatch, NewWorkspace, Patch, Workspace, WorkspacePatch,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -58,7 +60,12 @@ pub struct BrandingOut {
 
 impl From<Branding> for BrandingOut {
     fn from(b: Branding) -> Self {
-        Self { display_name: b.display_name, logo_url: b.logo_url, primary_color: b.primary_color, accent_color: b.accent_color }
+        Self {
+            display_name: b.display_name,
+            logo_url: b.logo_url,
+            primary_color: b.primary_color,
+            accent_color: b.accent_color,
+        }
     }
 }
 
@@ -178,12 +185,26 @@ pub async fn create(
     Meta(meta): Meta,
     JsonBody(input): JsonBody<WorkspaceIn>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<WorkspaceOut>)> {
-    let ws = state.services.create_workspace(&principal, NewWorkspace { name: input.name, slug: input.slug }, &meta).await?;
+    let ws = state
+        .services
+        .create_workspace(
+            &principal,
+            NewWorkspace {
+                name: input.name,
+                slug: input.slug,
+            },
+            &meta,
+        )
+        .await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/workspaces/{}", ws.id)) {
         headers.insert(header::LOCATION, location);
     }
-    Ok((StatusCode::CREATED, headers, Json(WorkspaceOut::new(ws, Some(Role::Owner)))))
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(WorkspaceOut::new(ws, Some(Role::Owner))),
+    ))
 }
 
 /// The workspaces you are a member of, oldest first.
@@ -196,10 +217,21 @@ pub async fn create(
         (status = 200, description = "One page", body = ListOut<WorkspaceOut>),
         (status = 422, description = "`validation_failed` (names the parameter)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<AppState>, Auth(principal): Auth, page: ListParams) -> ApiResult<Json<ListOut<WorkspaceOut>>> {
-    let page = state.services.list_workspaces(&principal, page.after, page.limit).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    page: ListParams,
+) -> ApiResult<Json<ListOut<WorkspaceOut>>> {
+    let page = state
+        .services
+        .list_workspaces(&principal, page.after, page.limit)
+        .await?;
     Ok(Json(ListOut {
-        data: page.data.into_iter().map(|m| WorkspaceOut::new(m.workspace, Some(m.role))).collect(),
+        data: page
+            .data
+            .into_iter()
+            .map(|m| WorkspaceOut::new(m.workspace, Some(m.role)))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -211,7 +243,10 @@ pub async fn list(State(state): State<AppState>, Auth(principal): Auth, page: Li
         (status = 200, description = "The workspace", body = WorkspaceOut),
         (status = 404, description = "`workspace_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(State(state): State<AppState>, Tenant(scope): Tenant) -> ApiResult<Json<WorkspaceOut>> {
+pub async fn get(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+) -> ApiResult<Json<WorkspaceOut>> {
     let ws = state.services.get_workspace(&scope).await?;
     Ok(Json(WorkspaceOut::new(ws, scope.role())))
 }
@@ -233,6 +268,9 @@ pub async fn update(
     Meta(meta): Meta,
     JsonBody(patch): JsonBody<WorkspacePatchIn>,
 ) -> ApiResult<Json<WorkspaceOut>> {
-    let ws = state.services.update_workspace(&scope, patch.into(), &meta).await?;
+    let ws = state
+        .services
+        .update_workspace(&scope, patch.into(), &meta)
+        .await?;
     Ok(Json(WorkspaceOut::new(ws, scope.role())))
 }

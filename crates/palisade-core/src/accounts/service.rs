@@ -17,11 +17,17 @@ pub const PASSWORD_MIN: usize = 10;
 pub const PASSWORD_MAX: usize = 256;
 
 fn user_target(id: &UserId) -> Target {
-    Target { kind: "user", id: id.to_string() }
+    Target {
+        kind: "user",
+        id: id.to_string(),
+    }
 }
 
 fn session_target(id: &SessionId) -> Target {
-    Target { kind: "session", id: id.to_string() }
+    Target {
+        kind: "session",
+        id: id.to_string(),
+    }
 }
 
 impl Services {
@@ -35,19 +41,36 @@ impl Services {
         checks.text("/name", &name, 1, 200);
         let pw_len = input.password.expose_secret().chars().count();
         if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&pw_len) {
-            checks.fail("/password", format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"));
+            checks.fail(
+                "/password",
+                format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+            );
         }
         checks.finish()?;
 
         let hash = self.passwords.hash(&input.password).await?;
         let now = self.now();
-        let user = User { id: UserId::generate(), email, name, created_at: now, updated_at: now };
+        let user = User {
+            id: UserId::generate(),
+            email,
+            name,
+            created_at: now,
+            updated_at: now,
+        };
         let mut tx = self.store.accounts(Some(&user.id), Access::Write).await?;
         match tx.user_insert(&user, &hash).await {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::EmailTaken)),
             other => other?,
         }
-        let event = AuditEvent::new(AuditLog::Instance, "user.sign_up", Actor { kind: "user", id: user.id.to_string() }, user_target(&user.id));
+        let event = AuditEvent::new(
+            AuditLog::Instance,
+            "user.sign_up",
+            Actor {
+                kind: "user",
+                id: user.id.to_string(),
+            },
+            user_target(&user.id),
+        );
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         Ok(user)
@@ -64,7 +87,10 @@ impl Services {
         }
         let pw_len = input.password.expose_secret().chars().count();
         if pw_len == 0 || pw_len > PASSWORD_MAX {
-            checks.fail("/password", format!("must be 1 to {PASSWORD_MAX} characters"));
+            checks.fail(
+                "/password",
+                format!("must be 1 to {PASSWORD_MAX} characters"),
+            );
         }
         checks.finish()?;
 
@@ -72,15 +98,29 @@ impl Services {
             let mut tx = self.store.accounts(None, Access::Read).await?;
             tx.user_by_email(&email).await?
         };
-        let verified = self.passwords.verify(&input.password, found.as_ref().map(|(_, h)| h.as_str())).await?;
+        let verified = self
+            .passwords
+            .verify(&input.password, found.as_ref().map(|(_, h)| h.as_str()))
+            .await?;
         let now = self.now();
         let mut tx = self.store.accounts(None, Access::Write).await?;
         let user = match found {
             Some((user, _)) if verified => user,
             other => {
-                let target = other.map_or(Target { kind: "user", id: String::new() }, |(u, _)| user_target(&u.id));
-                let event = AuditEvent::new(AuditLog::Instance, "auth.sign_in_failed", Actor::anonymous(), target)
-                    .with_result(AuditResult::Denied);
+                let target = other.map_or(
+                    Target {
+                        kind: "user",
+                        id: String::new(),
+                    },
+                    |(u, _)| user_target(&u.id),
+                );
+                let event = AuditEvent::new(
+                    AuditLog::Instance,
+                    "auth.sign_in_failed",
+                    Actor::anonymous(),
+                    target,
+                )
+                .with_result(AuditResult::Denied);
                 tx.audit_append(&event.seal(meta, now)?).await?;
                 tx.commit().await?;
                 return Err(Error::InvalidCredentials);
@@ -96,13 +136,25 @@ impl Services {
         };
         tx.session_insert(&session).await?;
         let refresh = self.new_refresh_token(&mut *tx, &session).await?;
-        let event = AuditEvent::new(AuditLog::Instance, "auth.sign_in", Actor { kind: "user", id: user.id.to_string() }, session_target(&session.id));
+        let event = AuditEvent::new(
+            AuditLog::Instance,
+            "auth.sign_in",
+            Actor {
+                kind: "user",
+                id: user.id.to_string(),
+            },
+            session_target(&session.id),
+        );
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         self.token_pair(&user.id, &session.id, refresh)
     }
 
-    async fn new_refresh_token(&self, tx: &mut dyn AccountTx, session: &Session) -> Result<SecretString> {
+    async fn new_refresh_token(
+        &self,
+        tx: &mut dyn AccountTx,
+        session: &Session,
+    ) -> Result<SecretString> {
         let now = self.now();
         let secret = random::token()?;
         let token = RefreshToken {
@@ -117,7 +169,12 @@ impl Services {
         Ok(SecretString::from(secret))
     }
 
-    fn token_pair(&self, user: &UserId, session: &SessionId, refresh: SecretString) -> Result<TokenPair> {
+    fn token_pair(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        refresh: SecretString,
+    ) -> Result<TokenPair> {
         let access = self.tokens.issue(user, session, self.now())?;
         Ok(TokenPair {
             access_token: SecretString::from(access),
@@ -133,17 +190,27 @@ impl Services {
         let hash = sha256(presented.expose_secret().as_bytes());
         let now = self.now();
         let mut tx = self.store.accounts(None, Access::Write).await?;
-        let token = tx.refresh_get(&hash).await?.ok_or(Error::InvalidRefreshToken)?;
-        let session = tx.session_get(&token.session_id).await?.ok_or(Error::InvalidRefreshToken)?;
+        let token = tx
+            .refresh_get(&hash)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?;
+        let session = tx
+            .session_get(&token.session_id)
+            .await?
+            .ok_or(Error::InvalidRefreshToken)?;
         if session.revoked_at.is_some() || session.expires_at <= now || token.expires_at <= now {
             return Err(Error::InvalidRefreshToken);
         }
         if token.used_at.is_some() || !tx.refresh_mark_used(&hash, now).await? {
-            tx.session_revoke(&session.id, now, "refresh_token_reuse").await?;
+            tx.session_revoke(&session.id, now, "refresh_token_reuse")
+                .await?;
             let event = AuditEvent::new(
                 AuditLog::Instance,
                 "auth.refresh_token_reused",
-                Actor { kind: "user", id: session.user_id.to_string() },
+                Actor {
+                    kind: "user",
+                    id: session.user_id.to_string(),
+                },
                 session_target(&session.id),
             )
             .with_result(AuditResult::Denied);
@@ -156,7 +223,10 @@ impl Services {
         let event = AuditEvent::new(
             AuditLog::Instance,
             "auth.token_refresh",
-            Actor { kind: "user", id: session.user_id.to_string() },
+            Actor {
+                kind: "user",
+                id: session.user_id.to_string(),
+            },
             session_target(&session.id),
         );
         tx.audit_append(&event.seal(meta, now)?).await?;
@@ -167,14 +237,21 @@ impl Services {
     /// Signs out: the session and all its tokens stop working at once.
     #[instrument(skip_all)]
     pub async fn sign_out(&self, principal: &Principal, meta: &RequestMeta) -> Result<()> {
-        let Principal::User { user_id, session_id } = principal;
+        let Principal::User {
+            user_id,
+            session_id,
+        } = principal;
         let now = self.now();
         let mut tx = self.store.accounts(Some(user_id), Access::Write).await?;
         tx.session_revoke(session_id, now, "logout").await?;
-        let event = AuditEvent::new(AuditLog::Instance, "auth.sign_out", Actor::of(principal), session_target(session_id));
+        let event = AuditEvent::new(
+            AuditLog::Instance,
+            "auth.sign_out",
+            Actor::of(principal),
+            session_target(session_id),
+        );
         tx.audit_append(&event.seal(meta, now)?).await?;
-        tx.commit().await
-            .map_err(Error::from)
+        tx.commit().await.map_err(Error::from)
     }
 
     /// Turns a bearer access token into a principal: signature, claims, expiry, and a session
@@ -182,16 +259,33 @@ impl Services {
     #[instrument(skip_all)]
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
         let verified = self.tokens.verify(bearer, self.now())?;
-        let mut tx = self.store.accounts(Some(&verified.user_id), Access::Read).await?;
-        let session = tx.session_get(&verified.session_id).await?.ok_or(Error::Unauthenticated)?;
-        if session.revoked_at.is_some() || session.user_id != verified.user_id || session.expires_at <= self.now() {
+        let mut tx = self
+            .store
+            .accounts(Some(&verified.user_id), Access::Read)
+            .await?;
+        let session = tx
+            .session_get(&verified.session_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if session.revoked_at.is_some()
+            || session.user_id != verified.user_id
+            || session.expires_at <= self.now()
+        {
             return Err(Error::Unauthenticated);
         }
-        Ok(Principal::User { user_id: verified.user_id, session_id: verified.session_id })
+        Ok(Principal::User {
+            user_id: verified.user_id,
+            session_id: verified.session_id,
+        })
     }
 
     pub async fn me(&self, principal: &Principal) -> Result<User> {
-        let mut tx = self.store.accounts(Some(principal.user_id()), Access::Read).await?;
-        tx.user_by_id(principal.user_id()).await?.ok_or(Error::NotFound(Resource::User))
+        let mut tx = self
+            .store
+            .accounts(Some(principal.user_id()), Access::Read)
+            .await?;
+        tx.user_by_id(principal.user_id())
+            .await?
+            .ok_or(Error::NotFound(Resource::User))
     }
 }

@@ -57,7 +57,10 @@ pub struct SymmetricKey {
 
 impl std::fmt::Debug for SymmetricKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SymmetricKey").field("id", &self.id).field("key", &"****").finish()
+        f.debug_struct("SymmetricKey")
+            .field("id", &self.id)
+            .field("key", &"****")
+            .finish()
     }
 }
 
@@ -65,13 +68,24 @@ impl SymmetricKey {
     /// A master key from its base64 form. Its id is derived from the key (`mk_` + 16 hex of a
     /// domain-separated SHA-256), so the database can name which master key wrapped what.
     pub fn master_from_base64(text: &str) -> Result<Self, EnvelopeError> {
-        let raw = STANDARD.decode(text.trim()).map_err(|_| EnvelopeError::BadMasterKey)?;
+        let raw = STANDARD
+            .decode(text.trim())
+            .map_err(|_| EnvelopeError::BadMasterKey)?;
         let key: [u8; 32] = raw.try_into().map_err(|_| EnvelopeError::BadMasterKey)?;
         let mut tagged = b"palisade/master-key-id/v1\0".to_vec();
         tagged.extend_from_slice(&key);
         let digest = super::sha256(&tagged);
-        let id = format!("mk_{}", digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>());
-        Ok(Self { id, key: SecretBox::new(Box::new(key)) })
+        let id = format!(
+            "mk_{}",
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        Ok(Self {
+            id,
+            key: SecretBox::new(Box::new(key)),
+        })
     }
 
     /// A fresh master key, base64-encoded, for the development key file.
@@ -80,7 +94,10 @@ impl SymmetricKey {
     }
 
     pub fn new(id: String, key: [u8; 32]) -> Self {
-        Self { id, key: SecretBox::new(Box::new(key)) }
+        Self {
+            id,
+            key: SecretBox::new(Box::new(key)),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -88,21 +105,30 @@ impl SymmetricKey {
     }
 
     fn cipher(&self) -> Result<Aes256Gcm> {
-        let key = Key::<Aes256Gcm>::try_from(&self.key.expose_secret()[..]).map_err(|_| Error::internal(EnvelopeError::Malformed))?;
+        let key = Key::<Aes256Gcm>::try_from(&self.key.expose_secret()[..])
+            .map_err(|_| Error::internal(EnvelopeError::Malformed))?;
         Ok(Aes256Gcm::new(&key))
     }
 
     /// Encrypts `plaintext` bound to `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: Aad<'_>) -> Result<Vec<u8>> {
         let nonce_bytes = random::bytes::<NONCE_LEN>()?;
-        let nonce = Nonce::try_from(&nonce_bytes[..]).map_err(|_| Error::internal(EnvelopeError::Malformed))?;
+        let nonce = Nonce::try_from(&nonce_bytes[..])
+            .map_err(|_| Error::internal(EnvelopeError::Malformed))?;
         let aad = aad.encode(&self.id);
         let ct = self
             .cipher()?
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| Error::internal(EnvelopeError::Unauthentic))?;
         let id = self.id.as_bytes();
-        let id_len = u8::try_from(id.len()).map_err(|_| Error::internal(EnvelopeError::Malformed))?;
+        let id_len =
+            u8::try_from(id.len()).map_err(|_| Error::internal(EnvelopeError::Malformed))?;
         let mut out = Vec::with_capacity(2 + id.len() + NONCE_LEN + ct.len());
         out.push(FORMAT_V1);
         out.push(id_len);
@@ -126,7 +152,9 @@ impl SymmetricKey {
         let nonce = Nonce::try_from(nonce).map_err(|_| EnvelopeError::Malformed)?;
         let aad = aad.encode(&self.id);
         let cipher = self.cipher().map_err(|_| EnvelopeError::Malformed)?;
-        cipher.decrypt(&nonce, Payload { msg: ct, aad: &aad }).map_err(|_| EnvelopeError::Unauthentic)
+        cipher
+            .decrypt(&nonce, Payload { msg: ct, aad: &aad })
+            .map_err(|_| EnvelopeError::Unauthentic)
     }
 }
 
@@ -157,7 +185,9 @@ impl Keyring {
     }
 
     pub fn get(&self, id: &str) -> Option<&SymmetricKey> {
-        std::iter::once(&self.active).chain(&self.retired).find(|k| k.id == id)
+        std::iter::once(&self.active)
+            .chain(&self.retired)
+            .find(|k| k.id == id)
     }
 
     /// A fresh data key, and its wrapped form under the active master key.
@@ -168,9 +198,16 @@ impl Keyring {
     }
 
     /// Unwraps a stored data key with whichever master key wrapped it.
-    pub fn unwrap_data_key(&self, id: &str, wrapped: &[u8], aad: Aad<'_>) -> Result<SymmetricKey, EnvelopeError> {
+    pub fn unwrap_data_key(
+        &self,
+        id: &str,
+        wrapped: &[u8],
+        aad: Aad<'_>,
+    ) -> Result<SymmetricKey, EnvelopeError> {
         let master_id = key_id_of(wrapped)?;
-        let master = self.get(master_id).ok_or_else(|| EnvelopeError::UnknownKey(master_id.to_owned()))?;
+        let master = self
+            .get(master_id)
+            .ok_or_else(|| EnvelopeError::UnknownKey(master_id.to_owned()))?;
         let raw = master.open(wrapped, aad)?;
         let key: [u8; 32] = raw.try_into().map_err(|_| EnvelopeError::Malformed)?;
         Ok(SymmetricKey::new(id.to_owned(), key))
@@ -182,35 +219,61 @@ mod tests {
     use super::*;
 
     fn aad<'a>(row: &'a str) -> Aad<'a> {
-        Aad { owner: "instance", table: "signing_keys", row, field: "private_key" }
+        Aad {
+            owner: "instance",
+            table: "signing_keys",
+            row,
+            field: "private_key",
+        }
     }
 
     #[test]
     fn sealed_data_opens_only_with_the_same_key_and_binding() -> Result<()> {
-        let master = SymmetricKey::master_from_base64(&SymmetricKey::generate_master_base64()?).map_err(Error::internal)?;
+        let master = SymmetricKey::master_from_base64(&SymmetricKey::generate_master_base64()?)
+            .map_err(Error::internal)?;
         let ring = Keyring::new(master, vec![]);
         let (dek, wrapped) = ring.new_data_key("dek_1", aad("dek_1"))?;
         let sealed = dek.seal(b"canary-secret", aad("key_1"))?;
         assert!(!sealed.windows(13).any(|w| w == b"canary-secret"));
-        assert_eq!(dek.open(&sealed, aad("key_1")).map_err(Error::internal)?, b"canary-secret");
+        assert_eq!(
+            dek.open(&sealed, aad("key_1")).map_err(Error::internal)?,
+            b"canary-secret"
+        );
         // Moved to another row: refused.
-        assert!(matches!(dek.open(&sealed, aad("key_2")), Err(EnvelopeError::Unauthentic)));
+        assert!(matches!(
+            dek.open(&sealed, aad("key_2")),
+            Err(EnvelopeError::Unauthentic)
+        ));
         // The wrapped data key round-trips through the keyring, bound to its own row.
-        let again = ring.unwrap_data_key("dek_1", &wrapped, aad("dek_1")).map_err(Error::internal)?;
-        assert_eq!(again.open(&sealed, aad("key_1")).map_err(Error::internal)?, b"canary-secret");
-        assert!(ring.unwrap_data_key("dek_1", &wrapped, aad("dek_2")).is_err());
+        let again = ring
+            .unwrap_data_key("dek_1", &wrapped, aad("dek_1"))
+            .map_err(Error::internal)?;
+        assert_eq!(
+            again.open(&sealed, aad("key_1")).map_err(Error::internal)?,
+            b"canary-secret"
+        );
+        assert!(
+            ring.unwrap_data_key("dek_1", &wrapped, aad("dek_2"))
+                .is_err()
+        );
         Ok(())
     }
 
     #[test]
     fn unwrap_with_a_missing_master_key_names_it() -> Result<()> {
-        let a = SymmetricKey::master_from_base64(&SymmetricKey::generate_master_base64()?).map_err(Error::internal)?;
+        let a = SymmetricKey::master_from_base64(&SymmetricKey::generate_master_base64()?)
+            .map_err(Error::internal)?;
         let a_id = a.id().to_owned();
         let (_, wrapped) = Keyring::new(a, vec![]).new_data_key("dek_1", aad("dek_1"))?;
-        let b = SymmetricKey::master_from_base64(&SymmetricKey::generate_master_base64()?).map_err(Error::internal)?;
+        let b = SymmetricKey::master_from_base64(&SymmetricKey::generate_master_base64()?)
+            .map_err(Error::internal)?;
         match Keyring::new(b, vec![]).unwrap_data_key("dek_1", &wrapped, aad("dek_1")) {
             Err(EnvelopeError::UnknownKey(id)) => assert_eq!(id, a_id),
-            other => return Err(Error::internal(std::io::Error::other(format!("expected UnknownKey, got {other:?}")))),
+            other => {
+                return Err(Error::internal(std::io::Error::other(format!(
+                    "expected UnknownKey, got {other:?}"
+                ))));
+            }
         }
         Ok(())
     }

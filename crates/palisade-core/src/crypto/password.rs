@@ -27,12 +27,15 @@ pub struct Passwords {
 }
 
 fn argon2() -> Result<Argon2<'static>> {
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| Error::internal(HashError(e.to_string())))?;
+    let params = Params::new(19 * 1024, 2, 1, None)
+        .map_err(|e| Error::internal(HashError(e.to_string())))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 fn hash_blocking(password: &[u8]) -> Result<String> {
-    let hash = argon2()?.hash_password(password).map_err(|e| Error::internal(HashError(e.to_string())))?;
+    let hash = argon2()?
+        .hash_password(password)
+        .map_err(|e| Error::internal(HashError(e.to_string())))?;
     Ok(hash.to_string())
 }
 
@@ -43,18 +46,27 @@ impl Passwords {
         let dummy = tokio::task::spawn_blocking(move || hash_blocking(throwaway.as_bytes()))
             .await
             .map_err(|e| Error::internal(JoinError(e)))??;
-        Ok(Self { permits: Arc::new(Semaphore::new(concurrency.max(1))), dummy: dummy.into() })
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy: dummy.into(),
+        })
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let _permit = self.permits.acquire().await.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| Error::internal(JoinError(e)))?
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::internal(JoinError(e)))?
     }
 
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) with a fresh random salt.
     pub async fn hash(&self, password: &SecretString) -> Result<String> {
         let password = password.clone();
-        self.run(move || hash_blocking(password.expose_secret().as_bytes())).await
+        self.run(move || hash_blocking(password.expose_secret().as_bytes()))
+            .await
     }
 
     /// Verifies against `phc`, or against the dummy hash when there is no account, so both
@@ -66,7 +78,9 @@ impl Passwords {
         let matches = self
             .run(move || {
                 let argon = argon2()?;
-                Ok(argon.verify_password(password.expose_secret().as_bytes(), phc.as_str()).is_ok())
+                Ok(argon
+                    .verify_password(password.expose_secret().as_bytes(), phc.as_str())
+                    .is_ok())
             })
             .await?;
         Ok(is_real && matches)
@@ -80,12 +94,26 @@ mod tests {
     #[tokio::test]
     async fn hash_verifies_only_the_right_password_and_uses_owasp_parameters() -> Result<()> {
         let pw = Passwords::new(2).await?;
-        let hash = pw.hash(&SecretString::from("correct horse battery")).await?;
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(pw.verify(&SecretString::from("correct horse battery"), Some(&hash)).await?);
-        assert!(!pw.verify(&SecretString::from("wrong horse battery"), Some(&hash)).await?);
+        let hash = pw
+            .hash(&SecretString::from("correct horse battery"))
+            .await?;
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            pw.verify(&SecretString::from("correct horse battery"), Some(&hash))
+                .await?
+        );
+        assert!(
+            !pw.verify(&SecretString::from("wrong horse battery"), Some(&hash))
+                .await?
+        );
         // No account: never true, whatever the password.
-        assert!(!pw.verify(&SecretString::from("correct horse battery"), None).await?);
+        assert!(
+            !pw.verify(&SecretString::from("correct horse battery"), None)
+                .await?
+        );
         Ok(())
     }
 }

@@ -25,5 +25,9 @@ pub fn token() -> Result<String> {
 pub fn suffix(len: usize) -> Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let raw = bytes::<16>()?;
-    Ok(raw.iter().take(len).map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect())
+    Ok(raw
+        .iter()
+        .take(len)
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect())
 }

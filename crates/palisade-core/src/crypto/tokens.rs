@@ -32,7 +32,9 @@ pub struct TokenKey {
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("TokenKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,7 +46,11 @@ impl TokenKey {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(seed);
         let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
-        Self { kid: thumbprint(&x), x, signing }
+        Self {
+            kid: thumbprint(&x),
+            x,
+            signing,
+        }
     }
 
     /// The 32-byte seed, for sealing under the envelope; zeroed when dropped.
@@ -117,13 +123,19 @@ pub struct AccessTokens {
 
 impl std::fmt::Debug for AccessTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessTokens").field("issuer", &self.issuer).field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("AccessTokens")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
 impl AccessTokens {
     pub fn new(key: &TokenKey, issuer: String, ttl: time::Duration) -> Result<Self> {
-        let der = key.signing.to_pkcs8_der().map_err(|e| Error::internal(KeyError(e.to_string())))?;
+        let der = key
+            .signing
+            .to_pkcs8_der()
+            .map_err(|e| Error::internal(KeyError(e.to_string())))?;
         let encoding = EncodingKey::from_ed_der(der.as_bytes());
         let decoding = DecodingKey::from_ed_components(&key.x).map_err(Error::internal)?;
         Ok(Self {
@@ -145,7 +157,12 @@ impl AccessTokens {
         &self.jwks
     }
 
-    pub fn issue(&self, user_id: &UserId, session_id: &SessionId, now: OffsetDateTime) -> Result<String> {
+    pub fn issue(
+        &self,
+        user_id: &UserId,
+        session_id: &SessionId,
+        now: OffsetDateTime,
+    ) -> Result<String> {
         let iat = now.unix_timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -168,22 +185,32 @@ impl AccessTokens {
         if header.alg != Algorithm::EdDSA {
             return Err(Error::Unauthenticated);
         }
-        let key = header.kid.as_deref().and_then(|kid| self.decoding.get(kid)).ok_or(Error::Unauthenticated)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(Error::Unauthenticated)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         // Expiry is checked below against the injected clock, not the system clock.
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[AUDIENCE]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|_| Error::Unauthenticated)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|_| Error::Unauthenticated)?;
         let claims = data.claims;
         if claims.exp <= now.unix_timestamp() {
             return Err(Error::Unauthenticated);
         }
         let user_id = UserId::parse(&claims.sub).ok_or(Error::Unauthenticated)?;
         let session_id = SessionId::parse(&claims.sid).ok_or(Error::Unauthenticated)?;
-        let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| Error::Unauthenticated)?;
-        Ok(VerifiedAccess { user_id, session_id, expires_at })
+        let expires_at =
+            OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| Error::Unauthenticated)?;
+        Ok(VerifiedAccess {
+            user_id,
+            session_id,
+            expires_at,
+        })
     }
 }
 
@@ -192,13 +219,20 @@ mod tests {
     use super::*;
 
     fn tokens() -> Result<AccessTokens> {
-        AccessTokens::new(&TokenKey::generate()?, "https://palisade.test".into(), time::Duration::minutes(15))
+        AccessTokens::new(
+            &TokenKey::generate()?,
+            "https://palisade.test".into(),
+            time::Duration::minutes(15),
+        )
     }
 
     #[test]
     fn thumbprint_matches_rfc_8037_key() {
         // AUDIT-SPEC.md §10 / RFC 8037 A.1 public key and its RFC 7638 thumbprint.
-        assert_eq!(thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            thumbprint("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]
@@ -209,7 +243,10 @@ mod tests {
         let jwt = t.issue(&user, &session, now)?;
         let v = t.verify(&jwt, now + time::Duration::minutes(14))?;
         assert_eq!((v.user_id, v.session_id), (user, session));
-        assert!(matches!(t.verify(&jwt, now + time::Duration::minutes(15)), Err(Error::Unauthenticated)));
+        assert!(matches!(
+            t.verify(&jwt, now + time::Duration::minutes(15)),
+            Err(Error::Unauthenticated)
+        ));
         Ok(())
     }
 

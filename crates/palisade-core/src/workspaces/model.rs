@@ -49,7 +49,9 @@ impl Plan {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Plan::Starter, Plan::Pro, Plan::Business].into_iter().find(|p| p.as_str() == text)
+        [Plan::Starter, Plan::Pro, Plan::Business]
+            .into_iter()
+            .find(|p| p.as_str() == text)
     }
 }
 
@@ -64,7 +66,13 @@ pub enum Module {
 }
 
 impl Module {
-    pub const ALL: [Module; 5] = [Module::AdvancedRbac, Module::Sso, Module::DoraPack, Module::EuFailover, Module::Einvoicing];
+    pub const ALL: [Module; 5] = [
+        Module::AdvancedRbac,
+        Module::Sso,
+        Module::DoraPack,
+        Module::EuFailover,
+        Module::Einvoicing,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 use tracing::instrument;
 
 use super::model::{
-    AdminWorkspacePatch, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION, DEFAULT_TIMEZONE, Member, Membership,
-    Module, NewWorkspace, Page, Patch, Plan, Workspace, WorkspacePatch, is_currency, is_timezone,
+    AdminWorkspacePatch, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION,
+    DEFAULT_TIMEZONE, Member, Membership, Module, NewWorkspace, Page, Patch, Plan, Workspace,
+    WorkspacePatch, is_currency, is_timezone,
 };
 use crate::acl::{Permission, Role, authorize};
 use crate::app::Services;
@@ -27,7 +28,8 @@ pub const LIST_LIMIT_MAX: u32 = 200;
 pub fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b.first() != Some(&b'-')
         && b.last() != Some(&b'-')
 }
@@ -45,7 +47,11 @@ fn slugify(name: &str) -> String {
     while slug.ends_with('-') {
         slug.pop();
     }
-    if slug.len() < 3 { format!("workspace-{slug}").trim_end_matches('-').to_owned() } else { slug }
+    if slug.len() < 3 {
+        format!("workspace-{slug}").trim_end_matches('-').to_owned()
+    } else {
+        slug
+    }
 }
 
 fn is_color(s: &str) -> bool {
@@ -53,7 +59,10 @@ fn is_color(s: &str) -> bool {
 }
 
 fn workspace_target(id: &WorkspaceId) -> Target {
-    Target { kind: "workspace", id: id.to_string() }
+    Target {
+        kind: "workspace",
+        id: id.to_string(),
+    }
 }
 
 fn branding_json(b: &Branding) -> Value {
@@ -65,12 +74,19 @@ fn check_branding(checks: &mut Checks, patch: &BrandingPatch) {
         checks.text("/branding/display_name", v, 1, 200);
     }
     if let Patch::Value(v) = &patch.logo_url {
-        let ok = v.len() <= 2048 && url::Url::parse(v).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
+        let ok = v.len() <= 2048
+            && url::Url::parse(v).is_ok_and(|u| u.scheme() == "https" && u.host().is_some());
         if !ok {
-            checks.fail("/branding/logo_url", "must be an https URL of at most 2048 characters");
+            checks.fail(
+                "/branding/logo_url",
+                "must be an https URL of at most 2048 characters",
+            );
         }
     }
-    for (pointer, value) in [("/branding/primary_color", &patch.primary_color), ("/branding/accent_color", &patch.accent_color)] {
+    for (pointer, value) in [
+        ("/branding/primary_color", &patch.primary_color),
+        ("/branding/accent_color", &patch.accent_color),
+    ] {
         if let Patch::Value(v) = value
             && !is_color(v)
         {
@@ -97,14 +113,22 @@ fn required<T>(checks: &mut Checks, pointer: &str, patch: &Patch<T>) {
 impl Services {
     /// Creates a workspace; the creator becomes its owner (TEN-1).
     #[instrument(skip_all)]
-    pub async fn create_workspace(&self, principal: &Principal, input: NewWorkspace, meta: &RequestMeta) -> Result<Workspace> {
+    pub async fn create_workspace(
+        &self,
+        principal: &Principal,
+        input: NewWorkspace,
+        meta: &RequestMeta,
+    ) -> Result<Workspace> {
         let name = input.name;
         let mut checks = Checks::new();
         checks.text("/name", &name, 1, 200);
         if let Some(slug) = &input.slug
             && !is_slug(slug)
         {
-            checks.fail("/slug", "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'");
+            checks.fail(
+                "/slug",
+                "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
+            );
         }
         checks.finish()?;
 
@@ -113,22 +137,43 @@ impl Services {
         // A derived slug that is taken gets a random suffix; an explicit one is a conflict.
         let mut attempt = 0;
         loop {
-            let slug = if attempt == 0 { base.clone() } else { format!("{}-{}", base.chars().take(56).collect::<String>(), random::suffix(6)?) };
+            let slug = if attempt == 0 {
+                base.clone()
+            } else {
+                format!(
+                    "{}-{}",
+                    base.chars().take(56).collect::<String>(),
+                    random::suffix(6)?
+                )
+            };
             match self.insert_workspace(principal, &name, slug, meta).await {
-                Err(Error::Conflict(ConflictKind::SlugTaken)) if !explicit && attempt < 3 => attempt += 1,
+                Err(Error::Conflict(ConflictKind::SlugTaken)) if !explicit && attempt < 3 => {
+                    attempt += 1
+                }
                 result => return result,
             }
         }
     }
 
-    async fn insert_workspace(&self, principal: &Principal, name: &str, slug: String, meta: &RequestMeta) -> Result<Workspace> {
+    async fn insert_workspace(
+        &self,
+        principal: &Principal,
+        name: &str,
+        slug: String,
+        meta: &RequestMeta,
+    ) -> Result<Workspace> {
         let now = self.now();
         let workspace = Workspace {
             id: WorkspaceId::generate(),
             slug,
             name: name.to_owned(),
             branding: Branding::default(),
-            region: self.settings.regions.first().map_or(DEFAULT_REGION, String::as_str).to_owned(),
+            region: self
+                .settings
+                .regions
+                .first()
+                .map_or(DEFAULT_REGION, String::as_str)
+                .to_owned(),
             timezone: DEFAULT_TIMEZONE.to_owned(),
             currency: DEFAULT_CURRENCY.to_owned(),
             plan: Plan::Starter,
@@ -151,7 +196,12 @@ impl Services {
             other => other?,
         }
         tx.member_insert(&member).await?;
-        let mut event = AuditEvent::new(AuditLog::Workspace(workspace.id.clone()), "workspace.create", Actor::of(principal), workspace_target(&workspace.id));
+        let mut event = AuditEvent::new(
+            AuditLog::Workspace(workspace.id.clone()),
+            "workspace.create",
+            Actor::of(principal),
+            workspace_target(&workspace.id),
+        );
         event.diff_field("/name", Value::Null, json!(workspace.name));
         event.diff_field("/slug", Value::Null, json!(workspace.slug));
         tx.audit_append(&event.seal(meta, now)?).await?;
@@ -159,7 +209,10 @@ impl Services {
             AuditLog::Workspace(workspace.id.clone()),
             "member.create",
             Actor::of(principal),
-            Target { kind: "member", id: member.id.to_string() },
+            Target {
+                kind: "member",
+                id: member.id.to_string(),
+            },
         );
         owner.diff_field("/role", Value::Null, json!(Role::Owner.as_str()));
         tx.audit_append(&owner.seal(meta, now)?).await?;
@@ -168,37 +221,67 @@ impl Services {
     }
 
     /// The caller's workspaces, oldest first, `limit` at a time after `after`.
-    pub async fn list_workspaces(&self, principal: &Principal, after: Option<WorkspaceId>, limit: u32) -> Result<Page<Membership>> {
+    pub async fn list_workspaces(
+        &self,
+        principal: &Principal,
+        after: Option<WorkspaceId>,
+        limit: u32,
+    ) -> Result<Page<Membership>> {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
-        let mut tx = self.store.accounts(Some(principal.user_id()), Access::Read).await?;
-        let mut rows = tx.memberships(principal.user_id(), after.as_ref(), limit + 1).await?;
+        let mut tx = self
+            .store
+            .accounts(Some(principal.user_id()), Access::Read)
+            .await?;
+        let mut rows = tx
+            .memberships(principal.user_id(), after.as_ref(), limit + 1)
+            .await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             rows.last().map(|m| m.workspace.id.to_string())
         } else {
             None
         };
-        Ok(Page { data: rows, next_cursor })
+        Ok(Page {
+            data: rows,
+            next_cursor,
+        })
     }
 
     /// The membership check (TEN-2): the only way to a `TenantScope`. `key` is an id or a
     /// slug; a workspace the caller is not a member of does not exist for them.
     #[instrument(skip_all)]
     pub async fn tenant_scope(&self, principal: &Principal, key: &str) -> Result<TenantScope> {
-        let mut tx = self.store.accounts(Some(principal.user_id()), Access::Read).await?;
-        let membership = tx.membership(principal.user_id(), key).await?.ok_or(Error::NotFound(Resource::Workspace))?;
-        Ok(TenantScope::for_member(membership.workspace.id, principal.clone(), membership.role))
+        let mut tx = self
+            .store
+            .accounts(Some(principal.user_id()), Access::Read)
+            .await?;
+        let membership = tx
+            .membership(principal.user_id(), key)
+            .await?
+            .ok_or(Error::NotFound(Resource::Workspace))?;
+        Ok(TenantScope::for_member(
+            membership.workspace.id,
+            principal.clone(),
+            membership.role,
+        ))
     }
 
     pub async fn get_workspace(&self, scope: &TenantScope) -> Result<Workspace> {
         authorize(scope, Permission::WorkspaceRead)?;
         let mut tx = self.store.tenant(scope, Access::Read).await?;
-        tx.workspace_get().await?.ok_or(Error::NotFound(Resource::Workspace))
+        tx.workspace_get()
+            .await?
+            .ok_or(Error::NotFound(Resource::Workspace))
     }
 
     /// Changes name, slug, branding, timezone or currency (merge-patch semantics).
     #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
-    pub async fn update_workspace(&self, scope: &TenantScope, patch: WorkspacePatch, meta: &RequestMeta) -> Result<Workspace> {
+    pub async fn update_workspace(
+        &self,
+        scope: &TenantScope,
+        patch: WorkspacePatch,
+        meta: &RequestMeta,
+    ) -> Result<Workspace> {
         authorize(scope, Permission::WorkspaceUpdate)?;
         let mut checks = Checks::new();
         required(&mut checks, "/name", &patch.name);
@@ -211,12 +294,18 @@ impl Services {
         if let Patch::Value(v) = &patch.slug
             && !is_slug(v)
         {
-            checks.fail("/slug", "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'");
+            checks.fail(
+                "/slug",
+                "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
+            );
         }
         if let Patch::Value(v) = &patch.timezone
             && !is_timezone(v)
         {
-            checks.fail("/timezone", "must be an IANA time zone name such as Europe/Brussels");
+            checks.fail(
+                "/timezone",
+                "must be an IANA time zone name such as Europe/Brussels",
+            );
         }
         if let Patch::Value(v) = &patch.currency
             && !is_currency(v)
@@ -230,7 +319,10 @@ impl Services {
 
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let before = tx.workspace_get().await?.ok_or(Error::NotFound(Resource::Workspace))?;
+        let before = tx
+            .workspace_get()
+            .await?
+            .ok_or(Error::NotFound(Resource::Workspace))?;
         let mut after = before.clone();
         if let Patch::Value(v) = patch.name {
             after.name = v;
@@ -262,12 +354,21 @@ impl Services {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
             other => other?,
         }
-        let mut event = AuditEvent::new(AuditLog::Workspace(after.id.clone()), "workspace.update", Actor::of(scope.principal()), workspace_target(&after.id));
+        let mut event = AuditEvent::new(
+            AuditLog::Workspace(after.id.clone()),
+            "workspace.update",
+            Actor::of(scope.principal()),
+            workspace_target(&after.id),
+        );
         event.diff_field("/name", json!(before.name), json!(after.name));
         event.diff_field("/slug", json!(before.slug), json!(after.slug));
         event.diff_field("/timezone", json!(before.timezone), json!(after.timezone));
         event.diff_field("/currency", json!(before.currency), json!(after.currency));
-        event.diff_field("/branding", branding_json(&before.branding), branding_json(&after.branding));
+        event.diff_field(
+            "/branding",
+            branding_json(&before.branding),
+            branding_json(&after.branding),
+        );
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         Ok(after)
@@ -300,7 +401,13 @@ impl Services {
         if let Patch::Value(v) = &patch.region
             && !self.settings.regions.iter().any(|r| r == v)
         {
-            checks.fail("/region", format!("must be a configured region: {}", self.settings.regions.join(", ")));
+            checks.fail(
+                "/region",
+                format!(
+                    "must be a configured region: {}",
+                    self.settings.regions.join(", ")
+                ),
+            );
         }
         let mut modules = Vec::new();
         if let Patch::Value(list) = &patch.modules {
@@ -316,13 +423,24 @@ impl Services {
         checks.finish()?;
 
         let id = {
-            let mut tx = self.store.system(&SystemScope::new("instance admin resolves a workspace"), Access::Read).await?;
-            tx.workspace_resolve(key).await?.ok_or(Error::NotFound(Resource::Workspace))?
+            let mut tx = self
+                .store
+                .system(
+                    &SystemScope::new("instance admin resolves a workspace"),
+                    Access::Read,
+                )
+                .await?;
+            tx.workspace_resolve(key)
+                .await?
+                .ok_or(Error::NotFound(Resource::Workspace))?
         };
         let scope = TenantScope::for_instance_admin(id, principal.clone());
         let now = self.now();
         let mut tx = self.store.tenant(&scope, Access::Write).await?;
-        let before = tx.workspace_get().await?.ok_or(Error::NotFound(Resource::Workspace))?;
+        let before = tx
+            .workspace_get()
+            .await?
+            .ok_or(Error::NotFound(Resource::Workspace))?;
         let mut after = before.clone();
         if let Some(plan) = plan {
             after.plan = plan;
@@ -338,7 +456,12 @@ impl Services {
         }
         after.updated_at = now;
         tx.workspace_update(&after).await?;
-        let mut event = AuditEvent::new(AuditLog::Workspace(after.id.clone()), "workspace.admin_update", Actor::of(principal), workspace_target(&after.id));
+        let mut event = AuditEvent::new(
+            AuditLog::Workspace(after.id.clone()),
+            "workspace.admin_update",
+            Actor::of(principal),
+            workspace_target(&after.id),
+        );
         event.diff_field("/plan", json!(before.plan), json!(after.plan));
         event.diff_field("/region", json!(before.region), json!(after.region));
         event.diff_field("/modules", json!(before.modules), json!(after.modules));
@@ -356,7 +479,15 @@ mod tests {
     fn slugs() {
         assert!(is_slug("acme"));
         assert!(is_slug("acme-corp-2"));
-        for bad in ["ab", "-acme", "acme-", "Acme", "ac_me", "ws_0000", &"a".repeat(64)] {
+        for bad in [
+            "ab",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac_me",
+            "ws_0000",
+            &"a".repeat(64),
+        ] {
             assert!(!is_slug(bad), "{bad}");
         }
         assert_eq!(slugify("Acme Corp!"), "acme-corp");

@@ -26,13 +26,16 @@ pub struct Server {
 }
 
 pub fn config_for(db: &TestDb, data: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = data.to_path_buf();
-    config.database_url = Some(SecretString::from(db.url.clone()));
-    config.master_key = Some(SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()));
-    config.admins = vec![ADMIN.to_owned()];
-    config
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.to_path_buf(),
+        database_url: Some(SecretString::from(db.url.clone())),
+        master_key: Some(SecretString::from(
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+        )),
+        admins: vec![ADMIN.to_owned()],
+        ..Config::default()
+    }
 }
 
 impl Server {
@@ -55,7 +58,14 @@ impl Server {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        Server { base: format!("{scheme}://{addr}"), db, client, _data: data, stop: Some(stop), task: Some(task) }
+        Server {
+            base: format!("{scheme}://{addr}"),
+            db,
+            client,
+            _data: data,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn backend(&self) -> &'static str {
@@ -63,7 +73,13 @@ impl Server {
     }
 
     /// Sends a request; returns status, headers and the JSON body (Null when empty).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -92,22 +108,61 @@ impl Server {
 
     /// Signs up and signs in; returns (user id, access token, refresh token).
     pub async fn user(&self, email: &str) -> (String, String, String) {
-        let r = self.post("/api/v1/auth/signup", None, json!({"email": email, "password": PASSWORD, "name": "Test User"})).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}: signup {}", self.backend(), r.body);
+        let r = self
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}: signup {}",
+            self.backend(),
+            r.body
+        );
         let id = r.body["id"].as_str().unwrap().to_owned();
         let (access, refresh) = self.login(email).await;
         (id, access, refresh)
     }
 
     pub async fn login(&self, email: &str) -> (String, String) {
-        let r = self.post("/api/v1/auth/login", None, json!({"email": email, "password": PASSWORD})).await;
-        assert_eq!(r.status, StatusCode::OK, "{}: login {}", self.backend(), r.body);
-        (r.body["access_token"].as_str().unwrap().to_owned(), r.body["refresh_token"].as_str().unwrap().to_owned())
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}: login {}",
+            self.backend(),
+            r.body
+        );
+        (
+            r.body["access_token"].as_str().unwrap().to_owned(),
+            r.body["refresh_token"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn workspace(&self, token: &str, name: &str, slug: &str) -> Value {
-        let r = self.post("/api/v1/workspaces", Some(token), json!({"name": name, "slug": slug})).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}: create workspace {}", self.backend(), r.body);
+        let r = self
+            .post(
+                "/api/v1/workspaces",
+                Some(token),
+                json!({"name": name, "slug": slug}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}: create workspace {}",
+            self.backend(),
+            r.body
+        );
         r.body
     }
 
@@ -139,24 +194,47 @@ impl Reply {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, body, text }
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// Asserts a problem+json with this status and code.
     pub fn assert_problem(&self, status: u16, code: &str, context: &str) {
         assert_eq!(self.status.as_u16(), status, "{context}: {}", self.text);
-        assert_eq!(self.header("content-type"), "application/problem+json", "{context}");
+        assert_eq!(
+            self.header("content-type"),
+            "application/problem+json",
+            "{context}"
+        );
         assert_eq!(self.body["code"], code, "{context}: {}", self.text);
         assert_eq!(self.body["status"], status, "{context}");
-        assert_eq!(self.body["instance"].as_str(), Some(self.header("x-request-id")), "{context}: instance is the request id");
+        assert_eq!(
+            self.body["instance"].as_str(),
+            Some(self.header("x-request-id")),
+            "{context}: instance is the request id"
+        );
     }
 
     pub fn pointers(&self) -> Vec<String> {
-        self.body["errors"].as_array().map(|a| a.iter().filter_map(|e| e["pointer"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["pointer"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
