@@ -8,6 +8,14 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "==> one TLS stack: no OpenSSL, no native-tls"
+for banned in openssl-sys native-tls; do
+  if cargo tree --workspace -i "$banned" >/dev/null 2>&1; then
+    echo "test.sh: $banned is in the dependency tree (cargo tree -i $banned)" >&2
+    exit 1
+  fi
+done
+
 echo "==> python test tools"
 venv=$PWD/target/test-venv
 if [ ! -x "$venv/bin/pip" ]; then
