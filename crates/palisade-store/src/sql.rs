@@ -32,6 +32,15 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 pub(crate) const WORKSPACE_GET: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
      w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1";
 
+/// The audit sink's statements: workspace logs carry `workspace_id` as `$1`, the instance log
+/// has none; the event columns follow in the same order.
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_events (workspace_id, id, at, action, result, actor_type, actor_id, \
+     target_type, target_id, request_id, diff, pii) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+pub(crate) const INSTANCE_AUDIT_INSERT: &str = "INSERT INTO instance_audit_events (id, at, action, result, actor_type, actor_id, \
+     target_type, target_id, request_id, diff, pii) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub(crate) const AUDIT_OPENING_INSERT: &str = "INSERT INTO audit_pii_openings (workspace_id, event_id, pointer, salt, value) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const INSTANCE_AUDIT_OPENING_INSERT: &str = "INSERT INTO instance_audit_pii_openings (event_id, pointer, salt, value) VALUES ($1, $2, $3, $4)";
+
 pub(crate) const MEMBERSHIP: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
      w.modules, w.parent_id, w.created_at, w.updated_at, m.id AS member_id, m.role \
      FROM members m JOIN workspaces w ON w.id = m.workspace_id \
@@ -62,6 +71,51 @@ macro_rules! impl_transactions {
             AuditRow, DataKeyRow, MembershipRow, RefreshRow, SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
         };
         use crate::sql::{SqlTx, map_err};
+
+        type Q<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>;
+
+        fn bind_event<'q>(q: Q<'q>, r: &'q AuditRecord) -> Q<'q> {
+            q.bind(r.id.as_str())
+                .bind(r.at)
+                .bind(r.action)
+                .bind(r.result.as_str())
+                .bind(r.actor.kind)
+                .bind(r.actor.id.as_str())
+                .bind(r.target.kind)
+                .bind(r.target.id.as_str())
+                .bind(r.request_id.as_deref())
+                .bind(Json(&r.diff))
+                .bind(Json(r.pii_commitments()))
+        }
+
+        /// The one audit sink: the event, then the openings of its personal values beside it.
+        /// `workspace` picks the workspace's log; `None` the instance log.
+        async fn append_audit(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            workspace: Option<&str>,
+            record: &AuditRecord,
+        ) -> StoreResult<()> {
+            let event = match workspace {
+                Some(ws) => bind_event(sqlx::query(crate::sql::AUDIT_INSERT).bind(ws), record),
+                None => bind_event(sqlx::query(crate::sql::INSTANCE_AUDIT_INSERT), record),
+            };
+            event.execute(&mut *conn).await.map_err(map_err)?;
+            for o in &record.openings {
+                let opening = match workspace {
+                    Some(ws) => sqlx::query(crate::sql::AUDIT_OPENING_INSERT).bind(ws),
+                    None => sqlx::query(crate::sql::INSTANCE_AUDIT_OPENING_INSERT),
+                };
+                opening
+                    .bind(record.id.as_str())
+                    .bind(o.pointer)
+                    .bind(&o.salt[..])
+                    .bind(Json(&o.value))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        }
 
         #[async_trait::async_trait]
         impl AccountTx for SqlTx<$db> {
@@ -205,35 +259,7 @@ macro_rules! impl_transactions {
                 if record.log != AuditLog::Instance {
                     return Err(corrupt("instance_audit_events", "workspace event in the instance log"));
                 }
-                sqlx::query(
-                    "INSERT INTO instance_audit_events (id, at, action, result, actor_type, actor_id, target_type, target_id, request_id, diff, pii) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(record.id.as_str())
-                .bind(record.at)
-                .bind(record.action)
-                .bind(record.result.as_str())
-                .bind(record.actor.kind)
-                .bind(&record.actor.id)
-                .bind(record.target.kind)
-                .bind(&record.target.id)
-                .bind(record.request_id.as_deref())
-                .bind(Json(&record.diff))
-                .bind(Json(record.pii_commitments()))
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-                for o in &record.openings {
-                    sqlx::query("INSERT INTO instance_audit_pii_openings (event_id, pointer, salt, value) VALUES ($1, $2, $3, $4)")
-                        .bind(record.id.as_str())
-                        .bind(o.pointer)
-                        .bind(&o.salt[..])
-                        .bind(Json(&o.value))
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
-                }
-                Ok(())
+                append_audit(&mut self.tx, None, record).await
             }
 
             async fn audit_recent_for(&mut self, target_id: &str, limit: u32) -> StoreResult<Vec<StoredAuditEvent>> {
@@ -340,37 +366,7 @@ macro_rules! impl_transactions {
                 if !matches!(&record.log, AuditLog::Workspace(id) if id.as_str() == ws) {
                     return Err(corrupt("audit_events", "event for another log"));
                 }
-                sqlx::query(
-                    "INSERT INTO audit_events (workspace_id, id, at, action, result, actor_type, actor_id, target_type, target_id, request_id, diff, pii) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(&ws)
-                .bind(record.id.as_str())
-                .bind(record.at)
-                .bind(record.action)
-                .bind(record.result.as_str())
-                .bind(record.actor.kind)
-                .bind(&record.actor.id)
-                .bind(record.target.kind)
-                .bind(&record.target.id)
-                .bind(record.request_id.as_deref())
-                .bind(Json(&record.diff))
-                .bind(Json(record.pii_commitments()))
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-                for o in &record.openings {
-                    sqlx::query("INSERT INTO audit_pii_openings (workspace_id, event_id, pointer, salt, value) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&ws)
-                        .bind(record.id.as_str())
-                        .bind(o.pointer)
-                        .bind(&o.salt[..])
-                        .bind(Json(&o.value))
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
-                }
-                Ok(())
+                append_audit(&mut self.tx, Some(&ws), record).await
             }
 
             async fn audit_recent(&mut self, limit: u32) -> StoreResult<Vec<StoredAuditEvent>> {
