@@ -40,6 +40,31 @@ fn committed_openapi_json_matches_the_code() {
 }
 
 #[test]
+fn openapi_document_is_valid_openapi_3_1() {
+    let python = match std::env::var("PALISADE_TEST_PYTHON") {
+        Ok(p) => p,
+        Err(_) if std::env::var("PALISADE_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("PALISADE_TEST_PYTHON is set by scripts/test.sh")
+        }
+        Err(_) => return,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, palisade_api::openapi().to_pretty_json().unwrap()).unwrap();
+    let out = Command::new(python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn config_check_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("palisade.toml"), "admins = [\"ops@example.com\"]\ndatabase_url = \"postgres://app:hunter2-db@db.internal/p\"\n").unwrap();

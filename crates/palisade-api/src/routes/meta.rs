@@ -18,14 +18,14 @@ pub struct HealthOut {
 }
 
 /// Liveness: the process serves requests.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = HealthOut)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = HealthOut)))]
 pub async fn healthz() -> Json<HealthOut> {
     Json(HealthOut { status: "ok" })
 }
 
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, body = HealthOut),
+    (status = 200, description = "Ready", body = HealthOut),
     (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthOut>> {
@@ -58,7 +58,7 @@ pub struct JwksOut {
 }
 
 /// The public keys that verify access tokens (EdDSA, Ed25519).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, body = JwksOut)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JSON Web Key Set", body = JwksOut)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let keys = state
         .services
@@ -83,7 +83,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 /// RFC 9116 security contact, valid for a year from now.
-#[utoipa::path(get, path = "/.well-known/security.txt", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/.well-known/security.txt", tag = "operations", responses((status = 200, description = "security.txt", content_type = "text/plain", body = String)))]
 pub async fn security_txt(State(state): State<AppState>) -> Response {
     let expires = state.services.now() + time::Duration::days(365);
     let expires = expires.replace_nanosecond(0).unwrap_or(expires);
