@@ -380,9 +380,11 @@ async fn bad_input_gets_problem_json_naming_the_field_and_writes_nothing() {
         s.get("/api/v1/no-such-route", Some(&token))
             .await
             .assert_problem(404, "not_found", b);
-        s.call(Method::DELETE, "/api/v1/workspaces", Some(&token), None)
-            .await
-            .assert_problem(405, "method_not_allowed", b);
+        let wrong_method = s
+            .call(Method::DELETE, "/api/v1/workspaces", Some(&token), None)
+            .await;
+        wrong_method.assert_problem(405, "method_not_allowed", b);
+        assert_eq!(wrong_method.header("allow"), "POST,GET,HEAD", "{b}");
         let bad_limit = s
             .get("/api/v1/workspaces?limit=500&colour=red", Some(&token))
             .await;
@@ -960,4 +962,62 @@ async fn tls_serves_with_the_configured_certificate() {
         .await;
     assert!(plain.is_err() || plain.unwrap().status() != StatusCode::OK);
     s.stop().await;
+}
+
+#[tokio::test]
+async fn signing_key_is_stored_only_sealed_and_a_missing_master_key_is_named() {
+    use palisade_core::crypto::envelope::{Keyring, SymmetricKey};
+    use palisade_core::store::Access;
+    use palisade_core::tenancy::SystemScope;
+
+    for s in servers().await {
+        let b = s.backend();
+        let jwks = s.get("/.well-known/jwks.json", None).await;
+        let kid = jwks.body["keys"][0]["kid"].as_str().unwrap().to_owned();
+        let store = s.store().await;
+        let master = SymmetricKey::master_from_base64(common::TEST_MASTER_KEY).unwrap();
+        let master_id = master.id().to_owned();
+        let key = palisade_core::keys::load_access_token_key(
+            &*store,
+            &Keyring::new(master, vec![]),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(key.kid(), kid, "{b}: the server signs with the stored key");
+        let mut tx = store
+            .system(&SystemScope::new("test"), Access::Read)
+            .await
+            .unwrap();
+        let stored = tx
+            .signing_keys(palisade_core::keys::ACCESS_TOKEN_PURPOSE)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1, "{b}");
+        let seed = key.seed();
+        assert!(
+            !stored[0]
+                .sealed_seed
+                .windows(32)
+                .any(|w| w == seed.as_slice()),
+            "{b}: seed in clear"
+        );
+        drop(tx);
+
+        let other =
+            SymmetricKey::master_from_base64("//////////////////////////////////////////8=")
+                .unwrap();
+        let err = palisade_core::keys::load_access_token_key(
+            &*store,
+            &Keyring::new(other, vec![]),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect_err("wrong master key");
+        assert!(
+            err.to_string().contains(&master_id),
+            "{b}: names the missing key: {err}"
+        );
+        s.stop().await;
+    }
 }

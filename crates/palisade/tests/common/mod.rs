@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 pub const ADMIN: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub struct Server {
     pub base: String,
@@ -30,9 +31,7 @@ pub fn config_for(db: &TestDb, data: &std::path::Path) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
         database_url: Some(SecretString::from(db.url.clone())),
-        master_key: Some(SecretString::from(
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
-        )),
+        master_key: Some(SecretString::from(TEST_MASTER_KEY.to_owned())),
         admins: vec![ADMIN.to_owned()],
         ..Config::default()
     }
