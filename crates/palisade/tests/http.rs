@@ -891,7 +891,7 @@ async fn docs_and_schema_are_served_from_the_binary_with_no_external_asset() {
     assert!(
         redoc
             .text
-            .contains("src=\"/api/redoc/redoc.standalone.js\"")
+            .contains("<script type=\"module\" src=\"/api/redoc/redoc.standalone.js\">")
             && redoc.text.contains("disable-telemetry=\"true\"")
     );
     assert!(
@@ -906,6 +906,14 @@ async fn docs_and_schema_are_served_from_the_binary_with_no_external_asset() {
         .await;
     assert_eq!(js.status, StatusCode::OK);
     assert!(js.text.len() > 1_000_000);
+    // ReDoc 3's standalone bundle is an ES module (it ends in `export{…}` and uses
+    // `import.meta`): loaded as a classic script it fails to parse and the page stays blank.
+    assert!(
+        js.text
+            .trim_end()
+            .ends_with("export{RedocStandalone,hydrate,init};"),
+        "bundle shape changed: recheck the script tag"
+    );
     // The docs CSP only allows this origin for scripts, connections and images.
     let csp = redoc.header("content-security-policy");
     assert!(

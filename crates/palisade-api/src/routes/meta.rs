@@ -119,7 +119,7 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
 </head>
 <body>
 <redoc spec-url="/api/schema/" disable-telemetry="true" hide-download-button="false"></redoc>
-<script src="/api/redoc/redoc.standalone.js"></script>
+<script type="module" src="/api/redoc/redoc.standalone.js"></script>
 </body>
 </html>
 "#;
