@@ -251,7 +251,7 @@ impl Services {
             session_target(session_id),
         );
         tx.audit_append(&event.seal(meta, now)?).await?;
-        tx.commit().await.map_err(Error::from)
+        Ok(tx.commit().await?)
     }
 
     /// Turns a bearer access token into a principal: signature, claims, expiry, and a session
