@@ -45,8 +45,9 @@ impl Services {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Readiness: the database answers.
+    pub async fn ready(&self) -> Result<(), crate::error::StoreError> {
+        self.store.ping().await
     }
 
     pub fn tokens(&self) -> &AccessTokens {

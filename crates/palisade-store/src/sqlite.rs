@@ -5,7 +5,6 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_core::error::StoreError;
 use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::sqlite::{
@@ -117,11 +116,5 @@ impl Store for SqliteStore {
 
     async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {
         Ok(Box::new(self.begin(access, None).await?))
-    }
-}
-
-impl From<OpenError> for StoreError {
-    fn from(e: OpenError) -> Self {
-        StoreError::Database(Box::new(e))
     }
 }

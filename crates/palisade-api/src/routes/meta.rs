@@ -29,7 +29,7 @@ pub async fn healthz() -> Json<HealthOut> {
     (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthOut>> {
-    state.services.store().ping().await.map_err(|e| {
+    state.services.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::Unavailable
     })?;

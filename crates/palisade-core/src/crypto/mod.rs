@@ -7,14 +7,8 @@ pub mod random;
 pub mod tokens;
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// SHA-256, the storage form of long random secrets (refresh tokens, later API keys).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
-}
-
-/// Constant-time equality for secrets and their digests.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.ct_eq(b).into()
 }
