@@ -1,6 +1,17 @@
 //! Palisade's audit-log format (AUDIT-SPEC.md): the hashes every entry, chain link and personal
 //! value commitment is built from. Pure: no database, no HTTP, no clock, so customers can use it
-//! alone. The Merkle tree, proofs, checkpoints and the verifier build on these.
+//! alone.
+//!
+//! - [`entry`]: canonical entries (RFC 8785) and their borrowed read view.
+//! - [`merkle`]: RFC 6962 roots, inclusion and consistency proofs over stored subtree hashes.
+//! - [`checkpoint`]: C2SP checkpoint bodies, their JWS and signed-note signatures, JWKs.
+//! - [`verify`]: the streaming verifier behind `palisade audit verify`.
+
+pub mod checkpoint;
+pub mod entry;
+pub mod jcs;
+pub mod merkle;
+pub mod verify;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
