@@ -141,6 +141,12 @@ fn domain(e: Error) -> Parts {
             "User not found",
             "The user does not exist.",
         ),
+        Error::NotFound(Resource::Checkpoint) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Checkpoint not found",
+            "No checkpoint has been signed for this log (or for that date) yet; the latest one is signed within a minute of the log growing.",
+        ),
         Error::PermissionDenied(p) => Parts::new(
             StatusCode::FORBIDDEN,
             code,

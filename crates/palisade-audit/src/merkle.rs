@@ -308,6 +308,21 @@ impl Frontier {
         Ok(Self { size, nodes })
     }
 
+    /// A frontier from its size and its hashes, largest subtree first (as [`Frontier::hashes`]
+    /// yields them); `None` when the count does not match the size.
+    pub fn from_hashes(size: u64, hashes: Vec<Hash>) -> Option<Self> {
+        let ids = Self::ids(size);
+        (ids.len() == hashes.len()).then(|| Self {
+            size,
+            nodes: ids.into_iter().zip(hashes).collect(),
+        })
+    }
+
+    /// The compact range's hashes, largest subtree first.
+    pub fn hashes(&self) -> impl Iterator<Item = &Hash> {
+        self.nodes.iter().map(|(_, h)| h)
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }

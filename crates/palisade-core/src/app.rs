@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, to_micros};
 use crate::crypto::password::Passwords;
 use crate::crypto::tokens::AccessTokens;
+use crate::keys::DataKeys;
 use crate::store::Store;
 
 /// Operator settings the services need (the binary maps its configuration into this).
@@ -17,6 +18,10 @@ pub struct Settings {
     pub admins: Vec<String>,
     /// Regions a workspace may be placed in; the first is the default.
     pub regions: Vec<String>,
+    /// The public host (and path) that names audit-log origins: `<public_host>/ws/<id>`.
+    pub public_host: String,
+    /// Shortest time between two `latest` checkpoints of one log (60 s by default).
+    pub checkpoint_interval: time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -26,6 +31,7 @@ pub struct Services {
     pub(crate) passwords: Passwords,
     pub(crate) tokens: Arc<AccessTokens>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) data_keys: Arc<DataKeys>,
 }
 
 impl Services {
@@ -34,6 +40,7 @@ impl Services {
         clock: Arc<dyn Clock>,
         passwords: Passwords,
         tokens: AccessTokens,
+        data_keys: DataKeys,
         settings: Settings,
     ) -> Self {
         Self {
@@ -42,6 +49,7 @@ impl Services {
             passwords,
             tokens: Arc::new(tokens),
             settings: Arc::new(settings),
+            data_keys: Arc::new(data_keys),
         }
     }
 

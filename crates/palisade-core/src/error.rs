@@ -26,6 +26,8 @@ impl FieldError {
 pub enum Resource {
     Workspace,
     User,
+    /// No signed checkpoint yet (or none for that date).
+    Checkpoint,
 }
 
 /// Which uniqueness rule a change broke.
@@ -67,6 +69,7 @@ impl Error {
             Error::InvalidRefreshToken => "invalid_refresh_token",
             Error::NotFound(Resource::Workspace) => "workspace_not_found",
             Error::NotFound(Resource::User) => "user_not_found",
+            Error::NotFound(Resource::Checkpoint) => "checkpoint_not_found",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::Conflict(ConflictKind::EmailTaken) => "email_taken",
@@ -92,6 +95,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error")]
     Database(#[source] Box<dyn StdError + Send + Sync>),
+    /// The value cannot be stored as given (e.g. an audit entry over 65,535 bytes).
+    #[error("invalid value: {0}")]
+    Invalid(String),
 }
 
 impl From<StoreError> for Error {

@@ -67,12 +67,50 @@ fn unwrap(keyring: &Keyring, stored: &StoredDataKey) -> Result<SymmetricKey, Key
         })
 }
 
+/// The instance data keys, opened: the first (oldest) seals new secrets, every one opens.
+#[derive(Debug)]
+pub struct DataKeys {
+    keys: Vec<SymmetricKey>,
+}
+
+impl DataKeys {
+    pub fn new(keys: Vec<SymmetricKey>) -> Option<Self> {
+        (!keys.is_empty()).then_some(Self { keys })
+    }
+
+    pub fn active(&self) -> &SymmetricKey {
+        &self.keys[0]
+    }
+
+    /// The key that sealed `sealed`, by the key id the ciphertext carries.
+    pub fn for_sealed(&self, sealed: &[u8]) -> Option<&SymmetricKey> {
+        let id = key_id_of(sealed).ok()?;
+        self.keys.iter().find(|k| k.id() == id)
+    }
+}
+
+/// What start-up loads: the access-token key and the opened instance data keys.
+#[derive(Debug)]
+pub struct InstanceKeys {
+    pub access_token: TokenKey,
+    pub data_keys: DataKeys,
+}
+
 /// Loads (or creates on first start) the key that signs access tokens.
 pub async fn load_access_token_key(
     store: &dyn Store,
     keyring: &Keyring,
     now: OffsetDateTime,
 ) -> Result<TokenKey, KeyLoadError> {
+    Ok(load_keys(store, keyring, now).await?.access_token)
+}
+
+/// Loads (or creates on first start) the instance data key and the access-token key.
+pub async fn load_keys(
+    store: &dyn Store,
+    keyring: &Keyring,
+    now: OffsetDateTime,
+) -> Result<InstanceKeys, KeyLoadError> {
     let scope = SystemScope::new("start-up key loading");
     let mut tx = store.system(&scope, Access::Write).await?;
     let mut deks = tx.data_keys(INSTANCE).await?;
@@ -134,5 +172,9 @@ pub async fn load_access_token_key(
     if key.kid() != active.kid {
         return Err(KeyLoadError::Unopenable(active.kid.clone()));
     }
-    Ok(key)
+    let data_keys = DataKeys::new(deks).ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
+    Ok(InstanceKeys {
+        access_token: key,
+        data_keys,
+    })
 }

@@ -3,6 +3,10 @@
 //! back. Tenant transactions are bound to one workspace at `begin`, so a tenant statement cannot
 //! reach another workspace's rows.
 
+use std::collections::HashMap;
+
+use palisade_audit::Hash;
+use palisade_audit::merkle::NodeId;
 use time::OffsetDateTime;
 
 use crate::accounts::model::{RefreshToken, Session, User};
@@ -41,10 +45,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Cross-tenant or instance work (key loading, admin lookups).
     async fn system(&self, scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>>;
+
+    /// Background work on one audit log (checkpoint signing): a workspace id or `instance`.
+    async fn audit_log(
+        &self,
+        scope: &SystemScope,
+        log_id: &str,
+        access: Access,
+    ) -> StoreResult<Box<dyn AuditLogTx>>;
 }
 
 #[async_trait::async_trait]
-pub trait AccountTx: Send {
+pub trait AccountTx: AuditLogTx {
     /// Fails with `StoreError::Conflict("users_email")` when the email is taken.
     async fn user_insert(&mut self, user: &User, password_hash: &str) -> StoreResult<()>;
     /// The user and their password hash.
@@ -77,20 +89,10 @@ pub trait AccountTx: Send {
     /// The acting user's membership in the workspace whose id or slug is `key`.
     async fn membership(&mut self, user: &UserId, key: &str) -> StoreResult<Option<Membership>>;
 
-    /// The audit sink for the instance log (account events).
-    async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<()>;
-    /// The newest instance-log events concerning `target_id`, newest first.
-    async fn audit_recent_for(
-        &mut self,
-        target_id: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredAuditEvent>>;
-
-    async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: Send {
+pub trait TenantTx: AuditLogTx {
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
     /// The scope's workspace; in a write transaction its row is locked until commit.
@@ -99,12 +101,6 @@ pub trait TenantTx: Send {
 
     async fn member_insert(&mut self, member: &Member) -> StoreResult<()>;
 
-    /// The audit sink for this workspace's log.
-    async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<()>;
-    /// The newest events of this workspace's log, newest first.
-    async fn audit_recent(&mut self, limit: u32) -> StoreResult<Vec<StoredAuditEvent>>;
-
-    async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
 #[async_trait::async_trait]
@@ -116,6 +112,15 @@ pub trait SystemTx: Send {
     async fn data_key_insert(&mut self, key: &StoredDataKey) -> StoreResult<()>;
     async fn signing_keys(&mut self, purpose: &str) -> StoreResult<Vec<StoredSigningKey>>;
     async fn signing_key_insert(&mut self, key: &StoredSigningKey) -> StoreResult<()>;
+
+    /// Logs whose head has grown past their newest `latest` checkpoint.
+    async fn audit_logs_grown(&mut self) -> StoreResult<Vec<String>>;
+    /// Logs created before `before` with no daily checkpoint for `day`.
+    async fn audit_logs_without_daily(
+        &mut self,
+        day: &str,
+        before: OffsetDateTime,
+    ) -> StoreResult<Vec<String>>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
@@ -139,18 +144,124 @@ pub struct StoredSigningKey {
     pub created_at: OffsetDateTime,
 }
 
-/// An audit event read back (the sink's storage until the hash-chained log lands).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredAuditEvent {
-    pub id: String,
-    pub at: OffsetDateTime,
-    pub action: String,
-    pub result: String,
-    pub actor_type: String,
-    pub actor_id: String,
-    pub target_type: String,
-    pub target_id: String,
-    pub request_id: Option<String>,
-    pub diff: serde_json::Value,
-    pub pii: serde_json::Value,
+/// One log's statements (AUDIT-SPEC). A tenant transaction works on its workspace's log; an
+/// account transaction on the instance log. Entries, tree hashes, openings, checkpoints and keys
+/// are insert-only; only the head moves.
+#[async_trait::async_trait]
+pub trait AuditLogTx: Send {
+    /// Creates this transaction's log, empty, with its first signing key.
+    async fn audit_log_create(
+        &mut self,
+        origin: &str,
+        key: &StoredAuditKey,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// The audit sink: appends one entry (bytes, leaf, tree hashes, openings) and moves the
+    /// head, inside the caller's transaction. Entries of one log are serialized by the head.
+    async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<AppendedEntry>;
+    /// The head; `lock` holds it until commit (no append or signing meanwhile).
+    async fn audit_head(&mut self, lock: bool) -> StoreResult<Option<AuditHead>>;
+    /// Entries `[start, end)` with their openings, in order.
+    async fn audit_entries(&mut self, start: u64, end: u64) -> StoreResult<Vec<StoredEntry>>;
+    /// Entries matching `query`, newest first, with their openings.
+    async fn audit_query(&mut self, query: &AuditQuery) -> StoreResult<Vec<StoredEntry>>;
+    /// The stored subtree hashes `ids` (missing ones are absent from the map).
+    async fn audit_nodes(&mut self, ids: &[NodeId]) -> StoreResult<HashMap<NodeId, Hash>>;
+    /// Number of entries stamped before `at`.
+    async fn audit_size_before(&mut self, at: OffsetDateTime) -> StoreResult<u64>;
+
+    async fn audit_keys(&mut self) -> StoreResult<Vec<StoredAuditKey>>;
+    async fn audit_checkpoint_insert(&mut self, checkpoint: &StoredCheckpoint) -> StoreResult<()>;
+    /// The largest signed checkpoint of any kind.
+    async fn audit_checkpoint_latest(&mut self) -> StoreResult<Option<StoredCheckpoint>>;
+    /// The newest `latest`-kind checkpoint by signing time.
+    async fn audit_checkpoint_last_signed(&mut self) -> StoreResult<Option<StoredCheckpoint>>;
+    async fn audit_checkpoint_day(&mut self, day: &str) -> StoreResult<Option<StoredCheckpoint>>;
+    /// The newest daily checkpoints, newest first.
+    async fn audit_checkpoints_daily(&mut self, limit: u32) -> StoreResult<Vec<StoredCheckpoint>>;
+
+    /// Commits (for account and tenant transactions too, which extend this trait).
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Where a log stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub origin: String,
+    pub size: u64,
+    pub last_leaf: Hash,
+    /// Compact range of `[0, size)`, largest subtree first.
+    pub frontier: Vec<Hash>,
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendedEntry {
+    pub seq: u64,
+    pub leaf: Hash,
+}
+
+/// A stored entry: exact bytes plus the openings still held for it.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    pub openings: Vec<StoredOpening>,
+}
+
+#[derive(Clone)]
+pub struct StoredOpening {
+    pub pointer: String,
+    pub salt: Vec<u8>,
+    pub value: serde_json::Value,
+}
+
+impl std::fmt::Debug for StoredOpening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredOpening")
+            .field("pointer", &self.pointer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Filters of `GET …/audit/events` (and of a user's security events).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Entries whose actor id or target id is this (a user's own events).
+    pub subject: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub gdpr: Option<bool>,
+    /// Entries with `seq` below this (the cursor).
+    pub before_seq: Option<u64>,
+    pub limit: u32,
+}
+
+/// A log signing key as stored: the seed sealed under a data key.
+#[derive(Debug, Clone)]
+pub struct StoredAuditKey {
+    pub kid: String,
+    pub public_key: [u8; 32],
+    pub sealed_seed: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// `latest` or `daily`.
+    pub kind: String,
+    /// The UTC date of a daily checkpoint.
+    pub day: Option<String>,
+    pub size: u64,
+    pub root: Hash,
+    pub body: String,
+    pub jws: String,
+    pub note: String,
+    pub kid: String,
+    pub signed_at: OffsetDateTime,
 }

@@ -20,8 +20,12 @@ pub use sqlite::SqliteStore;
 pub const TENANT_TABLES: &[&str] = &[
     "workspaces",
     "members",
-    "audit_events",
-    "audit_pii_openings",
+    "audit_heads",
+    "audit_entries",
+    "audit_tree",
+    "audit_openings",
+    "audit_checkpoints",
+    "audit_keys",
 ];
 
 /// The role every pooled PostgreSQL connection assumes (created by the migrations).

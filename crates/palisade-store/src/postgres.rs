@@ -2,7 +2,7 @@
 //! palisade_app` (owns nothing, NOBYPASSRLS). Each transaction sets `app.workspace_id`,
 //! `app.user_id` and `app.system` transaction-locally, so nothing leaks through the pool.
 
-use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::store::{Access, AccountTx, AuditLogTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -11,6 +11,7 @@ use crate::sql::{SqlTx, map_err};
 use crate::{APP_ROLE, Migrations, OpenError, TENANT_TABLES};
 
 mod statements {
+    pub const AUDIT_HEAD_LOCKED: &str = "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1 FOR UPDATE";
     pub const WORKSPACE_GET_LOCKED: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, \
          w.plan, w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1 FOR UPDATE";
 }
@@ -173,5 +174,10 @@ impl Store for PgStore {
 
     async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {
         Ok(Box::new(self.begin(access, None, None, true).await?))
+    }
+
+    async fn audit_log(&self, _scope: &SystemScope, log_id: &str, access: Access) -> StoreResult<Box<dyn AuditLogTx>> {
+        let workspace = (log_id != palisade_audit::entry::INSTANCE_LOG).then(|| log_id.to_owned());
+        Ok(Box::new(self.begin(access, workspace, None, true).await?))
     }
 }

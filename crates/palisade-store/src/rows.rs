@@ -5,9 +5,8 @@ use palisade_core::accounts::model::{RefreshToken, Session, User};
 use palisade_core::acl::Role;
 use palisade_core::error::StoreError;
 use palisade_core::ids::{MemberId, SessionId, UserId, WorkspaceId};
-use palisade_core::store::{StoredAuditEvent, StoredDataKey, StoredSigningKey};
+use palisade_core::store::{StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey};
 use palisade_core::workspaces::model::{Branding, Membership, Module, Plan, Workspace};
-use serde_json::Value;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
@@ -152,36 +151,56 @@ impl MembershipRow {
 }
 
 #[derive(sqlx::FromRow)]
-pub(crate) struct AuditRow {
-    pub id: String,
-    pub at: OffsetDateTime,
-    pub action: String,
-    pub result: String,
-    pub actor_type: String,
-    pub actor_id: String,
-    pub target_type: String,
-    pub target_id: String,
-    pub request_id: Option<String>,
-    pub diff: Json<Value>,
-    pub pii: Json<Value>,
+pub(crate) struct CheckpointRow {
+    pub kind: String,
+    pub day: Option<String>,
+    pub size: i64,
+    pub root: Vec<u8>,
+    pub body: String,
+    pub jws: String,
+    pub note: String,
+    pub kid: String,
+    pub signed_at: OffsetDateTime,
 }
 
-impl From<AuditRow> for StoredAuditEvent {
-    fn from(r: AuditRow) -> Self {
-        StoredAuditEvent {
-            id: r.id,
-            at: r.at,
-            action: r.action,
-            result: r.result,
-            actor_type: r.actor_type,
-            actor_id: r.actor_id,
-            target_type: r.target_type,
-            target_id: r.target_id,
-            request_id: r.request_id,
-            diff: r.diff.0,
-            pii: r.pii.0,
-        }
+impl CheckpointRow {
+    pub fn into_checkpoint(self) -> StoreResult<StoredCheckpoint> {
+        Ok(StoredCheckpoint {
+            kind: self.kind,
+            day: self.day,
+            size: u64::try_from(self.size).map_err(|_| corrupt("audit_checkpoints", "negative size"))?,
+            root: hash32("audit_checkpoints", self.root)?,
+            body: self.body,
+            jws: self.jws,
+            note: self.note,
+            kid: self.kid,
+            signed_at: self.signed_at,
+        })
     }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditKeyRow {
+    pub kid: String,
+    pub public_key: Vec<u8>,
+    pub sealed_seed: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+impl AuditKeyRow {
+    pub fn into_key(self) -> StoreResult<StoredAuditKey> {
+        Ok(StoredAuditKey {
+            kid: self.kid,
+            public_key: hash32("audit_keys", self.public_key)?,
+            sealed_seed: self.sealed_seed,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// A stored 32-byte value (hash or public key).
+pub(crate) fn hash32(table: &'static str, bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+    bytes.try_into().map_err(|_| corrupt(table, "value is not 32 bytes"))
 }
 
 #[derive(sqlx::FromRow)]

@@ -32,14 +32,27 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 pub(crate) const WORKSPACE_GET: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
      w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1";
 
-/// The audit sink's statements: workspace logs carry `workspace_id` as `$1`, the instance log
-/// has none; the event columns follow in the same order.
-pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_events (workspace_id, id, at, action, result, actor_type, actor_id, \
-     target_type, target_id, request_id, diff, pii) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-pub(crate) const INSTANCE_AUDIT_INSERT: &str = "INSERT INTO instance_audit_events (id, at, action, result, actor_type, actor_id, \
-     target_type, target_id, request_id, diff, pii) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-pub(crate) const AUDIT_OPENING_INSERT: &str = "INSERT INTO audit_pii_openings (workspace_id, event_id, pointer, salt, value) VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const INSTANCE_AUDIT_OPENING_INSERT: &str = "INSERT INTO instance_audit_pii_openings (event_id, pointer, salt, value) VALUES ($1, $2, $3, $4)";
+/// The audit log's shared statements; `$backend::AUDIT_HEAD_LOCKED` differs per backend.
+pub(crate) const AUDIT_HEAD: &str =
+    "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1";
+pub(crate) const AUDIT_ENTRY_INSERT: &str = "INSERT INTO audit_entries (log_id, seq, entry, leaf, ts, action, result, actor_type, actor_id, \
+     target_type, target_id, gdpr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// Checkpoint reads: every one selects the same columns for one log (`$1`).
+macro_rules! checkpoint_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT kind, day, size, root, body, jws, note, kid, signed_at FROM audit_checkpoints WHERE log_id = $1 ",
+            $tail
+        )
+    };
+}
+pub(crate) const AUDIT_CHECKPOINT_LATEST: &str =
+    checkpoint_select!("ORDER BY size DESC, signed_at DESC LIMIT 1");
+pub(crate) const AUDIT_CHECKPOINT_LAST_SIGNED: &str =
+    checkpoint_select!("AND kind = 'latest' ORDER BY signed_at DESC, size DESC LIMIT 1");
+pub(crate) const AUDIT_CHECKPOINT_DAY: &str = checkpoint_select!("AND day = $2 LIMIT 1");
+pub(crate) const AUDIT_CHECKPOINTS_DAILY: &str =
+    checkpoint_select!("AND kind = 'daily' ORDER BY day DESC LIMIT $2");
 
 pub(crate) const MEMBERSHIP: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
      w.modules, w.parent_id, w.created_at, w.updated_at, m.id AS member_id, m.role \
@@ -58,65 +71,352 @@ macro_rules! impl_transactions {
         mod transactions {
         use super::$backend;
         use palisade_core::accounts::model::{RefreshToken, Session, User};
-        use palisade_core::audit::{AuditLog, AuditRecord};
+        use palisade_core::audit::AuditRecord;
+        use palisade_core::error::StoreError;
         use palisade_core::ids::{SessionId, UserId, WorkspaceId};
         use palisade_core::store::{
-            AccountTx, StoreResult, StoredAuditEvent, StoredDataKey, StoredSigningKey, SystemTx, TenantTx,
+            AccountTx, AppendedEntry, AuditHead, AuditLogTx, AuditQuery, StoreResult, StoredAuditKey, StoredCheckpoint,
+            StoredDataKey, StoredEntry, StoredOpening, StoredSigningKey, SystemTx, TenantTx,
         };
+        use palisade_audit::merkle::{Frontier, NodeId};
+        use palisade_audit::Hash;
+        use std::collections::HashMap;
         use palisade_core::workspaces::model::{Member, Membership, Workspace};
         use sqlx::types::Json;
         use time::OffsetDateTime;
 
         use crate::rows::{
-            AuditRow, DataKeyRow, MembershipRow, RefreshRow, SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
+            AuditKeyRow, CheckpointRow, hash32, DataKeyRow, MembershipRow, RefreshRow, SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
         };
         use crate::sql::{SqlTx, map_err};
 
-        type Q<'q> = sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>;
-
-        fn bind_event<'q>(q: Q<'q>, r: &'q AuditRecord) -> Q<'q> {
-            q.bind(r.id.as_str())
-                .bind(r.at)
-                .bind(r.action)
-                .bind(r.result.as_str())
-                .bind(r.actor.kind)
-                .bind(r.actor.id.as_str())
-                .bind(r.target.kind)
-                .bind(r.target.id.as_str())
-                .bind(r.request_id.as_deref())
-                .bind(Json(&r.diff))
-                .bind(Json(r.pii_commitments()))
+        fn log_of(tx: &SqlTx<$db>) -> String {
+            tx.workspace.clone().unwrap_or_else(|| palisade_audit::entry::INSTANCE_LOG.to_owned())
         }
 
-        /// The one audit sink: the event, then the openings of its personal values beside it.
-        /// `workspace` picks the workspace's log; `None` the instance log.
-        async fn append_audit(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            workspace: Option<&str>,
-            record: &AuditRecord,
-        ) -> StoreResult<()> {
-            let event = match workspace {
-                Some(ws) => bind_event(sqlx::query(crate::sql::AUDIT_INSERT).bind(ws), record),
-                None => bind_event(sqlx::query(crate::sql::INSTANCE_AUDIT_INSERT), record),
+        fn to_u64(table: &'static str, v: i64) -> StoreResult<u64> {
+            u64::try_from(v).map_err(|_| corrupt(table, "negative position"))
+        }
+
+        fn to_i64(v: u64) -> StoreResult<i64> {
+            i64::try_from(v).map_err(|_| corrupt("audit_entries", "position out of range"))
+        }
+
+        /// Entries with their openings, for the `seq`s the rows name.
+        async fn with_openings(
+            tx: &mut SqlTx<$db>,
+            log: &str,
+            rows: Vec<(i64, Vec<u8>)>,
+        ) -> StoreResult<Vec<StoredEntry>> {
+            let (Some(lo), Some(hi)) = (rows.iter().map(|r| r.0).min(), rows.iter().map(|r| r.0).max()) else {
+                return Ok(Vec::new());
             };
-            event.execute(&mut *conn).await.map_err(map_err)?;
-            for o in &record.openings {
-                let opening = match workspace {
-                    Some(ws) => sqlx::query(crate::sql::AUDIT_OPENING_INSERT).bind(ws),
-                    None => sqlx::query(crate::sql::INSTANCE_AUDIT_OPENING_INSERT),
-                };
-                opening
-                    .bind(record.id.as_str())
-                    .bind(o.pointer)
-                    .bind(&o.salt[..])
-                    .bind(Json(&o.value))
-                    .execute(&mut *conn)
+            let openings: Vec<(i64, String, Vec<u8>, Json<serde_json::Value>)> = sqlx::query_as(
+                "SELECT seq, pointer, salt, value FROM audit_openings WHERE log_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq, pointer",
+            )
+            .bind(log)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(map_err)?;
+            let mut by_seq: HashMap<i64, Vec<StoredOpening>> = HashMap::new();
+            for (seq, pointer, salt, value) in openings {
+                by_seq.entry(seq).or_default().push(StoredOpening { pointer, salt, value: value.0 });
+            }
+            rows.into_iter()
+                .map(|(seq, bytes)| {
+                    Ok(StoredEntry {
+                        openings: by_seq.remove(&seq).unwrap_or_default(),
+                        seq: to_u64("audit_entries", seq)?,
+                        bytes,
+                    })
+                })
+                .collect()
+        }
+
+        #[async_trait::async_trait]
+        impl AuditLogTx for SqlTx<$db> {
+            async fn audit_log_create(&mut self, origin: &str, key: &StoredAuditKey, at: OffsetDateTime) -> StoreResult<()> {
+                let log = log_of(self);
+                sqlx::query(
+                    "INSERT INTO audit_heads (log_id, origin, size, last_leaf, frontier, created_at) VALUES ($1, $2, 0, $3, $4, $5)",
+                )
+                .bind(&log)
+                .bind(origin)
+                .bind(&palisade_audit::genesis(&log)[..])
+                .bind(&[][..] as &[u8])
+                .bind(at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                sqlx::query("INSERT INTO audit_keys (log_id, kid, public_key, sealed_seed, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&log)
+                    .bind(&key.kid)
+                    .bind(&key.public_key[..])
+                    .bind(&key.sealed_seed)
+                    .bind(key.created_at)
+                    .execute(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
+                Ok(())
             }
-            Ok(())
+
+            async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<AppendedEntry> {
+                let log = log_of(self);
+                if record.log_id() != log {
+                    return Err(corrupt("audit_entries", "event for another log"));
+                }
+                // The head serializes this log's appends (a row lock on PostgreSQL; SQLite has one writer).
+                let head = self.audit_head(true).await?.ok_or_else(|| corrupt("audit_heads", "log does not exist"))?;
+                let mut frontier = Frontier::from_hashes(head.size, head.frontier)
+                    .ok_or_else(|| corrupt("audit_heads", "frontier does not match size"))?;
+                let bytes = record
+                    .entry_bytes(head.size, head.last_leaf)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let leaf = palisade_audit::leaf_hash(&bytes);
+                let seq = to_i64(head.size)?;
+                let ts = palisade_core::audit::format_ts(record.at);
+                sqlx::query(crate::sql::AUDIT_ENTRY_INSERT)
+                    .bind(&log)
+                    .bind(seq)
+                    .bind(&bytes)
+                    .bind(&leaf[..])
+                    .bind(&ts)
+                    .bind(record.action.as_ref())
+                    .bind(record.result.as_str())
+                    .bind(record.actor.kind)
+                    .bind(record.actor.id.as_str())
+                    .bind(record.target.kind.as_ref())
+                    .bind(record.target.id.as_str())
+                    .bind(record.gdpr())
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                let mut nodes = Vec::with_capacity(4);
+                frontier.push_with(leaf, |id, h| nodes.push((id, *h)));
+                for (id, hash) in nodes {
+                    sqlx::query("INSERT INTO audit_tree (log_id, level, idx, hash) VALUES ($1, $2, $3, $4)")
+                        .bind(&log)
+                        .bind(i16::from(id.level))
+                        .bind(to_i64(id.index)?)
+                        .bind(&hash[..])
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                let subject = record.subject.clone().or_else(|| (record.actor.kind == "user").then(|| record.actor.id.clone()));
+                for o in &record.openings {
+                    sqlx::query("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(&log)
+                        .bind(seq)
+                        .bind(&o.pointer)
+                        .bind(&o.salt[..])
+                        .bind(Json(&o.value))
+                        .bind(subject.as_deref())
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                let frontier_bytes: Vec<u8> = frontier.hashes().flat_map(|h| h.iter().copied()).collect();
+                let done = sqlx::query("UPDATE audit_heads SET size = $2, last_leaf = $3, frontier = $4 WHERE log_id = $1 AND size = $5")
+                    .bind(&log)
+                    .bind(seq + 1)
+                    .bind(&leaf[..])
+                    .bind(frontier_bytes)
+                    .bind(seq)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() != 1 {
+                    return Err(corrupt("audit_heads", "head moved during an append"));
+                }
+                Ok(AppendedEntry { seq: head.size, leaf })
+            }
+
+            async fn audit_head(&mut self, lock: bool) -> StoreResult<Option<AuditHead>> {
+                let log = log_of(self);
+                let sql = if lock && self.write { $backend::AUDIT_HEAD_LOCKED } else { crate::sql::AUDIT_HEAD };
+                let row: Option<(String, i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(sql)
+                    .bind(&log)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                let Some((origin, size, last_leaf, frontier)) = row else {
+                    return Ok(None);
+                };
+                if frontier.len() % 32 != 0 {
+                    return Err(corrupt("audit_heads", "frontier is not a list of hashes"));
+                }
+                let frontier = frontier
+                    .chunks_exact(32)
+                    .map(|c| hash32("audit_heads", c.to_vec()))
+                    .collect::<StoreResult<Vec<Hash>>>()?;
+                Ok(Some(AuditHead {
+                    origin,
+                    size: to_u64("audit_heads", size)?,
+                    last_leaf: hash32("audit_heads", last_leaf)?,
+                    frontier,
+                }))
+            }
+
+            async fn audit_entries(&mut self, start: u64, end: u64) -> StoreResult<Vec<StoredEntry>> {
+                let log = log_of(self);
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT seq, entry FROM audit_entries WHERE log_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+                )
+                .bind(&log)
+                .bind(to_i64(start)?)
+                .bind(to_i64(end)?)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                with_openings(self, &log, rows).await
+            }
+
+            async fn audit_query(&mut self, q: &AuditQuery) -> StoreResult<Vec<StoredEntry>> {
+                let log = log_of(self);
+                let mut b = sqlx::QueryBuilder::<$db>::new("SELECT seq, entry FROM audit_entries WHERE log_id = ");
+                b.push_bind(log.clone());
+                if let Some(subject) = &q.subject {
+                    b.push(" AND (actor_id = ").push_bind(subject.clone()).push(" OR target_id = ").push_bind(subject.clone()).push(")");
+                }
+                if let Some(v) = &q.actor {
+                    b.push(" AND actor_id = ").push_bind(v.clone());
+                }
+                if let Some(v) = &q.action {
+                    b.push(" AND action = ").push_bind(v.clone());
+                }
+                if let Some(v) = &q.target_type {
+                    b.push(" AND target_type = ").push_bind(v.clone());
+                }
+                if let Some(v) = &q.target_id {
+                    b.push(" AND target_id = ").push_bind(v.clone());
+                }
+                if let Some(v) = q.since {
+                    b.push(" AND ts >= ").push_bind(palisade_core::audit::format_ts(v));
+                }
+                if let Some(v) = q.until {
+                    b.push(" AND ts < ").push_bind(palisade_core::audit::format_ts(v));
+                }
+                if let Some(v) = q.gdpr {
+                    b.push(" AND gdpr = ").push_bind(v);
+                }
+                if let Some(v) = q.before_seq {
+                    b.push(" AND seq < ").push_bind(to_i64(v)?);
+                }
+                b.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(q.limit));
+                let rows: Vec<(i64, Vec<u8>)> = b.build_query_as().fetch_all(&mut *self.tx).await.map_err(map_err)?;
+                with_openings(self, &log, rows).await
+            }
+
+            async fn audit_nodes(&mut self, ids: &[NodeId]) -> StoreResult<HashMap<NodeId, Hash>> {
+                let mut out = HashMap::with_capacity(ids.len());
+                if ids.is_empty() {
+                    return Ok(out);
+                }
+                let log = log_of(self);
+                for chunk in ids.chunks(200) {
+                    let mut b = sqlx::QueryBuilder::<$db>::new("SELECT level, idx, hash FROM audit_tree WHERE log_id = ");
+                    b.push_bind(log.clone()).push(" AND (");
+                    for (i, id) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            b.push(" OR ");
+                        }
+                        b.push("(level = ").push_bind(i16::from(id.level)).push(" AND idx = ").push_bind(to_i64(id.index)?).push(")");
+                    }
+                    b.push(")");
+                    let rows: Vec<(i16, i64, Vec<u8>)> = b.build_query_as().fetch_all(&mut *self.tx).await.map_err(map_err)?;
+                    for (level, idx, hash) in rows {
+                        let level = u8::try_from(level).map_err(|_| corrupt("audit_tree", "bad level"))?;
+                        out.insert(NodeId::new(level, to_u64("audit_tree", idx)?), hash32("audit_tree", hash)?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn audit_size_before(&mut self, at: OffsetDateTime) -> StoreResult<u64> {
+                let log = log_of(self);
+                let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) + 1 FROM audit_entries WHERE log_id = $1 AND ts < $2")
+                    .bind(&log)
+                    .bind(palisade_core::audit::format_ts(at))
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                to_u64("audit_entries", n.unwrap_or(0))
+            }
+
+            async fn audit_keys(&mut self) -> StoreResult<Vec<StoredAuditKey>> {
+                let log = log_of(self);
+                let rows = sqlx::query_as::<_, AuditKeyRow>(
+                    "SELECT kid, public_key, sealed_seed, created_at FROM audit_keys WHERE log_id = $1 ORDER BY created_at, kid",
+                )
+                .bind(&log)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                rows.into_iter().map(AuditKeyRow::into_key).collect()
+            }
+
+            async fn audit_checkpoint_insert(&mut self, c: &StoredCheckpoint) -> StoreResult<()> {
+                let log = log_of(self);
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (log_id, kind, day, size, root, body, jws, note, kid, signed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&log)
+                .bind(&c.kind)
+                .bind(c.day.as_deref())
+                .bind(to_i64(c.size)?)
+                .bind(&c.root[..])
+                .bind(&c.body)
+                .bind(&c.jws)
+                .bind(&c.note)
+                .bind(&c.kid)
+                .bind(c.signed_at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn audit_checkpoint_latest(&mut self) -> StoreResult<Option<StoredCheckpoint>> {
+                checkpoint_where(self, crate::sql::AUDIT_CHECKPOINT_LATEST, None).await
+            }
+
+            async fn audit_checkpoint_last_signed(&mut self) -> StoreResult<Option<StoredCheckpoint>> {
+                checkpoint_where(self, crate::sql::AUDIT_CHECKPOINT_LAST_SIGNED, None).await
+            }
+
+            async fn audit_checkpoint_day(&mut self, day: &str) -> StoreResult<Option<StoredCheckpoint>> {
+                checkpoint_where(self, crate::sql::AUDIT_CHECKPOINT_DAY, Some(day)).await
+            }
+
+            async fn audit_checkpoints_daily(&mut self, limit: u32) -> StoreResult<Vec<StoredCheckpoint>> {
+                let log = log_of(self);
+                let rows = sqlx::query_as::<_, CheckpointRow>(crate::sql::AUDIT_CHECKPOINTS_DAILY)
+                    .bind(&log)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                rows.into_iter().map(CheckpointRow::into_checkpoint).collect()
+            }
+
+            async fn commit(self: Box<Self>) -> StoreResult<()> {
+                self.tx.commit().await.map_err(map_err)
+            }
         }
 
+        async fn checkpoint_where(tx: &mut SqlTx<$db>, sql: &'static str, day: Option<&str>) -> StoreResult<Option<StoredCheckpoint>> {
+            let log = log_of(tx);
+            let mut q = sqlx::query_as::<_, CheckpointRow>(sql).bind(log);
+            if let Some(day) = day {
+                q = q.bind(day.to_owned());
+            }
+            let row = q.fetch_optional(&mut *tx.tx).await.map_err(map_err)?;
+            row.map(CheckpointRow::into_checkpoint).transpose()
+        }
         #[async_trait::async_trait]
         impl AccountTx for SqlTx<$db> {
             async fn user_insert(&mut self, user: &User, password_hash: &str) -> StoreResult<()> {
@@ -255,29 +555,6 @@ macro_rules! impl_transactions {
                 row.map(MembershipRow::into_membership).transpose()
             }
 
-            async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<()> {
-                if record.log != AuditLog::Instance {
-                    return Err(corrupt("instance_audit_events", "workspace event in the instance log"));
-                }
-                append_audit(&mut self.tx, None, record).await
-            }
-
-            async fn audit_recent_for(&mut self, target_id: &str, limit: u32) -> StoreResult<Vec<StoredAuditEvent>> {
-                let rows = sqlx::query_as::<_, AuditRow>(
-                    "SELECT id, at, action, result, actor_type, actor_id, target_type, target_id, request_id, diff, pii \
-                     FROM instance_audit_events WHERE target_id = $1 OR actor_id = $1 ORDER BY id DESC LIMIT $2",
-                )
-                .bind(target_id)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-                Ok(rows.into_iter().map(StoredAuditEvent::from).collect())
-            }
-
-            async fn commit(self: Box<Self>) -> StoreResult<()> {
-                self.tx.commit().await.map_err(map_err)
-            }
         }
 
         #[async_trait::async_trait]
@@ -361,31 +638,6 @@ macro_rules! impl_transactions {
                 Ok(())
             }
 
-            async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<()> {
-                let ws = self.workspace()?.to_owned();
-                if !matches!(&record.log, AuditLog::Workspace(id) if id.as_str() == ws) {
-                    return Err(corrupt("audit_events", "event for another log"));
-                }
-                append_audit(&mut self.tx, Some(&ws), record).await
-            }
-
-            async fn audit_recent(&mut self, limit: u32) -> StoreResult<Vec<StoredAuditEvent>> {
-                let ws = self.workspace()?.to_owned();
-                let rows = sqlx::query_as::<_, AuditRow>(
-                    "SELECT id, at, action, result, actor_type, actor_id, target_type, target_id, request_id, diff, pii \
-                     FROM audit_events WHERE workspace_id = $1 ORDER BY id DESC LIMIT $2",
-                )
-                .bind(ws)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-                Ok(rows.into_iter().map(StoredAuditEvent::from).collect())
-            }
-
-            async fn commit(self: Box<Self>) -> StoreResult<()> {
-                self.tx.commit().await.map_err(map_err)
-            }
         }
 
         #[async_trait::async_trait]
@@ -444,6 +696,28 @@ macro_rules! impl_transactions {
                     .await
                     .map_err(map_err)?;
                 Ok(())
+            }
+
+            async fn audit_logs_grown(&mut self) -> StoreResult<Vec<String>> {
+                sqlx::query_scalar(
+                    "SELECT h.log_id FROM audit_heads h WHERE h.size > COALESCE((SELECT MAX(c.size) FROM audit_checkpoints c \
+                     WHERE c.log_id = h.log_id AND c.kind = 'latest'), 0) ORDER BY h.log_id",
+                )
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)
+            }
+
+            async fn audit_logs_without_daily(&mut self, day: &str, before: OffsetDateTime) -> StoreResult<Vec<String>> {
+                sqlx::query_scalar(
+                    "SELECT h.log_id FROM audit_heads h WHERE h.size > 0 AND h.created_at < $2 AND NOT EXISTS \
+                     (SELECT 1 FROM audit_checkpoints c WHERE c.log_id = h.log_id AND c.day = $1) ORDER BY h.log_id",
+                )
+                .bind(day)
+                .bind(before)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)
             }
 
             async fn commit(self: Box<Self>) -> StoreResult<()> {

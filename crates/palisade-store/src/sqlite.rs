@@ -5,7 +5,7 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_core::store::{Access, AccountTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::store::{Access, AccountTx, AuditLogTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -15,6 +15,7 @@ use crate::sql::{SqlTx, map_err};
 use crate::{Migrations, OpenError};
 
 mod statements {
+    pub const AUDIT_HEAD_LOCKED: &str = crate::sql::AUDIT_HEAD;
     // One writer connection serialises writes, so a plain read suffices as a row lock.
     pub const WORKSPACE_GET_LOCKED: &str = crate::sql::WORKSPACE_GET;
 }
@@ -116,5 +117,10 @@ impl Store for SqliteStore {
 
     async fn system(&self, _scope: &SystemScope, access: Access) -> StoreResult<Box<dyn SystemTx>> {
         Ok(Box::new(self.begin(access, None).await?))
+    }
+
+    async fn audit_log(&self, _scope: &SystemScope, log_id: &str, access: Access) -> StoreResult<Box<dyn AuditLogTx>> {
+        let workspace = (log_id != palisade_audit::entry::INSTANCE_LOG).then(|| log_id.to_owned());
+        Ok(Box::new(self.begin(access, workspace).await?))
     }
 }

@@ -101,7 +101,7 @@ async fn add_workspace(store: &dyn Store, owner: &User, slug: &str) -> (Workspac
         "workspace.create",
         Actor::of(scope.principal()),
         Target {
-            kind: "workspace",
+            kind: "workspace".into(),
             id: ws.id.to_string(),
         },
     );
@@ -328,7 +328,7 @@ async fn tenant_transactions_see_only_their_workspace_rows() {
             "x.y",
             Actor::anonymous(),
             Target {
-                kind: "x",
+                kind: "x".into(),
                 id: "1".into(),
             },
         );
@@ -411,7 +411,7 @@ async fn audit_log_is_append_only_in_the_database() {
             "user.sign_up",
             Actor::anonymous(),
             Target {
-                kind: "user",
+                kind: "user".into(),
                 id: a.id.to_string(),
             },
         );

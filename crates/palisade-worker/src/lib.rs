@@ -1,4 +1,43 @@
-//! Palisade's background jobs (webhook delivery, checkpoint signing, retention, key rotation),
-//! each claiming its work through the database so several nodes never do it twice. The first
-//! jobs arrive with the audit-log and webhook issues; the crate exists now so the dependency
-//! direction `core ← worker ← palisade` is fixed from the start.
+//! Palisade's background jobs (checkpoint signing now; webhook delivery, retention and key
+//! rotation later), each claiming its work through the database so several nodes never do it
+//! twice: a checkpoint is signed under its log's head lock, after re-checking that no other
+//! node signed one within the interval.
+
+use std::time::Duration;
+
+use palisade_core::app::Services;
+use tracing::{debug, warn};
+
+/// How often the checkpoint job looks for work: the interval, but at least every 5 seconds so
+/// the daily checkpoint follows 00:00 UTC closely.
+pub fn checkpoint_tick(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(200), Duration::from_secs(5))
+}
+
+/// Signs `latest` checkpoints for logs that grew (at most once per interval each) and the daily
+/// checkpoint after 00:00 UTC, until `shutdown` resolves.
+pub async fn run_checkpoints(
+    services: Services,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval(checkpoint_tick(interval));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        match services.sign_daily_checkpoints().await {
+            Ok(0) => {}
+            Ok(n) => debug!(logs = n, "signed daily audit checkpoints"),
+            Err(e) => warn!(error = %e, "daily audit checkpoints failed; retrying next tick"),
+        }
+        match services.sign_latest_checkpoints().await {
+            Ok(0) => {}
+            Ok(n) => debug!(logs = n, "signed latest audit checkpoints"),
+            Err(e) => warn!(error = %e, "audit checkpoints failed; retrying next tick"),
+        }
+    }
+}

@@ -86,6 +86,9 @@ pub struct Config {
     /// Session (refresh-token family) lifetime, seconds.
     #[serde(default = "defaults::refresh_token_ttl")]
     pub refresh_token_ttl_secs: u32,
+    /// Shortest time between two `latest` checkpoints of one audit log (AUDIT-SPEC §4).
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub audit_checkpoint_interval_secs: u32,
     /// Regions a workspace may live in; the first is the default.
     #[serde(default = "defaults::regions")]
     pub regions: Vec<String>,
@@ -106,6 +109,9 @@ mod defaults {
     }
     pub fn access_token_ttl() -> u32 {
         15 * 60
+    }
+    pub fn checkpoint_interval() -> u32 {
+        60
     }
     pub fn refresh_token_ttl() -> u32 {
         30 * 24 * 3600
@@ -132,6 +138,7 @@ impl Default for Config {
             max_body_bytes: defaults::max_body_bytes(),
             access_token_ttl_secs: defaults::access_token_ttl(),
             refresh_token_ttl_secs: defaults::refresh_token_ttl(),
+            audit_checkpoint_interval_secs: defaults::checkpoint_interval(),
             regions: defaults::regions(),
             log_format: LogFormat::Text,
         }
@@ -238,6 +245,9 @@ impl Config {
         }
         if !(60..=86_400).contains(&self.access_token_ttl_secs) {
             anyhow::bail!("access_token_ttl_secs must be between 60 and 86400");
+        }
+        if self.audit_checkpoint_interval_secs == 0 {
+            anyhow::bail!("audit_checkpoint_interval_secs must be at least 1");
         }
         if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
             anyhow::bail!("refresh_token_ttl_secs must not be shorter than access_token_ttl_secs");

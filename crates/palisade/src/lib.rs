@@ -28,17 +28,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The audit-log origin prefix: the public URL without scheme or trailing slash
+/// (`audit.example.com`, `127.0.0.1:8080`, `example.com/palisade`).
+pub fn public_host(url: &url::Url) -> String {
+    let mut host = url.host_str().unwrap_or("localhost").to_owned();
+    if let Some(port) = url.port() {
+        host.push_str(&format!(":{port}"));
+    }
+    host.push_str(url.path().trim_end_matches('/'));
+    host
+}
+
 /// Opens the database (applying migrations), loads keys and builds the services.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let store = palisade_store::open(&config.effective_database_url(), Migrations::Apply).await?;
     tracing::info!(backend = store.backend(), "database ready");
     let keyring = keys::keyring(config)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let token_key =
-        palisade_core::keys::load_access_token_key(&*store, &keyring, clock.now()).await?;
+    let keys = palisade_core::keys::load_keys(&*store, &keyring, clock.now()).await?;
     let public_url = config.effective_public_url()?;
     let tokens = AccessTokens::new(
-        &token_key,
+        &keys.access_token,
         public_url.as_str().trim_end_matches('/').to_owned(),
         time::Duration::seconds(i64::from(config.access_token_ttl_secs)),
     )?;
@@ -52,8 +62,13 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
             .map(|a| a.trim().to_lowercase())
             .collect(),
         regions: config.regions.clone(),
+        public_host: public_host(&public_url),
+        checkpoint_interval: time::Duration::seconds(i64::from(
+            config.audit_checkpoint_interval_secs,
+        )),
     };
-    let services = Services::new(store, clock, passwords, tokens, settings);
+    let services = Services::new(store, clock, passwords, tokens, keys.data_keys, settings);
+    services.ensure_instance_log().await?;
     let security_contact = config.security_contact.clone().unwrap_or_else(|| {
         format!(
             "mailto:security@{}",
@@ -80,6 +95,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build(&config).await?;
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(palisade_worker::run_checkpoints(
+        state.services.clone(),
+        std::time::Duration::from_secs(u64::from(config.audit_checkpoint_interval_secs)),
+        async move {
+            let _ = worker_stopped.await;
+        },
+    ));
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
     match (&config.tls_cert, &config.tls_key) {
@@ -109,5 +132,7 @@ pub async fn run(
                 .context("serving HTTP")?;
         }
     }
+    let _ = stop_worker.send(());
+    let _ = worker.await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Sign-up, sign-in, refresh, sign-out and access-token authentication.
 
+use serde_json::Value;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::instrument;
 
@@ -18,14 +19,14 @@ pub const PASSWORD_MAX: usize = 256;
 
 fn user_target(id: &UserId) -> Target {
     Target {
-        kind: "user",
+        kind: "user".into(),
         id: id.to_string(),
     }
 }
 
 fn session_target(id: &SessionId) -> Target {
     Target {
-        kind: "session",
+        kind: "session".into(),
         id: id.to_string(),
     }
 }
@@ -107,9 +108,10 @@ impl Services {
         let user = match found {
             Some((user, _)) if verified => user,
             other => {
+                let known = other.is_some();
                 let target = other.map_or(
                     Target {
-                        kind: "user",
+                        kind: "user".into(),
                         id: String::new(),
                     },
                     |(u, _)| user_target(&u.id),
@@ -121,6 +123,13 @@ impl Services {
                     target,
                 )
                 .with_result(AuditResult::Denied);
+                // An unknown address is kept only as a commitment, opened beside the log; a
+                // known one is already named by the target's user id.
+                let event = if known {
+                    event
+                } else {
+                    event.personal("/email", Value::String(email.clone()))
+                };
                 tx.audit_append(&event.seal(meta, now)?).await?;
                 tx.commit().await?;
                 return Err(Error::InvalidCredentials);

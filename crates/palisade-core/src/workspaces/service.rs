@@ -60,7 +60,7 @@ fn is_color(s: &str) -> bool {
 
 fn workspace_target(id: &WorkspaceId) -> Target {
     Target {
-        kind: "workspace",
+        kind: "workspace".into(),
         id: id.to_string(),
     }
 }
@@ -195,6 +195,9 @@ impl Services {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
             other => other?,
         }
+        let key = self.new_audit_key(workspace.id.as_str(), now)?;
+        tx.audit_log_create(&self.audit_origin(workspace.id.as_str()), &key, now)
+            .await?;
         tx.member_insert(&member).await?;
         let mut event = AuditEvent::new(
             AuditLog::Workspace(workspace.id.clone()),
@@ -210,7 +213,7 @@ impl Services {
             "member.create",
             Actor::of(principal),
             Target {
-                kind: "member",
+                kind: "member".into(),
                 id: member.id.to_string(),
             },
         );

@@ -2,13 +2,16 @@
 //! one audit sink inside the same transaction (AUD-1). Personal values (IP, user agent) become
 //! salted commitments here; their openings are stored beside the log, never in it.
 
+pub mod service;
+
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::crypto::random;
-use crate::error::Result;
+use crate::error::{Error, FieldError, Result};
 use crate::ids::{EventId, WorkspaceId};
 use crate::principal::{Principal, RequestMeta};
 
@@ -23,6 +26,7 @@ pub enum AuditLog {
 pub enum AuditResult {
     Success,
     Denied,
+    Error,
 }
 
 impl AuditResult {
@@ -30,6 +34,7 @@ impl AuditResult {
         match self {
             AuditResult::Success => "success",
             AuditResult::Denied => "denied",
+            AuditResult::Error => "error",
         }
     }
 }
@@ -62,7 +67,7 @@ impl Actor {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub id: String,
 }
 
@@ -70,24 +75,45 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
     pub log: AuditLog,
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub result: AuditResult,
     pub actor: Actor,
     pub target: Target,
     /// `{"/field": [before, after]}` for non-personal values only.
     pub diff: BTreeMap<String, [Value; 2]>,
+    /// Personal values beyond IP and user agent: committed in the entry, opened beside it.
+    pub personal: Vec<(String, Value)>,
+    /// Further entry members (`data` of application events).
+    pub extra: Map<String, Value>,
+    /// The data subject the personal values belong to (a user id), for erasure.
+    pub subject: Option<String>,
 }
 
 impl AuditEvent {
     pub fn new(log: AuditLog, action: &'static str, actor: Actor, target: Target) -> Self {
         Self {
             log,
-            action,
+            action: Cow::Borrowed(action),
             result: AuditResult::Success,
             actor,
             target,
             diff: BTreeMap::new(),
+            personal: Vec::new(),
+            extra: Map::new(),
+            subject: None,
         }
+    }
+
+    /// Adds a personal value: only its commitment enters the entry.
+    pub fn personal(mut self, pointer: &str, value: Value) -> Self {
+        self.personal.push((pointer.to_owned(), value));
+        self
+    }
+
+    /// Names the data subject of the personal values.
+    pub fn subject(mut self, id: impl Into<String>) -> Self {
+        self.subject = Some(id.into());
+        self
     }
 
     pub fn with_result(mut self, result: AuditResult) -> Self {
@@ -106,10 +132,13 @@ impl AuditEvent {
     pub fn seal(self, meta: &RequestMeta, at: OffsetDateTime) -> Result<AuditRecord> {
         let mut openings = Vec::new();
         if let Some(ip) = meta.ip {
-            openings.push(Opening::new("/ip", Value::String(ip.to_string()))?);
+            openings.push(Opening::new("/ip".into(), Value::String(ip.to_string()))?);
         }
         if let Some(ua) = &meta.user_agent {
-            openings.push(Opening::new("/user_agent", Value::String(ua.clone()))?);
+            openings.push(Opening::new("/user_agent".into(), Value::String(ua.clone()))?);
+        }
+        for (pointer, value) in self.personal {
+            openings.push(Opening::new(pointer, value)?);
         }
         let diff = self
             .diff
@@ -127,6 +156,8 @@ impl AuditEvent {
             request_id: meta.request_id.clone(),
             diff: Value::Object(diff),
             openings,
+            extra: self.extra,
+            subject: self.subject,
         })
     }
 }
@@ -134,19 +165,20 @@ impl AuditEvent {
 /// A personal value with its salt; the log holds only `commitment`.
 #[derive(Clone)]
 pub struct Opening {
-    pub pointer: &'static str,
+    pub pointer: String,
     pub salt: [u8; 32],
     pub value: Value,
     pub commitment: String,
 }
 
 impl Opening {
-    fn new(pointer: &'static str, value: Value) -> Result<Self> {
+    fn new(pointer: String, value: Value) -> Result<Self> {
         let salt = random::bytes::<32>()?;
-        // JCS of a JSON string is serde_json's string encoding.
-        let canonical = value.to_string();
+        let canonical = palisade_audit::jcs::canonical(&value).map_err(|e| {
+            Error::Validation(vec![FieldError::new(&pointer, e.to_string())])
+        })?;
         let commitment =
-            palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, canonical.as_bytes()));
+            palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, &canonical));
         Ok(Self {
             pointer,
             salt,
@@ -171,13 +203,15 @@ pub struct AuditRecord {
     pub id: EventId,
     pub log: AuditLog,
     pub at: OffsetDateTime,
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub result: AuditResult,
     pub actor: Actor,
     pub target: Target,
     pub request_id: Option<String>,
     pub diff: Value,
     pub openings: Vec<Opening>,
+    pub extra: Map<String, Value>,
+    pub subject: Option<String>,
 }
 
 impl AuditRecord {
@@ -194,4 +228,56 @@ impl AuditRecord {
     pub fn gdpr(&self) -> bool {
         !self.openings.is_empty()
     }
+
+    /// The log this record goes to: a workspace id, or `instance`.
+    pub fn log_id(&self) -> &str {
+        match &self.log {
+            AuditLog::Workspace(ws) => ws.as_str(),
+            AuditLog::Instance => palisade_audit::entry::INSTANCE_LOG,
+        }
+    }
+
+    /// The canonical entry bytes at position `seq` after `prev` (AUDIT-SPEC §2).
+    pub fn entry_bytes(
+        &self,
+        seq: u64,
+        prev: palisade_audit::Hash,
+    ) -> std::result::Result<Vec<u8>, palisade_audit::entry::EntryError> {
+        let pii = self
+            .openings
+            .iter()
+            .map(|o| (o.pointer.clone(), o.commitment.clone()))
+            .collect();
+        let ts = format_ts(self.at);
+        palisade_audit::entry::Entry {
+            ws: self.log_id(),
+            seq,
+            prev,
+            ts: &ts,
+            action: &self.action,
+            result: self.result.as_str(),
+            actor: (self.actor.kind, &self.actor.id),
+            target: (&self.target.kind, &self.target.id),
+            request_id: self.request_id.as_deref(),
+            diff: &self.diff,
+            pii: &pii,
+            extra: &self.extra,
+        }
+        .encode()
+    }
+}
+
+/// RFC 3339 UTC with microseconds and `Z`: `2026-11-20T10:00:00.000000Z`.
+pub fn format_ts(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
 }
