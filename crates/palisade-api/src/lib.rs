@@ -61,7 +61,7 @@ impl Modify for BearerAuth {
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
-    use routes::{admin, auth, meta, workspaces};
+    use routes::{admin, audit, auth, meta, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -71,6 +71,15 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::get, workspaces::update))
         .routes(routes!(admin::update_workspace))
+        .routes(routes!(audit::events, audit::record_event))
+        .routes(routes!(audit::entries))
+        .routes(routes!(audit::checkpoint))
+        .routes(routes!(audit::checkpoint_day))
+        .routes(routes!(audit::inclusion))
+        .routes(routes!(audit::consistency))
+        .routes(routes!(audit::audit_jwks))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::security_events))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::jwks))

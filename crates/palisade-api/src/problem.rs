@@ -22,12 +22,22 @@ pub struct ProblemField {
     pub message: String,
 }
 
+/// A field error names a body member by JSON pointer (`/name`), or a query or path parameter
+/// by its bare name (`seq`).
 impl From<FieldError> for ProblemField {
     fn from(e: FieldError) -> Self {
-        Self {
-            pointer: Some(e.pointer),
-            parameter: None,
-            message: e.message,
+        if e.pointer.starts_with('/') {
+            Self {
+                pointer: Some(e.pointer),
+                parameter: None,
+                message: e.message,
+            }
+        } else {
+            Self {
+                pointer: None,
+                parameter: Some(e.pointer),
+                message: e.message,
+            }
         }
     }
 }

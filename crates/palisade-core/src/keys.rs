@@ -172,7 +172,8 @@ pub async fn load_keys(
     if key.kid() != active.kid {
         return Err(KeyLoadError::Unopenable(active.kid.clone()));
     }
-    let data_keys = DataKeys::new(deks).ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
+    let data_keys =
+        DataKeys::new(deks).ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
     Ok(InstanceKeys {
         access_token: key,
         data_keys,

@@ -88,7 +88,6 @@ pub trait AccountTx: AuditLogTx {
     ) -> StoreResult<Vec<Membership>>;
     /// The acting user's membership in the workspace whose id or slug is `key`.
     async fn membership(&mut self, user: &UserId, key: &str) -> StoreResult<Option<Membership>>;
-
 }
 
 #[async_trait::async_trait]
@@ -100,7 +99,6 @@ pub trait TenantTx: AuditLogTx {
     async fn workspace_update(&mut self, workspace: &Workspace) -> StoreResult<()>;
 
     async fn member_insert(&mut self, member: &Member) -> StoreResult<()>;
-
 }
 
 #[async_trait::async_trait]

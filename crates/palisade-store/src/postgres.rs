@@ -11,7 +11,8 @@ use crate::sql::{SqlTx, map_err};
 use crate::{APP_ROLE, Migrations, OpenError, TENANT_TABLES};
 
 mod statements {
-    pub const AUDIT_HEAD_LOCKED: &str = "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1 FOR UPDATE";
+    pub const AUDIT_HEAD_LOCKED: &str =
+        "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1 FOR UPDATE";
     pub const WORKSPACE_GET_LOCKED: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, \
          w.plan, w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1 FOR UPDATE";
 }
@@ -176,7 +177,12 @@ impl Store for PgStore {
         Ok(Box::new(self.begin(access, None, None, true).await?))
     }
 
-    async fn audit_log(&self, _scope: &SystemScope, log_id: &str, access: Access) -> StoreResult<Box<dyn AuditLogTx>> {
+    async fn audit_log(
+        &self,
+        _scope: &SystemScope,
+        log_id: &str,
+        access: Access,
+    ) -> StoreResult<Box<dyn AuditLogTx>> {
         let workspace = (log_id != palisade_audit::entry::INSTANCE_LOG).then(|| log_id.to_owned());
         Ok(Box::new(self.begin(access, workspace, None, true).await?))
     }

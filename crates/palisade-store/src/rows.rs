@@ -5,7 +5,9 @@ use palisade_core::accounts::model::{RefreshToken, Session, User};
 use palisade_core::acl::Role;
 use palisade_core::error::StoreError;
 use palisade_core::ids::{MemberId, SessionId, UserId, WorkspaceId};
-use palisade_core::store::{StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey};
+use palisade_core::store::{
+    StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey,
+};
 use palisade_core::workspaces::model::{Branding, Membership, Module, Plan, Workspace};
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -168,7 +170,8 @@ impl CheckpointRow {
         Ok(StoredCheckpoint {
             kind: self.kind,
             day: self.day,
-            size: u64::try_from(self.size).map_err(|_| corrupt("audit_checkpoints", "negative size"))?,
+            size: u64::try_from(self.size)
+                .map_err(|_| corrupt("audit_checkpoints", "negative size"))?,
             root: hash32("audit_checkpoints", self.root)?,
             body: self.body,
             jws: self.jws,
@@ -200,7 +203,9 @@ impl AuditKeyRow {
 
 /// A stored 32-byte value (hash or public key).
 pub(crate) fn hash32(table: &'static str, bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
-    bytes.try_into().map_err(|_| corrupt(table, "value is not 32 bytes"))
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(table, "value is not 32 bytes"))
 }
 
 #[derive(sqlx::FromRow)]

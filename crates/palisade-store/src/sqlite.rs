@@ -119,7 +119,12 @@ impl Store for SqliteStore {
         Ok(Box::new(self.begin(access, None).await?))
     }
 
-    async fn audit_log(&self, _scope: &SystemScope, log_id: &str, access: Access) -> StoreResult<Box<dyn AuditLogTx>> {
+    async fn audit_log(
+        &self,
+        _scope: &SystemScope,
+        log_id: &str,
+        access: Access,
+    ) -> StoreResult<Box<dyn AuditLogTx>> {
         let workspace = (log_id != palisade_audit::entry::INSTANCE_LOG).then(|| log_id.to_owned());
         Ok(Box::new(self.begin(access, workspace).await?))
     }

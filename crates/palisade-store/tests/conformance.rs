@@ -11,7 +11,9 @@ use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{MemberId, SessionId, UserId, WorkspaceId};
 use palisade_core::principal::{Principal, RequestMeta};
-use palisade_core::store::{Access, Store};
+use palisade_core::store::{
+    Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint,
+};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use palisade_core::workspaces::model::{Branding, Member, Plan, Workspace};
 use palisade_store::testing::{TestDb, databases, postgres_base, postgres_database};
@@ -76,12 +78,58 @@ async fn add_user(store: &dyn Store, email: &str) -> User {
     u
 }
 
+/// A key row for a test log (the store never opens it).
+fn test_key() -> StoredAuditKey {
+    StoredAuditKey {
+        kid: "kid_test".into(),
+        public_key: [7; 32],
+        sealed_seed: vec![1, 2, 3],
+        created_at: t0(),
+    }
+}
+
+/// Stores a (fake) signed checkpoint in the scope's log.
+async fn add_checkpoint(store: &dyn Store, scope: &TenantScope) {
+    let mut tx = store.tenant(scope, Access::Write).await.unwrap();
+    tx.audit_checkpoint_insert(&StoredCheckpoint {
+        kind: "latest".into(),
+        day: None,
+        size: 1,
+        root: [3; 32],
+        body: "b".into(),
+        jws: "j".into(),
+        note: "n".into(),
+        kid: "kid_test".into(),
+        signed_at: t0(),
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The log's entries decoded, newest first.
+async fn entries(tx: &mut dyn AuditLogTx) -> Vec<serde_json::Value> {
+    let q = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    tx.audit_query(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::from_slice(&e.bytes).unwrap())
+        .collect()
+}
+
 /// Creates a workspace owned by `owner`, with one audit event carrying an IP commitment.
 async fn add_workspace(store: &dyn Store, owner: &User, slug: &str) -> (Workspace, TenantScope) {
     let ws = workspace(slug);
     let scope = TenantScope::for_tests(ws.id.clone(), principal(owner), Role::Owner);
     let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
     tx.workspace_insert(&ws).await.unwrap();
+    tx.audit_log_create(&format!("test.example/ws/{}", ws.id), &test_key(), t0())
+        .await
+        .unwrap();
     tx.member_insert(&Member {
         id: MemberId::generate(),
         workspace_id: ws.id.clone(),
@@ -308,9 +356,10 @@ async fn tenant_transactions_see_only_their_workspace_rows() {
             tx.workspace_get().await.unwrap().map(|w| w.id),
             Some(wa.id.clone())
         );
-        let events = tx.audit_recent(10).await.unwrap();
+        let events = entries(&mut *tx).await;
         assert_eq!(events.len(), 1, "{}", db.backend);
-        assert_eq!(events[0].target_id, wa.id.as_str());
+        assert_eq!(events[0]["target"]["id"], wa.id.as_str());
+        assert_eq!(events[0]["ws"], wa.id.as_str());
         drop(tx);
 
         // Writing another workspace's row through A's scope is refused before any SQL runs.
@@ -342,9 +391,9 @@ async fn tenant_transactions_see_only_their_workspace_rows() {
         drop(tx);
 
         let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
-        let events = tx.audit_recent(10).await.unwrap();
+        let events = entries(&mut *tx).await;
         assert!(
-            events.iter().all(|e| e.target_id == wb.id.as_str()),
+            !events.is_empty() && events.iter().all(|e| e["ws"] == wb.id.as_str()),
             "{}",
             db.backend
         );
@@ -357,11 +406,25 @@ async fn audit_events_hold_commitments_never_the_ip() {
         let a = add_user(&*store, "a@example.com").await;
         let (_, sa) = add_workspace(&*store, &a, "alpha").await;
         let mut tx = store.tenant(&sa, Access::Read).await.unwrap();
-        let e = &tx.audit_recent(1).await.unwrap()[0];
-        assert_eq!(e.request_id.as_deref(), Some("req_1"));
-        let commitment = e.pii["/ip"].as_str().expect("ip commitment");
+        let stored = tx.audit_entries(0, 1).await.unwrap();
+        let e: serde_json::Value = serde_json::from_slice(&stored[0].bytes).unwrap();
+        assert_eq!(e["request_id"], "req_1");
+        assert_eq!(e["gdpr"], true);
+        let commitment = e["pii"]["/ip"].as_str().expect("ip commitment");
         assert_eq!(commitment.len(), 43, "{}: base64url SHA-256", db.backend);
-        assert!(!e.pii.to_string().contains("203.0.113.7"), "{}", db.backend);
+        let raw = String::from_utf8(stored[0].bytes.clone()).unwrap();
+        assert!(!raw.contains("203.0.113.7"), "{}", db.backend);
+        // The opening sits beside the entry, and opens the commitment.
+        let o = &stored[0].openings[0];
+        assert_eq!(
+            (o.pointer.as_str(), &o.value),
+            ("/ip", &serde_json::json!("203.0.113.7"))
+        );
+        let salt: [u8; 32] = o.salt.clone().try_into().unwrap();
+        assert_eq!(
+            palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, b"\"203.0.113.7\"")),
+            commitment
+        );
     }
 }
 
@@ -400,12 +463,30 @@ async fn raw_pg(url: &str, as_app: bool) -> sqlx::PgConnection {
     conn
 }
 
+/// What the application role must never do to the log, on either backend.
+const APPEND_ONLY_VIOLATIONS: [&str; 10] = [
+    "UPDATE audit_entries SET entry = leaf",
+    "UPDATE audit_entries SET action = 'forged'",
+    "DELETE FROM audit_entries",
+    "UPDATE audit_tree SET hash = hash",
+    "DELETE FROM audit_tree",
+    "UPDATE audit_openings SET value = '\"x\"'",
+    "UPDATE audit_checkpoints SET jws = 'x'",
+    "DELETE FROM audit_checkpoints",
+    "UPDATE audit_keys SET public_key = sealed_seed",
+    "DELETE FROM audit_keys",
+];
+
 #[tokio::test]
 async fn audit_log_is_append_only_in_the_database() {
     for (db, store) in stores().await {
         let a = add_user(&*store, "a@example.com").await;
-        let (wa, _) = add_workspace(&*store, &a, "alpha").await;
+        let (wa, sa) = add_workspace(&*store, &a, "alpha").await;
+        add_checkpoint(&*store, &sa).await;
         let mut tx = store.accounts(Some(&a.id), Access::Write).await.unwrap();
+        tx.audit_log_create("test.example/instance", &test_key(), t0())
+            .await
+            .unwrap();
         let event = AuditEvent::new(
             AuditLog::Instance,
             "user.sign_up",
@@ -424,11 +505,7 @@ async fn audit_log_is_append_only_in_the_database() {
             let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
                 .await
                 .unwrap();
-            for sql in [
-                "UPDATE audit_events SET action = 'forged'",
-                "DELETE FROM audit_events",
-                "DELETE FROM instance_audit_events",
-            ] {
+            for sql in APPEND_ONLY_VIOLATIONS {
                 let err = sqlx::query(sql).execute(&mut conn).await.expect_err(sql);
                 assert!(err.to_string().contains("append-only"), "{sql}: {err}");
             }
@@ -440,11 +517,7 @@ async fn audit_log_is_append_only_in_the_database() {
                 .execute(&mut *tx)
                 .await
                 .unwrap();
-            for sql in [
-                "UPDATE audit_events SET action = 'forged'",
-                "DELETE FROM audit_events",
-                "DELETE FROM instance_audit_events",
-            ] {
+            for sql in APPEND_ONLY_VIOLATIONS {
                 let mut sp = tx.begin().await.unwrap();
                 let err = sqlx::query(sql).execute(&mut *sp).await.expect_err(sql);
                 assert!(
@@ -466,8 +539,10 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
     let store = open(&url, Migrations::Apply).await.unwrap();
     let a = add_user(&*store, "a@example.com").await;
     let b = add_user(&*store, "b@example.com").await;
-    let (wa, _) = add_workspace(&*store, &a, "alpha").await;
-    add_workspace(&*store, &b, "beta").await;
+    let (wa, sa) = add_workspace(&*store, &a, "alpha").await;
+    let (_, sb) = add_workspace(&*store, &b, "beta").await;
+    add_checkpoint(&*store, &sa).await;
+    add_checkpoint(&*store, &sb).await;
 
     let mut owner = raw_pg(&url, false).await;
     let mut app = raw_pg(&url, true).await;
@@ -505,10 +580,10 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             scoped >= 1,
             "{table}: rows of the set workspace are visible"
         );
-        let column = if *table == "workspaces" {
-            "id"
-        } else {
-            "workspace_id"
+        let column = match *table {
+            "workspaces" => "id",
+            t if t.starts_with("audit_") => "log_id",
+            _ => "workspace_id",
         };
         let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE {column} <> $1"

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod verify;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -32,6 +32,18 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Audit-log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify a workspace's log against its signed checkpoint and JWKS (AUDIT-SPEC §9).
+    /// Exit 0 = verified, 1 = tampering found, 2 = usage or I/O error.
+    Verify(palisade::verify::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,13 +121,21 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Audit { .. } => Ok(()),
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match main_inner(Cli::parse()).await {
+    let cli = Cli::parse();
+    // The verifier needs no configuration, database or master key: it trusts none of them.
+    if let Command::Audit {
+        command: AuditCommand::Verify(args),
+    } = cli.command
+    {
+        return palisade::verify::main(args).await;
+    }
+    match main_inner(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("palisade: error: {e:#}");

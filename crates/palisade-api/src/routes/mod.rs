@@ -1,6 +1,7 @@
 //! Handlers, grouped by feature, each with its wire types (`FooIn` / `FooOut` / `FooPatch`).
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod meta;
 pub mod workspaces;

@@ -1,7 +1,7 @@
 //! Sign-up, sign-in, refresh, sign-out and access-token authentication.
 
-use serde_json::Value;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 use tracing::instrument;
 
 use super::model::{RefreshToken, Session, SignIn, SignUp, TokenPair, User};

@@ -135,7 +135,10 @@ impl AuditEvent {
             openings.push(Opening::new("/ip".into(), Value::String(ip.to_string()))?);
         }
         if let Some(ua) = &meta.user_agent {
-            openings.push(Opening::new("/user_agent".into(), Value::String(ua.clone()))?);
+            openings.push(Opening::new(
+                "/user_agent".into(),
+                Value::String(ua.clone()),
+            )?);
         }
         for (pointer, value) in self.personal {
             openings.push(Opening::new(pointer, value)?);
@@ -174,11 +177,9 @@ pub struct Opening {
 impl Opening {
     fn new(pointer: String, value: Value) -> Result<Self> {
         let salt = random::bytes::<32>()?;
-        let canonical = palisade_audit::jcs::canonical(&value).map_err(|e| {
-            Error::Validation(vec![FieldError::new(&pointer, e.to_string())])
-        })?;
-        let commitment =
-            palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, &canonical));
+        let canonical = palisade_audit::jcs::canonical(&value)
+            .map_err(|e| Error::Validation(vec![FieldError::new(&pointer, e.to_string())]))?;
+        let commitment = palisade_audit::b64url(&palisade_audit::pii_commitment(&salt, &canonical));
         Ok(Self {
             pointer,
             salt,

@@ -34,8 +34,22 @@ pub const ENTRIES_MAX: u64 = 10_000;
 const JWKS_DAILY: u32 = 7;
 /// Resources Palisade itself logs; application events use their own.
 const RESERVED_RESOURCES: &[&str] = &[
-    "workspace", "member", "auth", "user", "audit", "privacy", "api_key", "collection", "record",
-    "webhook", "team", "role", "invitation", "key", "session", "rate_limit",
+    "workspace",
+    "member",
+    "auth",
+    "user",
+    "audit",
+    "privacy",
+    "api_key",
+    "collection",
+    "record",
+    "webhook",
+    "team",
+    "role",
+    "invitation",
+    "key",
+    "session",
+    "rate_limit",
 ];
 
 fn key_aad<'a>(log_id: &'a str, kid: &'a str) -> Aad<'a> {
@@ -170,10 +184,13 @@ fn hashes_b64(hashes: &[palisade_audit::Hash]) -> Vec<String> {
 }
 
 fn to_view(e: StoredEntry) -> Result<EventView> {
-    let entry: Value = serde_json::from_slice(&e.bytes).map_err(|_| {
-        Error::Internal(format!("audit entry {} is not JSON", e.seq).into())
-    })?;
-    let openings = e.openings.into_iter().map(|o| (o.pointer, o.value)).collect();
+    let entry: Value = serde_json::from_slice(&e.bytes)
+        .map_err(|_| Error::Internal(format!("audit entry {} is not JSON", e.seq).into()))?;
+    let openings = e
+        .openings
+        .into_iter()
+        .map(|o| (o.pointer, o.value))
+        .collect();
     Ok(EventView {
         seq: e.seq,
         entry,
@@ -207,14 +224,12 @@ fn is_action(s: &str) -> bool {
             let b = p.as_bytes();
             !b.is_empty()
                 && b[0].is_ascii_lowercase()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
         })
 }
 
-async fn page_of(
-    tx: &mut dyn AuditLogTx,
-    mut query: AuditQuery,
-) -> Result<Page<EventView>> {
+async fn page_of(tx: &mut dyn AuditLogTx, mut query: AuditQuery) -> Result<Page<EventView>> {
     let limit = query.limit.clamp(1, EVENTS_LIMIT_MAX);
     query.limit = limit + 1;
     let mut rows = tx.audit_query(&query).await?;
@@ -234,7 +249,10 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<u64>> {
     cursor
         .map(|c| {
             c.parse::<u64>().map_err(|_| {
-                Error::Validation(vec![FieldError::new("cursor", "not a cursor this list returned")])
+                Error::Validation(vec![FieldError::new(
+                    "cursor",
+                    "not a cursor this list returned",
+                )])
             })
         })
         .transpose()
@@ -251,7 +269,11 @@ impl Services {
     }
 
     /// A fresh Ed25519 key for a log, its seed sealed under the instance data key.
-    pub(crate) fn new_audit_key(&self, log_id: &str, now: OffsetDateTime) -> Result<StoredAuditKey> {
+    pub(crate) fn new_audit_key(
+        &self,
+        log_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<StoredAuditKey> {
         let seed = Zeroizing::new(random::bytes::<32>()?);
         let key = SigningKey::from_bytes(&seed);
         let public_key = key.verifying_key().to_bytes();
@@ -269,8 +291,12 @@ impl Services {
     }
 
     fn open_audit_key(&self, log_id: &str, stored: &StoredAuditKey) -> Result<SigningKey> {
-        let unopenable = || Error::Internal(format!("audit key {} does not open", stored.kid).into());
-        let dek = self.data_keys.for_sealed(&stored.sealed_seed).ok_or_else(unopenable)?;
+        let unopenable =
+            || Error::Internal(format!("audit key {} does not open", stored.kid).into());
+        let dek = self
+            .data_keys
+            .for_sealed(&stored.sealed_seed)
+            .ok_or_else(unopenable)?;
         let seed = Zeroizing::new(
             dek.open(&stored.sealed_seed, key_aad(log_id, &stored.kid))
                 .map_err(|_| unopenable())?,
@@ -291,7 +317,10 @@ impl Services {
             return Ok(());
         }
         let key = self.new_audit_key(INSTANCE_LOG, now)?;
-        match tx.audit_log_create(&self.audit_origin(INSTANCE_LOG), &key, now).await {
+        match tx
+            .audit_log_create(&self.audit_origin(INSTANCE_LOG), &key, now)
+            .await
+        {
             Err(StoreError::Conflict(_)) => return Ok(()),
             other => other?,
         }
@@ -338,7 +367,10 @@ impl Services {
             limit,
             ..AuditQuery::default()
         };
-        let mut tx = self.store.accounts(Some(principal.user_id()), Access::Read).await?;
+        let mut tx = self
+            .store
+            .accounts(Some(principal.user_id()), Access::Read)
+            .await?;
         page_of(&mut *tx, query).await
     }
 
@@ -353,11 +385,17 @@ impl Services {
         authorize(scope, Permission::AuditWrite)?;
         let mut checks = Checks::default();
         if !is_action(&input.action) {
-            checks.fail("/action", "must be `<resource>.<verb>`: 2 to 4 lowercase dot-separated words");
+            checks.fail(
+                "/action",
+                "must be `<resource>.<verb>`: 2 to 4 lowercase dot-separated words",
+            );
         } else if let Some(resource) = input.action.split('.').next()
             && RESERVED_RESOURCES.contains(&resource)
         {
-            checks.fail("/action", &format!("the resource `{resource}` is reserved for Palisade's own events"));
+            checks.fail(
+                "/action",
+                &format!("the resource `{resource}` is reserved for Palisade's own events"),
+            );
         }
         checks.text("/target/type", &input.target_type, 1, 64);
         checks.text("/target/id", &input.target_id, 1, 256);
@@ -379,9 +417,15 @@ impl Services {
         }
         for pointer in input.personal.keys() {
             if !pointer.starts_with('/') || pointer.len() > 128 {
-                checks.fail(&format!("/personal/{pointer}"), "must be a JSON pointer starting with `/`, at most 128 characters");
+                checks.fail(
+                    &format!("/personal/{pointer}"),
+                    "must be a JSON pointer starting with `/`, at most 128 characters",
+                );
             } else if pointer == "/ip" || pointer == "/user_agent" {
-                checks.fail(&format!("/personal/{pointer}"), "is recorded by Palisade itself");
+                checks.fail(
+                    &format!("/personal/{pointer}"),
+                    "is recorded by Palisade itself",
+                );
             }
         }
         checks.finish()?;
@@ -432,7 +476,10 @@ impl Services {
         let head = self.head(&mut *tx).await?;
         let end = end.unwrap_or(head.0).min(head.0);
         if start > end {
-            return Err(Error::Validation(vec![FieldError::new("start", "must not be after end")]));
+            return Err(Error::Validation(vec![FieldError::new(
+                "start",
+                "must not be after end",
+            )]));
         }
         if end - start > ENTRIES_MAX {
             return Err(Error::Validation(vec![FieldError::new(
@@ -465,11 +512,22 @@ impl Services {
     }
 
     /// `GET …/audit/checkpoints/{date}`.
-    pub async fn audit_checkpoint_day(&self, scope: &TenantScope, day: &str) -> Result<CheckpointView> {
+    pub async fn audit_checkpoint_day(
+        &self,
+        scope: &TenantScope,
+        day: &str,
+    ) -> Result<CheckpointView> {
         authorize(scope, Permission::AuditRead)?;
-        let valid = time::Date::parse(day, time::macros::format_description!("[year]-[month]-[day]")).is_ok();
+        let valid = time::Date::parse(
+            day,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .is_ok();
         if !valid {
-            return Err(Error::Validation(vec![FieldError::new("date", "must be YYYY-MM-DD")]));
+            return Err(Error::Validation(vec![FieldError::new(
+                "date",
+                "must be YYYY-MM-DD",
+            )]));
         }
         let mut tx = self.store.tenant(scope, Access::Read).await?;
         let (_, origin) = self.head(&mut *tx).await?;
@@ -497,13 +555,20 @@ impl Services {
             )]));
         }
         if seq >= tree_size {
-            return Err(Error::Validation(vec![FieldError::new("seq", "must be below tree_size")]));
+            return Err(Error::Validation(vec![FieldError::new(
+                "seq",
+                "must be below tree_size",
+            )]));
         }
         let mut ids = merkle::nodes_needed(|r| merkle::inclusion_proof(seq, tree_size, r));
         ids.push(NodeId::new(0, seq));
         let nodes = tx.audit_nodes(&ids).await?;
         let hashes = merkle::inclusion_proof(seq, tree_size, &nodes).map_err(missing)?;
-        let leaf = nodes.get(&NodeId::new(0, seq)).copied().ok_or_else(|| missing(merkle::ProofError::Missing(merkle::MissingNode(NodeId::new(0, seq)))))?;
+        let leaf = nodes.get(&NodeId::new(0, seq)).copied().ok_or_else(|| {
+            missing(merkle::ProofError::Missing(merkle::MissingNode(
+                NodeId::new(0, seq),
+            )))
+        })?;
         Ok(InclusionProof {
             leaf_index: seq,
             tree_size,
@@ -523,10 +588,16 @@ impl Services {
         let mut tx = self.store.tenant(scope, Access::Read).await?;
         let (size, _) = self.head(&mut *tx).await?;
         if second > size {
-            return Err(Error::Validation(vec![FieldError::new("second", format!("the log has {size} entries"))]));
+            return Err(Error::Validation(vec![FieldError::new(
+                "second",
+                format!("the log has {size} entries"),
+            )]));
         }
         if first > second {
-            return Err(Error::Validation(vec![FieldError::new("first", "must not exceed second")]));
+            return Err(Error::Validation(vec![FieldError::new(
+                "first",
+                "must not exceed second",
+            )]));
         }
         let ids = merkle::nodes_needed(|r| merkle::consistency_proof(first, second, r));
         let nodes = tx.audit_nodes(&ids).await?;
@@ -631,14 +702,22 @@ impl Services {
         let scope = SystemScope::new("audit daily checkpoints");
         let now = self.now();
         let midnight = now.replace_time(time::Time::MIDNIGHT);
-        let day = format!("{:04}-{:02}-{:02}", midnight.year(), u8::from(midnight.month()), midnight.day());
+        let day = format!(
+            "{:04}-{:02}-{:02}",
+            midnight.year(),
+            u8::from(midnight.month()),
+            midnight.day()
+        );
         let logs = {
             let mut tx = self.store.system(&scope, Access::Read).await?;
             tx.audit_logs_without_daily(&day, midnight).await?
         };
         let mut signed = 0;
         for log in logs {
-            if self.sign_checkpoint(&scope, &log, Some((&day, midnight))).await? {
+            if self
+                .sign_checkpoint(&scope, &log, Some((&day, midnight)))
+                .await?
+            {
                 signed += 1;
             }
         }
@@ -667,7 +746,8 @@ impl Services {
             }
             None => {
                 if let Some(last) = tx.audit_checkpoint_last_signed().await?
-                    && (last.size >= head.size || now - last.signed_at < self.settings.checkpoint_interval)
+                    && (last.size >= head.size
+                        || now - last.signed_at < self.settings.checkpoint_interval)
                 {
                     return Ok(false);
                 }
@@ -686,13 +766,25 @@ impl Services {
         if let Some(last) = &last {
             let again = merkle::root(last.size, &nodes).map_err(|e| missing(e.into()))?;
             if again != last.root {
-                error!(log = log_id, size = last.size, "stored audit hashes no longer reproduce the last signed root; refusing to sign");
-                return Err(Error::Internal("audit log does not reproduce its last signed checkpoint".into()));
+                error!(
+                    log = log_id,
+                    size = last.size,
+                    "stored audit hashes no longer reproduce the last signed root; refusing to sign"
+                );
+                return Err(Error::Internal(
+                    "audit log does not reproduce its last signed checkpoint".into(),
+                ));
             }
         }
         let root = merkle::root(size, &nodes).map_err(|e| missing(e.into()))?;
-        if daily.is_none() && Frontier::load(size, &nodes).map(|f| f.root()).ok() != Some(root_of_frontier(&head.frontier, head.size)) {
-            error!(log = log_id, "audit head frontier disagrees with stored hashes; refusing to sign");
+        if daily.is_none()
+            && Frontier::load(size, &nodes).map(|f| f.root()).ok()
+                != Some(root_of_frontier(&head.frontier, head.size))
+        {
+            error!(
+                log = log_id,
+                "audit head frontier disagrees with stored hashes; refusing to sign"
+            );
             return Err(Error::Internal("audit head disagrees with its tree".into()));
         }
         let stored_key = tx
@@ -729,8 +821,13 @@ impl Services {
 }
 
 fn root_of_frontier(hashes: &[palisade_audit::Hash], size: u64) -> palisade_audit::Hash {
-    let map = Frontier::ids(size).into_iter().zip(hashes.iter().copied()).collect::<std::collections::HashMap<_, _>>();
-    Frontier::load(size, &map).map(|f| f.root()).unwrap_or([0; 32])
+    let map = Frontier::ids(size)
+        .into_iter()
+        .zip(hashes.iter().copied())
+        .collect::<std::collections::HashMap<_, _>>();
+    Frontier::load(size, &map)
+        .map(|f| f.root())
+        .unwrap_or([0; 32])
 }
 
 fn missing(e: merkle::ProofError) -> Error {
