@@ -10,11 +10,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::checkpoint::{self, Checkpoint, Jwk};
 use crate::entry::{EntryView, INSTANCE_LOG, MAX_ENTRY_BYTES, VERSION};
 use crate::merkle::Frontier;
-use crate::{Hash, b64url, genesis, jcs, leaf_hash, pii_commitment};
+use crate::{Hash, genesis, jcs, leaf_hash, pii_commitment};
 
 /// A JWKS as served at `jwks.json`: keys plus the `audit_log` member.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,9 +76,9 @@ struct Line<'a> {
     seq: u64,
     #[serde(borrow)]
     entry: Cow<'a, str>,
-    #[serde(default)]
+    #[serde(default, borrow)]
     pii: Vec<LineOpening<'a>>,
-    #[serde(default)]
+    #[serde(default, borrow)]
     redacted: Vec<LineRedaction<'a>>,
 }
 
@@ -87,7 +88,8 @@ struct LineOpening<'a> {
     pointer: Cow<'a, str>,
     #[serde(borrow)]
     salt: Cow<'a, str>,
-    value: Value,
+    #[serde(borrow)]
+    value: &'a RawValue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +97,123 @@ struct LineRedaction<'a> {
     #[serde(borrow)]
     pointer: Cow<'a, str>,
     by: u64,
+}
+
+/// JCS of an opening's value. A JSON string with no escape sequence is already canonical
+/// (JCS escapes only what JSON forbids raw), so its raw bytes serve; anything else is parsed.
+fn canonical_raw(raw: &RawValue) -> Result<Cow<'_, [u8]>, String> {
+    let text = raw.get();
+    if text.len() >= 2 && text.starts_with('"') && !text[1..text.len() - 1].contains(['\\', '"']) {
+        return Ok(Cow::Borrowed(text.as_bytes()));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    jcs::canonical(&value)
+        .map(Cow::Owned)
+        .map_err(|e| e.to_string())
+}
+
+/// What one line says, checked on its own: runs on any thread, in any order.
+#[derive(Debug)]
+struct Prepared {
+    line_seq: u64,
+    leaf: Hash,
+    ws: String,
+    prev: Hash,
+    erasure: Option<Vec<(u64, String)>>,
+    verified: u64,
+    /// `(by, pointer)` of openings explained by a later erasure entry.
+    redactions: Vec<(u64, String)>,
+}
+
+fn decode_hash(text: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut out) {
+        Ok(32) => Some(out),
+        _ => None,
+    }
+}
+
+/// Blank lines prepare to `None`.
+fn prepare(line: &[u8]) -> Result<Option<Prepared>, String> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let line: Line =
+        serde_json::from_slice(line).map_err(|e| format!("entries line is not valid: {e}"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(line.entry.as_bytes())
+        .or_else(|_| URL_SAFE.decode(line.entry.as_bytes()))
+        .map_err(|_| "entry is not base64url".to_owned())?;
+    if bytes.len() > MAX_ENTRY_BYTES {
+        return Err("entry is larger than 65,535 bytes".into());
+    }
+    let leaf = leaf_hash(&bytes);
+    let e: EntryView = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("entry is not a valid v1 entry: {e}"))?;
+    if e.v != VERSION {
+        return Err(format!("unknown format version {}", e.v));
+    }
+    if e.seq != line.seq {
+        return Err(format!(
+            "entry says seq {}, its line says {}",
+            e.seq, line.seq
+        ));
+    }
+    if !matches!(e.result.as_ref(), "success" | "denied" | "error") {
+        return Err("result is not success, denied or error".into());
+    }
+    if e.gdpr == e.pii.is_empty() {
+        return Err("gdpr flag disagrees with pii".into());
+    }
+    let prev = decode_hash(&e.prev).ok_or("prev is not a base64url hash")?;
+    let mut verified = 0;
+    for o in &line.pii {
+        let Some(commitment) = e.pii.get(o.pointer.as_ref()) else {
+            return Err(format!(
+                "opening for {} which the entry does not commit",
+                o.pointer
+            ));
+        };
+        let salt: [u8; 32] =
+            decode_hash(&o.salt).ok_or_else(|| format!("salt of {} is not 32 bytes", o.pointer))?;
+        let canonical = canonical_raw(o.value)?;
+        if decode_hash(commitment) != Some(pii_commitment(&salt, &canonical)) {
+            return Err(format!(
+                "opening of {} does not match its commitment",
+                o.pointer
+            ));
+        }
+        verified += 1;
+    }
+    let mut redactions = Vec::new();
+    for pointer in e.pii.keys() {
+        if line.pii.iter().any(|o| o.pointer == *pointer) {
+            continue;
+        }
+        match line.redacted.iter().find(|r| r.pointer == *pointer) {
+            Some(r) if r.by > line.seq => redactions.push((r.by, pointer.to_string())),
+            _ => {
+                return Err(format!(
+                    "opening of {pointer} is missing and no erasure explains it"
+                ));
+            }
+        }
+    }
+    let erasure = (e.action == "privacy.erasure").then(|| {
+        e.erased
+            .iter()
+            .map(|x| (x.seq, x.pointer.to_string()))
+            .collect()
+    });
+    Ok(Some(Prepared {
+        line_seq: line.seq,
+        leaf,
+        ws: e.ws.into_owned(),
+        prev,
+        erasure,
+        verified,
+        redactions,
+    }))
 }
 
 /// The first problem found: where, and why.
@@ -164,7 +283,6 @@ pub struct Verifier {
     /// `(seq, pointer, by)` redactions not yet matched with their erasure entry.
     pending: BTreeMap<u64, Vec<(u64, String)>>,
     pii: PiiCounts,
-    entry_buf: Vec<u8>,
     failure: Option<Failure>,
 }
 
@@ -252,7 +370,6 @@ impl Verifier {
             frontier: Frontier::default(),
             pending: BTreeMap::new(),
             pii: PiiCounts::default(),
-            entry_buf: Vec::with_capacity(1024),
             failure: None,
         };
         v.check_targets().map_err(|f| f.clone())?;
@@ -261,10 +378,9 @@ impl Verifier {
 
     /// Feeds one NDJSON line. After the first failure, further lines are ignored.
     pub fn feed(&mut self, line: &[u8]) -> Result<(), &Failure> {
-        if self.failure.is_none()
-            && let Err(f) = self.feed_inner(line)
-        {
-            self.failure = Some(f);
+        if self.failure.is_none() {
+            let prepared = prepare(line);
+            self.apply(prepared);
         }
         match &self.failure {
             Some(f) => Err(f),
@@ -272,153 +388,118 @@ impl Verifier {
         }
     }
 
-    fn feed_inner(&mut self, line: &[u8]) -> Result<(), Failure> {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
+    /// Feeds many lines at once: each line's own checks (decoding, hashing, commitments) run on
+    /// all cores, the chain and the tree advance in order.
+    pub fn feed_batch(&mut self, lines: &[&[u8]]) -> Result<(), &Failure> {
+        if self.failure.is_none() {
+            let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let prepared: Vec<Result<Option<Prepared>, String>> = if threads < 2
+                || lines.len() < 512
+            {
+                lines.iter().map(|l| prepare(l)).collect()
+            } else {
+                let chunk = lines.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = lines
+                        .chunks(chunk)
+                        .map(|c| {
+                            scope.spawn(move || c.iter().map(|l| prepare(l)).collect::<Vec<_>>())
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| vec![Err("verifier thread failed".to_owned())])
+                        })
+                        .collect()
+                })
+            };
+            for p in prepared {
+                self.apply(p);
+                if self.failure.is_some() {
+                    break;
+                }
+            }
         }
-        let seq = self.frontier.size();
-        let line: Line = serde_json::from_slice(line)
-            .map_err(|e| Failure::at(seq, format!("entries line is not valid: {e}")))?;
-        if line.seq != seq {
-            return Err(Failure::at(
-                seq,
-                format!("expected seq {seq}, the log has {}", line.seq),
-            ));
+        match &self.failure {
+            Some(f) => Err(f),
+            None => Ok(()),
         }
-        self.entry_buf.clear();
-        let decoded = URL_SAFE_NO_PAD
-            .decode_vec(line.entry.as_bytes(), &mut self.entry_buf)
-            .or_else(|_| {
-                self.entry_buf.clear();
-                URL_SAFE.decode_vec(line.entry.as_bytes(), &mut self.entry_buf)
-            });
-        if decoded.is_err() {
-            return Err(Failure::at(seq, "entry is not base64url"));
-        }
-        let bytes = std::mem::take(&mut self.entry_buf);
-        let result = self.check_entry(seq, &bytes, &line);
-        self.entry_buf = bytes;
-        result
     }
 
-    fn check_entry(&mut self, seq: u64, bytes: &[u8], line: &Line<'_>) -> Result<(), Failure> {
-        if bytes.len() > MAX_ENTRY_BYTES {
-            return Err(Failure::at(seq, "entry is larger than 65,535 bytes"));
+    fn apply(&mut self, prepared: Result<Option<Prepared>, String>) {
+        let seq = self.frontier.size();
+        let result = match prepared {
+            Ok(None) => Ok(()),
+            Ok(Some(p)) => self.apply_entry(seq, p),
+            Err(reason) => Err(Failure::at(seq, reason)),
+        };
+        if let Err(f) = result {
+            self.failure = Some(f);
         }
-        let leaf = leaf_hash(bytes);
-        let e: EntryView = serde_json::from_slice(bytes)
-            .map_err(|e| Failure::at(seq, format!("entry is not a valid v1 entry: {e}")))?;
-        if e.v != VERSION {
-            return Err(Failure::at(seq, format!("unknown format version {}", e.v)));
-        }
-        if e.seq != seq {
+    }
+
+    fn apply_entry(&mut self, seq: u64, p: Prepared) -> Result<(), Failure> {
+        if p.line_seq != seq {
             return Err(Failure::at(
                 seq,
-                format!("entry says seq {}, found at position {seq}", e.seq),
+                format!("expected seq {seq}, the log has {}", p.line_seq),
             ));
         }
         match &self.ws {
             None => {
-                let expected = if e.ws == INSTANCE_LOG {
+                let expected = if p.ws == INSTANCE_LOG {
                     "/instance".to_owned()
                 } else {
-                    format!("/ws/{}", e.ws)
+                    format!("/ws/{}", p.ws)
                 };
                 if !self.origin.ends_with(&expected) {
                     return Err(Failure::at(
                         seq,
-                        format!("log {:?} does not belong to origin {:?}", e.ws, self.origin),
+                        format!("log {:?} does not belong to origin {:?}", p.ws, self.origin),
                     ));
                 }
-                self.expected_prev = genesis(&e.ws);
-                self.ws = Some(e.ws.clone().into_owned());
+                self.expected_prev = genesis(&p.ws);
+                self.ws = Some(p.ws);
             }
-            Some(ws) if *ws != e.ws => {
+            Some(ws) if *ws != p.ws => {
                 return Err(Failure::at(seq, "entry belongs to another log"));
             }
             Some(_) => {}
         }
-        if e.prev != b64url(&self.expected_prev) {
+        if p.prev != self.expected_prev {
             return Err(Failure::at(
                 seq,
                 "prev does not match the previous entry's hash",
             ));
         }
-        if !matches!(e.result.as_ref(), "success" | "denied" | "error") {
-            return Err(Failure::at(seq, "result is not success, denied or error"));
+        self.pii.verified += p.verified;
+        for (by, pointer) in p.redactions {
+            self.pending.entry(by).or_default().push((seq, pointer));
+            self.pii.redacted += 1;
         }
-        if e.gdpr == e.pii.is_empty() {
-            return Err(Failure::at(seq, "gdpr flag disagrees with pii"));
-        }
-        self.check_pii(seq, &e, line)?;
         if let Some(waiting) = self.pending.remove(&seq) {
-            if e.action != "privacy.erasure" {
+            let Some(erased) = &p.erasure else {
                 return Err(Failure::at(
                     seq,
                     "named as an erasure entry but is not privacy.erasure",
                 ));
-            }
-            for (s, p) in waiting {
-                if !e.erased.iter().any(|x| x.seq == s && x.pointer == p) {
+            };
+            for (s, ptr) in waiting {
+                if !erased.iter().any(|(es, ep)| *es == s && *ep == ptr) {
                     return Err(Failure::at(
                         s,
-                        format!("opening {p} is missing and erasure entry {seq} does not list it"),
+                        format!(
+                            "opening {ptr} is missing and erasure entry {seq} does not list it"
+                        ),
                     ));
                 }
             }
         }
-        self.expected_prev = leaf;
-        self.frontier.push_with(leaf, |_, _| {});
+        self.expected_prev = p.leaf;
+        self.frontier.push_with(p.leaf, |_, _| {});
         self.check_targets()
-    }
-
-    fn check_pii(&mut self, seq: u64, e: &EntryView<'_>, line: &Line<'_>) -> Result<(), Failure> {
-        for o in &line.pii {
-            let Some(commitment) = e.pii.get(o.pointer.as_ref()) else {
-                return Err(Failure::at(
-                    seq,
-                    format!("opening for {} which the entry does not commit", o.pointer),
-                ));
-            };
-            let salt: [u8; 32] = URL_SAFE_NO_PAD
-                .decode(o.salt.as_bytes())
-                .ok()
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| {
-                    Failure::at(seq, format!("salt of {} is not 32 bytes", o.pointer))
-                })?;
-            let canonical =
-                jcs::canonical(&o.value).map_err(|e| Failure::at(seq, e.to_string()))?;
-            if b64url(&pii_commitment(&salt, &canonical)) != *commitment {
-                return Err(Failure::at(
-                    seq,
-                    format!("opening of {} does not match its commitment", o.pointer),
-                ));
-            }
-            self.pii.verified += 1;
-        }
-        for pointer in e.pii.keys() {
-            if line.pii.iter().any(|o| o.pointer == *pointer) {
-                continue;
-            }
-            match line.redacted.iter().find(|r| r.pointer == *pointer) {
-                Some(r) if r.by > seq => {
-                    self.pending
-                        .entry(r.by)
-                        .or_default()
-                        .push((seq, pointer.to_string()));
-                    self.pii.redacted += 1;
-                }
-                _ => {
-                    self.pii.unexplained += 1;
-                    return Err(Failure::at(
-                        seq,
-                        format!("opening of {pointer} is missing and no erasure explains it"),
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn check_targets(&mut self) -> Result<(), Failure> {

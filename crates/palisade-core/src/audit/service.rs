@@ -394,7 +394,7 @@ impl Services {
         {
             checks.fail(
                 "/action",
-                &format!("the resource `{resource}` is reserved for Palisade's own events"),
+                format!("the resource `{resource}` is reserved for Palisade's own events"),
             );
         }
         checks.text("/target/type", &input.target_type, 1, 64);
