@@ -25,6 +25,9 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 export PALISADE_TEST_PYTHON=$venv/bin/python
 
+echo "==> reference audit verifier (Python) self-tests"
+"$venv/bin/python" -m unittest discover -s tests/verifier -p 'test_*.py' 2>&1 | tail -n 3
+
 backends="sqlite (PostgreSQL NOT tested)"
 pgdir=
 cleanup() { if [ -n "$pgdir" ]; then scripts/pg.sh stop "$pgdir" || true; fi; }
