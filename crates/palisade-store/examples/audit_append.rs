@@ -20,7 +20,13 @@ use palisade_store::testing::databases;
 use palisade_store::{Migrations, open};
 use time::OffsetDateTime;
 
-async fn run(store: &dyn Store, n: u32, audit: bool, scope: &TenantScope, meta: &RequestMeta) -> f64 {
+async fn run(
+    store: &dyn Store,
+    n: u32,
+    audit: bool,
+    scope: &TenantScope,
+    meta: &RequestMeta,
+) -> f64 {
     let started = Instant::now();
     for i in 0..n {
         let mut tx = store.tenant(scope, Access::Write).await.unwrap();
@@ -37,8 +43,14 @@ async fn run(store: &dyn Store, n: u32, audit: bool, scope: &TenantScope, meta: 
                     id: scope.workspace_id().to_string(),
                 },
             );
-            event.diff_field("/name", format!("Bench {}", i.wrapping_sub(1)).into(), w.name.clone().into());
-            tx.audit_append(&event.seal(meta, OffsetDateTime::now_utc()).unwrap()).await.unwrap();
+            event.diff_field(
+                "/name",
+                format!("Bench {}", i.wrapping_sub(1)).into(),
+                w.name.clone().into(),
+            );
+            tx.audit_append(&event.seal(meta, OffsetDateTime::now_utc()).unwrap())
+                .await
+                .unwrap();
         }
         tx.commit().await.unwrap();
     }
@@ -65,12 +77,22 @@ async fn main() {
             created_at: now,
             updated_at: now,
         };
-        let principal = Principal::User { user_id: UserId::generate(), session_id: SessionId::generate() };
+        let principal = Principal::User {
+            user_id: UserId::generate(),
+            session_id: SessionId::generate(),
+        };
         let scope = TenantScope::for_tests(ws.id.clone(), principal, Role::Owner);
         let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
         tx.workspace_insert(&ws).await.unwrap();
-        let key = StoredAuditKey { kid: "bench".into(), public_key: [1; 32], sealed_seed: vec![0; 60], created_at: now };
-        tx.audit_log_create("bench.example.com/ws/bench", &key, now).await.unwrap();
+        let key = StoredAuditKey {
+            kid: "bench".into(),
+            public_key: [1; 32],
+            sealed_seed: vec![0; 60],
+            created_at: now,
+        };
+        tx.audit_log_create("bench.example.com/ws/bench", &key, now)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let meta = RequestMeta {
             request_id: Some("req_0000000000000000000000000".into()),
