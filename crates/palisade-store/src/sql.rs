@@ -195,28 +195,28 @@ macro_rules! impl_transactions {
                     .map_err(map_err)?;
                 let mut nodes = Vec::with_capacity(4);
                 frontier.push_with(leaf, |id, h| nodes.push((id, *h)));
-                for (id, hash) in nodes {
-                    sqlx::query("INSERT INTO audit_tree (log_id, level, idx, hash) VALUES ($1, $2, $3, $4)")
-                        .bind(&log)
-                        .bind(i16::from(id.level))
-                        .bind(to_i64(id.index)?)
-                        .bind(&hash[..])
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
+                // One statement for the new tree hashes, one for the openings.
+                let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_tree (log_id, level, idx, hash) ");
+                let mut rows = Vec::with_capacity(nodes.len());
+                for (id, hash) in &nodes {
+                    rows.push((i16::from(id.level), to_i64(id.index)?, hash.to_vec()));
                 }
-                let subject = record.subject.clone().or_else(|| (record.actor.kind == "user").then(|| record.actor.id.clone()));
-                for o in &record.openings {
-                    sqlx::query("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) VALUES ($1, $2, $3, $4, $5, $6)")
-                        .bind(&log)
-                        .bind(seq)
-                        .bind(&o.pointer)
-                        .bind(&o.salt[..])
-                        .bind(Json(&o.value))
-                        .bind(subject.as_deref())
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
+                b.push_values(rows, |mut row, (level, idx, hash)| {
+                    row.push_bind(log.clone()).push_bind(level).push_bind(idx).push_bind(hash);
+                });
+                b.build().execute(&mut *self.tx).await.map_err(map_err)?;
+                if !record.openings.is_empty() {
+                    let subject = record.subject.clone().or_else(|| (record.actor.kind == "user").then(|| record.actor.id.clone()));
+                    let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) ");
+                    b.push_values(&record.openings, |mut row, o| {
+                        row.push_bind(log.clone())
+                            .push_bind(seq)
+                            .push_bind(o.pointer.clone())
+                            .push_bind(o.salt.to_vec())
+                            .push_bind(Json(o.value.clone()))
+                            .push_bind(subject.clone());
+                    });
+                    b.build().execute(&mut *self.tx).await.map_err(map_err)?;
                 }
                 let frontier_bytes: Vec<u8> = frontier.hashes().flat_map(|h| h.iter().copied()).collect();
                 let done = sqlx::query("UPDATE audit_heads SET size = $2, last_leaf = $3, frontier = $4 WHERE log_id = $1 AND size = $5")
