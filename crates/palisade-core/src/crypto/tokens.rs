@@ -75,11 +75,8 @@ impl TokenKey {
     }
 }
 
-/// RFC 7638 thumbprint of an Ed25519 public key: SHA-256 over the required members, sorted.
-pub fn thumbprint(x: &str) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(super::sha256(canonical.as_bytes()))
-}
+/// RFC 7638 thumbprint of an Ed25519 public key (`x` base64url).
+pub use palisade_audit::checkpoint::thumbprint;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Jwk {
