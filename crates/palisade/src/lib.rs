@@ -42,10 +42,14 @@ pub fn public_host(url: &url::Url) -> String {
 
 /// Opens the database (applying migrations), loads keys and builds the services.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
+    build_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`build`] with another clock (tests drive time through it).
+pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let store = palisade_store::open(&config.effective_database_url(), Migrations::Apply).await?;
     tracing::info!(backend = store.backend(), "database ready");
     let keyring = keys::keyring(config)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = palisade_core::keys::load_keys(&*store, &keyring, clock.now()).await?;
     let public_url = config.effective_public_url()?;
     let tokens = AccessTokens::new(
