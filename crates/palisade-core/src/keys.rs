@@ -132,14 +132,15 @@ pub async fn load_keys(
         .iter()
         .map(|d| unwrap(keyring, d))
         .collect::<Result<Vec<_>, _>>()?;
+    let data_keys =
+        DataKeys::new(deks).ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
 
     let mut keys = tx.signing_keys(ACCESS_TOKEN_PURPOSE).await?;
     if keys.is_empty() {
         let key = TokenKey::generate()?;
-        let dek = deks
-            .first()
-            .ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
-        let sealed = dek.seal(key.seed().as_slice(), seed_aad(key.kid()))?;
+        let sealed = data_keys
+            .active()
+            .seal(key.seed().as_slice(), seed_aad(key.kid()))?;
         let stored = StoredSigningKey {
             kid: key.kid().to_owned(),
             purpose: ACCESS_TOKEN_PURPOSE.to_owned(),
@@ -156,11 +157,8 @@ pub async fn load_keys(
     let active = keys
         .first()
         .ok_or_else(|| KeyLoadError::Unopenable(ACCESS_TOKEN_PURPOSE.to_owned()))?;
-    let dek_id =
-        key_id_of(&active.sealed_seed).map_err(|_| KeyLoadError::Unopenable(active.kid.clone()))?;
-    let dek = deks
-        .iter()
-        .find(|d| d.id() == dek_id)
+    let dek = data_keys
+        .for_sealed(&active.sealed_seed)
         .ok_or_else(|| KeyLoadError::Unopenable(active.kid.clone()))?;
     let seed = dek
         .open(&active.sealed_seed, seed_aad(&active.kid))
@@ -172,8 +170,6 @@ pub async fn load_keys(
     if key.kid() != active.kid {
         return Err(KeyLoadError::Unopenable(active.kid.clone()));
     }
-    let data_keys =
-        DataKeys::new(deks).ok_or_else(|| KeyLoadError::Unopenable(INSTANCE.to_owned()))?;
     Ok(InstanceKeys {
         access_token: key,
         data_keys,

@@ -222,11 +222,9 @@ impl std::fmt::Debug for StoredOpening {
     }
 }
 
-/// Filters of `GET …/audit/events` (and of a user's security events).
+/// The filters of `GET …/audit/events`, as the caller gives them.
 #[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    /// Entries whose actor id or target id is this (a user's own events).
-    pub subject: Option<String>,
+pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub target_type: Option<String>,
@@ -234,6 +232,14 @@ pub struct AuditQuery {
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub gdpr: Option<bool>,
+}
+
+/// One page of a log query: the caller's filters plus what the service adds.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    /// Entries whose actor id or target id is this (a user's own events).
+    pub subject: Option<String>,
     /// Entries with `seq` below this (the cursor).
     pub before_seq: Option<u64>,
     pub limit: u32,

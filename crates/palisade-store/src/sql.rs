@@ -281,25 +281,25 @@ macro_rules! impl_transactions {
                 if let Some(subject) = &q.subject {
                     b.push(" AND (actor_id = ").push_bind(subject.clone()).push(" OR target_id = ").push_bind(subject.clone()).push(")");
                 }
-                if let Some(v) = &q.actor {
+                if let Some(v) = &q.filter.actor {
                     b.push(" AND actor_id = ").push_bind(v.clone());
                 }
-                if let Some(v) = &q.action {
+                if let Some(v) = &q.filter.action {
                     b.push(" AND action = ").push_bind(v.clone());
                 }
-                if let Some(v) = &q.target_type {
+                if let Some(v) = &q.filter.target_type {
                     b.push(" AND target_type = ").push_bind(v.clone());
                 }
-                if let Some(v) = &q.target_id {
+                if let Some(v) = &q.filter.target_id {
                     b.push(" AND target_id = ").push_bind(v.clone());
                 }
-                if let Some(v) = q.since {
+                if let Some(v) = q.filter.since {
                     b.push(" AND ts >= ").push_bind(palisade_core::audit::format_ts(v));
                 }
-                if let Some(v) = q.until {
+                if let Some(v) = q.filter.until {
                     b.push(" AND ts < ").push_bind(palisade_core::audit::format_ts(v));
                 }
-                if let Some(v) = q.gdpr {
+                if let Some(v) = q.filter.gdpr {
                     b.push(" AND gdpr = ").push_bind(v);
                 }
                 if let Some(v) = q.before_seq {

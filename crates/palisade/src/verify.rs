@@ -70,11 +70,13 @@ impl Fetcher {
     }
 }
 
-/// The inputs once read: JWKS, checkpoint, trusted checkpoints.
-struct Inputs {
-    jwks: Jwks,
-    checkpoint: SignedCheckpoint,
-    trusted: Vec<SignedCheckpoint>,
+/// Where the entries come from.
+enum Entries {
+    /// Already read (from an export).
+    Bytes(Vec<u8>),
+    File(String),
+    /// The server's entries endpoint, paged.
+    Url(String),
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> anyhow::Result<T> {
@@ -120,6 +122,30 @@ fn feed_lines(verifier: &mut Verifier, mut reader: impl Read) -> anyhow::Result<
     Ok(count)
 }
 
+/// Reads the JWKS, checkpoint and entries of an export tar.
+fn read_export(path: &std::path::Path) -> anyhow::Result<(Jwks, SignedCheckpoint, Entries)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut archive = tar::Archive::new(file);
+    let (mut jwks, mut checkpoint, mut entries) = (None, None, None);
+    for entry in archive.entries().context("reading the export tar")? {
+        let mut entry = entry.context("reading the export tar")?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        match name.as_str() {
+            "jwks.json" => jwks = Some(parse("jwks.json", &data)?),
+            "checkpoint.json" => checkpoint = Some(parse("checkpoint.json", &data)?),
+            "entries.ndjson" => entries = Some(Entries::Bytes(data)),
+            _ => {}
+        }
+    }
+    Ok((
+        jwks.context("the export has no jwks.json")?,
+        checkpoint.context("the export has no checkpoint.json (no checkpoint signed yet)")?,
+        entries.context("the export has no entries.ndjson")?,
+    ))
+}
+
 async fn verify(args: &VerifyArgs) -> anyhow::Result<Report> {
     let fetcher = Fetcher {
         client: reqwest::Client::builder()
@@ -127,87 +153,58 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Report> {
             .build()?,
         token: args.token.clone(),
     };
-    let mut trusted = Vec::new();
+    let mut trusted: Vec<SignedCheckpoint> = Vec::new();
     for t in &args.trusted_checkpoint {
         trusted.push(parse("trusted checkpoint", &fetcher.read(t).await?)?);
     }
-    if let Some(path) = &args.export {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut archive = tar::Archive::new(file);
-        let (mut jwks, mut checkpoint, mut entries) = (None, None, None);
-        for entry in archive.entries().context("reading the export tar")? {
-            let mut entry = entry.context("reading the export tar")?;
-            let name = entry.path()?.to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
-            match name.as_str() {
-                "jwks.json" => jwks = Some(parse::<Jwks>("jwks.json", &data)?),
-                "checkpoint.json" => {
-                    checkpoint = Some(parse::<SignedCheckpoint>("checkpoint.json", &data)?)
-                }
-                "entries.ndjson" => entries = Some(data),
-                _ => {}
-            }
-        }
-        let inputs = Inputs {
-            jwks: jwks.context("the export has no jwks.json")?,
-            checkpoint: checkpoint
-                .context("the export has no checkpoint.json (no checkpoint signed yet)")?,
-            trusted,
+    let (jwks, checkpoint, entries) =
+        match (&args.export, &args.jwks, &args.checkpoint, &args.entries) {
+            (Some(path), ..) => read_export(path)?,
+            (None, Some(jwks), Some(checkpoint), Some(entries)) => (
+                parse("the JWKS", &fetcher.read(jwks).await?)?,
+                parse("the checkpoint", &fetcher.read(checkpoint).await?)?,
+                if is_url(entries) {
+                    Entries::Url(entries.clone())
+                } else {
+                    Entries::File(entries.clone())
+                },
+            ),
+            _ => bail!("give --jwks, --checkpoint and --entries, or --export"),
         };
-        let entries = entries.context("the export has no entries.ndjson")?;
-        return Ok(run(inputs, |v| feed_lines(v, entries.as_slice())).await);
-    }
-    let (Some(jwks), Some(checkpoint), Some(entries)) =
-        (&args.jwks, &args.checkpoint, &args.entries)
-    else {
-        bail!("give --jwks, --checkpoint and --entries, or --export");
-    };
-    let inputs = Inputs {
-        jwks: parse("the JWKS", &fetcher.read(jwks).await?)?,
-        checkpoint: parse("the checkpoint", &fetcher.read(checkpoint).await?)?,
-        trusted,
-    };
-    let mut verifier = match Verifier::new(&inputs.jwks, &inputs.checkpoint, &inputs.trusted) {
+    let mut verifier = match Verifier::new(&jwks, &checkpoint, &trusted) {
         Ok(v) => v,
         Err(f) => return Ok(refused(f)),
     };
-    if is_url(entries) {
-        // The server answers at most 10,000 entries a request: page until a short page.
-        let mut url = url::Url::parse(entries)?;
-        let paged = !url.query_pairs().any(|(k, _)| k == "start" || k == "end");
-        let mut start = 0u64;
-        loop {
-            if paged {
-                url.query_pairs_mut()
-                    .clear()
-                    .append_pair("start", &start.to_string())
-                    .append_pair("end", &(start + 10_000).to_string());
-            }
-            let body = fetcher.get(url.as_str()).await?;
-            let n = feed_lines(&mut verifier, body.as_slice())?;
-            if !paged || n < 10_000 {
-                break;
-            }
-            start += n;
+    match entries {
+        Entries::Bytes(data) => {
+            feed_lines(&mut verifier, data.as_slice())?;
         }
-    } else {
-        let file = std::fs::File::open(entries).with_context(|| format!("opening {entries}"))?;
-        feed_lines(&mut verifier, file)?;
+        Entries::File(path) => {
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            feed_lines(&mut verifier, file)?;
+        }
+        Entries::Url(url) => {
+            // The server answers at most 10,000 entries a request: page until a short page.
+            let mut url = url::Url::parse(&url)?;
+            let paged = !url.query_pairs().any(|(k, _)| k == "start" || k == "end");
+            let mut start = 0u64;
+            loop {
+                if paged {
+                    url.query_pairs_mut()
+                        .clear()
+                        .append_pair("start", &start.to_string())
+                        .append_pair("end", &(start + 10_000).to_string());
+                }
+                let body = fetcher.get(url.as_str()).await?;
+                let n = feed_lines(&mut verifier, body.as_slice())?;
+                if !paged || n < 10_000 {
+                    break;
+                }
+                start += n;
+            }
+        }
     }
     Ok(verifier.finish())
-}
-
-async fn run(inputs: Inputs, feed: impl FnOnce(&mut Verifier) -> anyhow::Result<u64>) -> Report {
-    let mut verifier = match Verifier::new(&inputs.jwks, &inputs.checkpoint, &inputs.trusted) {
-        Ok(v) => v,
-        Err(f) => return refused(f),
-    };
-    if let Err(e) = feed(&mut verifier) {
-        return error_report(&e);
-    }
-    verifier.finish()
 }
 
 fn error_report(e: &anyhow::Error) -> Report {

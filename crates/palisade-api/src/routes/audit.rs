@@ -9,8 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_core::audit::service::{
     AuditExport, CheckpointView, ConsistencyProof, EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX,
-    EntryLine, EventFilter, EventView, InclusionProof, NewAppEvent,
+    EntryLine, EventView, InclusionProof, NewAppEvent,
 };
+use palisade_core::store::AuditFilter;
 use palisade_core::workspaces::model::Page;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -55,20 +56,22 @@ impl Params {
         self.values.get(name).cloned()
     }
 
-    fn u64(&mut self, name: &str, required: bool) -> Option<u64> {
-        match self.values.get(name).map(|v| v.parse::<u64>()) {
-            Some(Ok(n)) => Some(n),
-            Some(Err(_)) => {
+    fn u64(&mut self, name: &str) -> Option<u64> {
+        match self.values.get(name)?.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
                 self.fail(name, "must be a non-negative integer");
                 None
             }
-            None => {
-                if required {
-                    self.fail(name, "is required");
-                }
-                None
-            }
         }
+    }
+
+    /// A required integer; when absent or bad the error is recorded and `finish` reports it.
+    fn required_u64(&mut self, name: &str) -> u64 {
+        if !self.values.contains_key(name) {
+            self.fail(name, "is required");
+        }
+        self.u64(name).unwrap_or(0)
     }
 
     fn time(&mut self, name: &str) -> Option<time::OffsetDateTime> {
@@ -294,7 +297,7 @@ pub async fn events(
             "cursor",
         ],
     );
-    let filter = EventFilter {
+    let filter = AuditFilter {
         actor: p.text("actor"),
         action: p.text("action"),
         target_type: p.text("target_type"),
@@ -375,8 +378,8 @@ pub async fn entries(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let mut p = Params::parse(query, &["start", "end"]);
-    let start = p.u64("start", false).unwrap_or(0);
-    let end = p.u64("end", false);
+    let start = p.u64("start").unwrap_or(0);
+    let end = p.u64("end");
     p.finish()?;
     let lines = state.services.audit_entries(&scope, start, end).await?;
     Ok((
@@ -447,12 +450,9 @@ pub async fn inclusion(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<InclusionProofOut>> {
     let mut p = Params::parse(query, &["seq", "tree_size"]);
-    let seq = p.u64("seq", true);
-    let size = p.u64("tree_size", true);
+    let seq = p.required_u64("seq");
+    let size = p.required_u64("tree_size");
     p.finish()?;
-    let (Some(seq), Some(size)) = (seq, size) else {
-        return Err(ApiError::RouteNotFound);
-    };
     Ok(Json(
         state
             .services
@@ -481,12 +481,9 @@ pub async fn consistency(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<ConsistencyProofOut>> {
     let mut p = Params::parse(query, &["first", "second"]);
-    let first = p.u64("first", true);
-    let second = p.u64("second", true);
+    let first = p.required_u64("first");
+    let second = p.required_u64("second");
     p.finish()?;
-    let (Some(first), Some(second)) = (first, second) else {
-        return Err(ApiError::RouteNotFound);
-    };
     Ok(Json(
         state
             .services
@@ -530,13 +527,12 @@ fn append(
 pub fn export_tar(export: &AuditExport, now: time::OffsetDateTime) -> std::io::Result<Vec<u8>> {
     let mtime = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let mut tar = tar::Builder::new(Vec::new());
-    let json = |v: &dyn erased::Ser| v.to_vec();
     append(&mut tar, "entries.ndjson", &ndjson(&export.entries), mtime)?;
     if let Some(c) = &export.checkpoint {
         append(
             &mut tar,
             "checkpoint.json",
-            &json(&CheckpointOut::from(c.clone())),
+            &json(&CheckpointOut::from(c.clone()))?,
             mtime,
         )?;
     }
@@ -548,11 +544,11 @@ pub fn export_tar(export: &AuditExport, now: time::OffsetDateTime) -> std::io::R
         append(
             &mut tar,
             &name,
-            &json(&CheckpointOut::from(c.clone())),
+            &json(&CheckpointOut::from(c.clone()))?,
             mtime,
         )?;
     }
-    append(&mut tar, "jwks.json", &json(&export.jwks), mtime)?;
+    append(&mut tar, "jwks.json", &json(&export.jwks)?, mtime)?;
     append(
         &mut tar,
         "prune.json",
@@ -562,16 +558,8 @@ pub fn export_tar(export: &AuditExport, now: time::OffsetDateTime) -> std::io::R
     tar.into_inner()
 }
 
-mod erased {
-    /// Serialize to JSON bytes behind a trait object.
-    pub trait Ser {
-        fn to_vec(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn to_vec(&self) -> Vec<u8> {
-            serde_json::to_vec_pretty(self).unwrap_or_default()
-        }
-    }
+fn json<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(std::io::Error::other)
 }
 
 /// Everything needed to verify the log offline, as a tar.

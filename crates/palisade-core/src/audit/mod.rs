@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::random;
 use crate::error::{Error, FieldError, Result};
-use crate::ids::{EventId, WorkspaceId};
+use crate::ids::WorkspaceId;
 use crate::principal::{Principal, RequestMeta};
 
 /// Which log an event belongs to: a workspace's, or the instance log for account events.
@@ -149,7 +149,6 @@ impl AuditEvent {
             .map(|(k, v)| (k, Value::Array(v.to_vec())))
             .collect();
         Ok(AuditRecord {
-            id: EventId::generate(),
             log: self.log,
             at,
             action: self.action,
@@ -201,7 +200,6 @@ impl std::fmt::Debug for Opening {
 /// The sealed event the store's audit sink appends.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
-    pub id: EventId,
     pub log: AuditLog,
     pub at: OffsetDateTime,
     pub action: Cow<'static, str>,
@@ -216,16 +214,6 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// `{pointer: commitment}`: the only trace of personal values in the entry.
-    pub fn pii_commitments(&self) -> Value {
-        Value::Object(
-            self.openings
-                .iter()
-                .map(|o| (o.pointer.to_owned(), Value::String(o.commitment.clone())))
-                .collect(),
-        )
-    }
-
     pub fn gdpr(&self) -> bool {
         !self.openings.is_empty()
     }

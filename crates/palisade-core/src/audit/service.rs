@@ -7,7 +7,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::SigningKey;
 use palisade_audit::checkpoint::{self, Checkpoint, Jwk};
 use palisade_audit::entry::INSTANCE_LOG;
-use palisade_audit::merkle::{self, Frontier, NodeId};
+use palisade_audit::merkle::{self, Frontier, NodeId, NodeReader};
 use palisade_audit::verify::{AuditLogInfo, DailyCheckpointRef, Jwks};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -21,7 +21,9 @@ use crate::crypto::envelope::Aad;
 use crate::crypto::random;
 use crate::error::{Error, FieldError, Resource, Result, StoreError};
 use crate::principal::{Principal, RequestMeta};
-use crate::store::{Access, AuditLogTx, AuditQuery, StoredAuditKey, StoredCheckpoint, StoredEntry};
+use crate::store::{
+    Access, AuditFilter, AuditLogTx, AuditQuery, StoredAuditKey, StoredCheckpoint, StoredEntry,
+};
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::Checks;
 use crate::workspaces::model::Page;
@@ -152,18 +154,6 @@ pub struct AuditExport {
     pub checkpoint: Option<CheckpointView>,
     pub daily: Vec<CheckpointView>,
     pub jwks: Jwks,
-}
-
-/// Filters of `GET …/audit/events`.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub since: Option<OffsetDateTime>,
-    pub until: Option<OffsetDateTime>,
-    pub gdpr: Option<bool>,
 }
 
 /// An application-defined event (AUD-9).
@@ -333,20 +323,14 @@ impl Services {
     pub async fn audit_events(
         &self,
         scope: &TenantScope,
-        filter: EventFilter,
+        filter: AuditFilter,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<EventView>> {
         authorize(scope, Permission::AuditRead)?;
         let query = AuditQuery {
+            filter,
             subject: None,
-            actor: filter.actor,
-            action: filter.action,
-            target_type: filter.target_type,
-            target_id: filter.target_id,
-            since: filter.since,
-            until: filter.until,
-            gdpr: filter.gdpr,
             before_seq: parse_cursor(cursor)?,
             limit,
         };
@@ -563,12 +547,8 @@ impl Services {
         let mut ids = merkle::nodes_needed(|r| merkle::inclusion_proof(seq, tree_size, r));
         ids.push(NodeId::new(0, seq));
         let nodes = tx.audit_nodes(&ids).await?;
-        let hashes = merkle::inclusion_proof(seq, tree_size, &nodes).map_err(missing)?;
-        let leaf = nodes.get(&NodeId::new(0, seq)).copied().ok_or_else(|| {
-            missing(merkle::ProofError::Missing(merkle::MissingNode(
-                NodeId::new(0, seq),
-            )))
-        })?;
+        let hashes = merkle::inclusion_proof(seq, tree_size, &nodes).map_err(Error::internal)?;
+        let leaf = nodes.node(NodeId::new(0, seq)).map_err(Error::internal)?;
         Ok(InclusionProof {
             leaf_index: seq,
             tree_size,
@@ -601,7 +581,7 @@ impl Services {
         }
         let ids = merkle::nodes_needed(|r| merkle::consistency_proof(first, second, r));
         let nodes = tx.audit_nodes(&ids).await?;
-        let hashes = merkle::consistency_proof(first, second, &nodes).map_err(missing)?;
+        let hashes = merkle::consistency_proof(first, second, &nodes).map_err(Error::internal)?;
         Ok(ConsistencyProof {
             first,
             second,
@@ -764,7 +744,7 @@ impl Services {
         }
         let nodes = tx.audit_nodes(&ids).await?;
         if let Some(last) = &last {
-            let again = merkle::root(last.size, &nodes).map_err(|e| missing(e.into()))?;
+            let again = merkle::root(last.size, &nodes).map_err(Error::internal)?;
             if again != last.root {
                 error!(
                     log = log_id,
@@ -776,11 +756,11 @@ impl Services {
                 ));
             }
         }
-        let root = merkle::root(size, &nodes).map_err(|e| missing(e.into()))?;
-        if daily.is_none()
-            && Frontier::load(size, &nodes).map(|f| f.root()).ok()
-                != Some(root_of_frontier(&head.frontier, head.size))
-        {
+        let root = merkle::root(size, &nodes).map_err(Error::internal)?;
+        // Appends build on the head's frontier: for a `latest` checkpoint it must give the
+        // same root as the stored hashes.
+        let head_root = Frontier::from_hashes(head.size, head.frontier).map(|f| f.root());
+        if daily.is_none() && head_root != Some(root) {
             error!(
                 log = log_id,
                 "audit head frontier disagrees with stored hashes; refusing to sign"
@@ -818,18 +798,4 @@ impl Services {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-fn root_of_frontier(hashes: &[palisade_audit::Hash], size: u64) -> palisade_audit::Hash {
-    let map = Frontier::ids(size)
-        .into_iter()
-        .zip(hashes.iter().copied())
-        .collect::<std::collections::HashMap<_, _>>();
-    Frontier::load(size, &map)
-        .map(|f| f.root())
-        .unwrap_or([0; 32])
-}
-
-fn missing(e: merkle::ProofError) -> Error {
-    Error::Internal(Box::new(e))
 }
