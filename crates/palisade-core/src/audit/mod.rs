@@ -90,10 +90,15 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn new(log: AuditLog, action: &'static str, actor: Actor, target: Target) -> Self {
+    pub fn new(
+        log: AuditLog,
+        action: impl Into<Cow<'static, str>>,
+        actor: Actor,
+        target: Target,
+    ) -> Self {
         Self {
             log,
-            action: Cow::Borrowed(action),
+            action: action.into(),
             result: AuditResult::Success,
             actor,
             target,

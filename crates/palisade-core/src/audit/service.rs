@@ -416,7 +416,7 @@ impl Services {
 
         let mut event = AuditEvent::new(
             AuditLog::Workspace(scope.workspace_id().clone()),
-            "app.event",
+            input.action,
             Actor::of(scope.principal()),
             Target {
                 kind: input.target_type.into(),
@@ -424,7 +424,6 @@ impl Services {
             },
         )
         .with_result(result);
-        event.action = input.action.into();
         if let Some(data) = input.data {
             event.extra.insert("data".into(), data);
         }
