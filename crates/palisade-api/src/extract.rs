@@ -12,6 +12,7 @@ use axum::extract::{
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::ids::WorkspaceId;
+use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;
 use palisade_core::workspaces::service::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
@@ -182,7 +183,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     }
 }
 
-/// The authenticated caller, from `Authorization: Bearer <access token>`.
+/// `Authorization: Bearer <token>`.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Domain(palisade_core::Error::Unauthenticated))
+}
+
+/// The authenticated caller, from `Authorization: Bearer <access token>`, charged to its
+/// instance `api` budget (routes outside a workspace; [`Tenant`] charges the workspace's).
 #[derive(Debug, Clone)]
 pub struct Auth(pub Principal);
 
@@ -195,24 +212,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Domain(palisade_core::Error::Unauthenticated))?;
-        let principal = state.services.authenticate(token).await?;
+        let principal = state.services.authenticate(bearer(parts)?).await?;
+        state
+            .services
+            .limit_account_request(&principal, &request_meta(parts))
+            .await?;
         Ok(Auth(principal))
     }
 }
 
 /// The caller's scope in the `{workspace}` of the path (id or slug), after the membership
-/// check. A non-member gets 404, as if the workspace did not exist.
+/// check, charged to the workspace's `api` budgets. A non-member gets 404, as if the
+/// workspace did not exist.
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantScope);
 
@@ -224,10 +235,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Auth(principal) = Auth::from_request_parts(parts, state).await?;
         let key = workspace_param(parts, state).await?;
         let state = AppState::from_ref(state);
-        Ok(Tenant(state.services.tenant_scope(&principal, &key).await?))
+        let principal = state.services.authenticate(bearer(parts)?).await?;
+        let scope = state
+            .services
+            .tenant_scope(&principal, &key, &request_meta(parts))
+            .await?;
+        Ok(Tenant(scope))
     }
 }
 
@@ -266,21 +281,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
-        let ip = parts
+        Ok(Meta(request_meta(parts)))
+    }
+}
+
+fn request_meta(parts: &Parts) -> RequestMeta {
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(512).collect());
+    RequestMeta {
+        request_id,
+        ip,
+        user_agent,
+        limits: parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(512).collect());
-        Ok(Meta(RequestMeta {
-            request_id,
-            ip,
-            user_agent,
-        }))
+            .get::<LimitReport>()
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 

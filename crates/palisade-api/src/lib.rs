@@ -37,6 +37,7 @@ use crate::problem::ApiError;
     tags(
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "workspaces", description = "Workspaces (tenants)"),
+        (name = "quotas", description = "Budgets applications spend before costly work"),
         (name = "admin", description = "Instance administration"),
         (name = "operations", description = "Health and discovery"),
     )
@@ -61,7 +62,7 @@ impl Modify for BearerAuth {
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, auth, meta, workspaces};
+    use routes::{admin, audit, auth, meta, quotas, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -80,6 +81,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::audit_jwks))
         .routes(routes!(audit::export))
         .routes(routes!(audit::security_events))
+        .routes(routes!(quotas::consume))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::jwks))

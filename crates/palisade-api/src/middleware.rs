@@ -10,6 +10,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_core::ids::TraceId;
+use palisade_core::limits::{Decision, LimitReport};
 use tracing::Instrument as _;
 
 use crate::problem::{ApiError, InternalCause, Problem, problem_response};
@@ -81,6 +82,31 @@ fn set_security_headers(response: &mut Response, path: &str, hsts: bool) {
     }
 }
 
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one list item per
+/// budget the request was charged to, e.g. `"api_per_workspace";q=50;w=1` and
+/// `"api_per_workspace";r=49;t=1`.
+fn set_rate_limit_headers(response: &mut Response, decisions: &[Decision]) {
+    if decisions.is_empty() {
+        return;
+    }
+    let policies: Vec<String> = decisions
+        .iter()
+        .map(|d| format!("\"{}\";q={};w={}", d.policy, d.limit, d.window_secs))
+        .collect();
+    let states: Vec<String> = decisions
+        .iter()
+        .map(|d| format!("\"{}\";r={};t={}", d.policy, d.remaining, d.reset_secs))
+        .collect();
+    for (name, items) in [(RATELIMIT_POLICY, policies), (RATELIMIT, states)] {
+        if let Ok(value) = HeaderValue::from_str(&items.join(", ")) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
 fn log_cause(request_id: &str, cause: &InternalCause) {
     let mut chain = cause.0.to_string();
     let mut source = cause.0.source();
@@ -100,6 +126,8 @@ pub async fn request_context(
     let started = Instant::now();
     let id = incoming_id(&req).unwrap_or_else(|| TraceId::generate().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let limits = LimitReport::default();
+    req.extensions_mut().insert(limits.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id);
@@ -122,6 +150,7 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     set_security_headers(&mut response, &path, state.settings.hsts);
+    set_rate_limit_headers(&mut response, &limits.decisions());
     tracing::info!(
         request_id = %id,
         method = %method,

@@ -57,6 +57,12 @@ pub struct Problem {
     pub code: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// `rate_limited`: seconds to wait (also the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// `rate_limited`: the policy that refused (named in the `RateLimit` header too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// The cause of a 5xx, for the log line only.
@@ -89,6 +95,7 @@ struct Parts {
     detail: String,
     errors: Vec<ProblemField>,
     cause: Option<InternalCause>,
+    limited: Option<(u64, &'static str)>,
 }
 
 impl Parts {
@@ -105,6 +112,7 @@ impl Parts {
             detail: detail.into(),
             errors: Vec::new(),
             cause: None,
+            limited: None,
         }
     }
 }
@@ -181,6 +189,21 @@ fn domain(e: Error) -> Parts {
             "Slug taken",
             "Another workspace already uses this slug.",
         ),
+        Error::RateLimited(limited) => {
+            let wait = limited.retry_after_secs();
+            Parts {
+                limited: Some((wait, limited.policy())),
+                ..Parts::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    code,
+                    "Too many requests",
+                    format!(
+                        "The budget `{}` is spent; retry in {wait} s. The RateLimit header shows every budget.",
+                        limited.policy()
+                    ),
+                )
+            }
+        }
         Error::Internal(source) => Parts {
             cause: Some(InternalCause(Arc::from(source))),
             ..Parts::new(
@@ -269,8 +292,15 @@ impl IntoResponse for ApiError {
             instance: None,
             code: parts.code.to_owned(),
             errors: parts.errors,
+            retry_after: parts.limited.map(|(wait, _)| wait),
+            policy: parts.limited.map(|(_, policy)| policy.to_owned()),
         };
         let mut response = problem_response(parts.status, problem);
+        if let Some((wait, _)) = parts.limited {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        }
         if parts.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -309,6 +339,13 @@ mod tests {
                 "permission_denied",
             ),
             (Error::InstanceAdminRequired, 403, "instance_admin_required"),
+            (
+                Error::RateLimited(palisade_core::limits::Limited {
+                    decisions: Vec::new(),
+                }),
+                429,
+                "rate_limited",
+            ),
             (Error::Conflict(ConflictKind::SlugTaken), 409, "slug_taken"),
             (
                 Error::Conflict(ConflictKind::EmailTaken),

@@ -43,6 +43,7 @@ impl Role {
                     | P::RecordsRead
                     | P::RecordsReadDraft
                     | P::RecordsWrite
+                    | P::QuotasConsume
             ),
             Role::Billing => matches!(
                 permission,
@@ -87,6 +88,7 @@ permissions! {
     RecordsReadDraft => "records.read_draft", "Read draft records too.";
     RecordsWrite => "records.write", "Create, change and delete records.";
     CollectionsManage => "collections.manage", "Define and change collections.";
+    QuotasConsume => "quotas.consume", "Spend the workspace's quotas (ai, upload, webhook_ingest) before costly work.";
     BillingRead => "billing.read", "See plan and billing details.";
     BillingManage => "billing.manage", "Change billing details.";
 }
@@ -119,6 +121,8 @@ mod tests {
             (Role::Member, P::WorkspaceUpdate, false),
             (Role::Member, P::MembersManage, false),
             (Role::Member, P::RecordsWrite, true),
+            (Role::Member, P::QuotasConsume, true),
+            (Role::Billing, P::QuotasConsume, false),
             (Role::Billing, P::BillingManage, true),
             (Role::Billing, P::RecordsRead, false),
             (Role::Billing, P::WorkspaceUpdate, false),

@@ -7,6 +7,7 @@ use crate::clock::{Clock, to_micros};
 use crate::crypto::password::Passwords;
 use crate::crypto::tokens::AccessTokens;
 use crate::keys::DataKeys;
+use crate::limits::Limiter;
 use crate::store::Store;
 
 /// Operator settings the services need (the binary maps its configuration into this).
@@ -22,6 +23,8 @@ pub struct Settings {
     pub public_host: String,
     /// Shortest time between two `latest` checkpoints of one log (60 s by default).
     pub checkpoint_interval: time::Duration,
+    /// Rate limits and quotas per plan (RTL-2).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +35,7 @@ pub struct Services {
     pub(crate) tokens: Arc<AccessTokens>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) data_keys: Arc<DataKeys>,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 impl Services {
@@ -44,6 +48,7 @@ impl Services {
         settings: Settings,
     ) -> Self {
         Self {
+            limiter: Arc::new(Limiter::new(Arc::clone(&store), Arc::clone(&clock))),
             store,
             clock,
             passwords,

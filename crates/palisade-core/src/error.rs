@@ -55,6 +55,9 @@ pub enum Error {
     InstanceAdminRequired,
     #[error("conflict: {0:?}")]
     Conflict(ConflictKind),
+    /// A rate limit or quota is spent (RTL-3).
+    #[error("rate limit {} exceeded", .0.policy())]
+    RateLimited(crate::limits::Limited),
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
 }
@@ -74,6 +77,7 @@ impl Error {
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::Conflict(ConflictKind::EmailTaken) => "email_taken",
             Error::Conflict(ConflictKind::SlugTaken) => "slug_taken",
+            Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal",
         }
     }

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod principal;
 pub mod store;
 pub mod tenancy;

@@ -28,6 +28,8 @@ pub struct RequestMeta {
     pub request_id: Option<String>,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// Rate-limit decisions taken for this request, for the response headers.
+    pub limits: crate::limits::LimitReport,
 }
 
 impl std::fmt::Debug for RequestMeta {

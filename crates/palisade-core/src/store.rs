@@ -56,7 +56,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 }
 
 #[async_trait::async_trait]
-pub trait AccountTx: AuditLogTx {
+pub trait AccountTx: LimitTx {
     /// Fails with `StoreError::Conflict("users_email")` when the email is taken.
     async fn user_insert(&mut self, user: &User, password_hash: &str) -> StoreResult<()>;
     /// The user and their password hash.
@@ -91,7 +91,7 @@ pub trait AccountTx: AuditLogTx {
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: AuditLogTx {
+pub trait TenantTx: LimitTx {
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
     /// The scope's workspace; in a write transaction its row is locked until commit.
@@ -180,6 +180,30 @@ pub trait AuditLogTx: Send {
 
     /// Commits (for account and tenant transactions too, which extend this trait).
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Rate-limit state (RTL-4): one row per key, shared by every node. Reachable from account and
+/// tenant transactions, so a breach's audit entry commits with the state that recorded it.
+#[async_trait::async_trait]
+pub trait LimitTx: AuditLogTx {
+    /// The state of `keys`, each locked until commit (absent keys are created fresh, TAT 0, so
+    /// two nodes cannot both miss a row). Locks are taken in the order given: callers sort.
+    async fn limits_lock(&mut self, keys: &[String]) -> StoreResult<Vec<LimitState>>;
+    async fn limits_put(&mut self, state: &LimitState) -> StoreResult<()>;
+    /// Gives back unused leased budget: moves the key's TAT back by `us`.
+    async fn limits_give_back(&mut self, key: &str, us: i64) -> StoreResult<()>;
+    /// Deletes keys idle since before `before` (a full budget reads the same as no row).
+    async fn limits_prune(&mut self, before: i64) -> StoreResult<u64>;
+}
+
+/// One key's GCRA state, in µs since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitState {
+    pub key: String,
+    /// The theoretical arrival time: the budget is full again at this instant.
+    pub tat: i64,
+    /// A breach of this key was audited; the next is audited only after this instant.
+    pub logged_until: i64,
 }
 
 /// Where a log stands.

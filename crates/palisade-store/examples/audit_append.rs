@@ -98,6 +98,7 @@ async fn main() {
             request_id: Some("req_0000000000000000000000000".into()),
             ip: Some("203.0.113.7".parse().unwrap()),
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) bench".into()),
+            ..RequestMeta::default()
         };
         run(&*store, n / 10, true, &scope, &meta).await; // warm up
         let plain = run(&*store, n, false, &scope, &meta).await;

@@ -11,6 +11,8 @@ use crate::sql::{SqlTx, map_err};
 use crate::{APP_ROLE, Migrations, OpenError, TENANT_TABLES};
 
 mod statements {
+    pub const LIMIT_LOCKED: &str =
+        "SELECT tat, logged_until FROM rate_limits WHERE key = $1 FOR UPDATE";
     pub const AUDIT_HEAD_LOCKED: &str =
         "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1 FOR UPDATE";
     pub const WORKSPACE_GET_LOCKED: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, \

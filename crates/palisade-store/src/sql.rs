@@ -75,7 +75,7 @@ macro_rules! impl_transactions {
         use palisade_core::error::StoreError;
         use palisade_core::ids::{SessionId, UserId, WorkspaceId};
         use palisade_core::store::{
-            AccountTx, AppendedEntry, AuditHead, AuditLogTx, AuditQuery, StoreResult, StoredAuditKey, StoredCheckpoint,
+            AccountTx, AppendedEntry, AuditHead, AuditLogTx, AuditQuery, LimitState, LimitTx, StoreResult, StoredAuditKey, StoredCheckpoint,
             StoredDataKey, StoredEntry, StoredOpening, StoredSigningKey, SystemTx, TenantTx,
         };
         use palisade_audit::merkle::{Frontier, NodeId};
@@ -417,6 +417,57 @@ macro_rules! impl_transactions {
             let row = q.fetch_optional(&mut *tx.tx).await.map_err(map_err)?;
             row.map(CheckpointRow::into_checkpoint).transpose()
         }
+        #[async_trait::async_trait]
+        impl LimitTx for SqlTx<$db> {
+            async fn limits_lock(&mut self, keys: &[String]) -> StoreResult<Vec<LimitState>> {
+                let mut states = Vec::with_capacity(keys.len());
+                for key in keys {
+                    sqlx::query("INSERT INTO rate_limits (key, tat, logged_until) VALUES ($1, 0, 0) ON CONFLICT (key) DO NOTHING")
+                        .bind(key)
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                    let (tat, logged_until): (i64, i64) = sqlx::query_as($backend::LIMIT_LOCKED)
+                        .bind(key)
+                        .fetch_one(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                    states.push(LimitState { key: key.clone(), tat, logged_until });
+                }
+                Ok(states)
+            }
+
+            async fn limits_put(&mut self, state: &LimitState) -> StoreResult<()> {
+                sqlx::query("UPDATE rate_limits SET tat = $2, logged_until = $3 WHERE key = $1")
+                    .bind(&state.key)
+                    .bind(state.tat)
+                    .bind(state.logged_until)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn limits_give_back(&mut self, key: &str, us: i64) -> StoreResult<()> {
+                sqlx::query("UPDATE rate_limits SET tat = tat - $2 WHERE key = $1")
+                    .bind(key)
+                    .bind(us)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn limits_prune(&mut self, before: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM rate_limits WHERE tat < $1 AND logged_until < $1")
+                    .bind(before)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected())
+            }
+        }
+
         #[async_trait::async_trait]
         impl AccountTx for SqlTx<$db> {
             async fn user_insert(&mut self, user: &User, password_hash: &str) -> StoreResult<()> {

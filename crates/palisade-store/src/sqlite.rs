@@ -17,6 +17,7 @@ use crate::{Migrations, OpenError};
 mod statements {
     pub const AUDIT_HEAD_LOCKED: &str = crate::sql::AUDIT_HEAD;
     // One writer connection serialises writes, so a plain read suffices as a row lock.
+    pub const LIMIT_LOCKED: &str = "SELECT tat, logged_until FROM rate_limits WHERE key = $1";
     pub const WORKSPACE_GET_LOCKED: &str = crate::sql::WORKSPACE_GET;
 }
 

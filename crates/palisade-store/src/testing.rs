@@ -29,6 +29,17 @@ pub fn postgres_base() -> Option<String> {
     }
 }
 
+impl TestDb {
+    /// Another handle on the same database (a second node); the first keeps it alive.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            _dir: None,
+        }
+    }
+}
+
 pub fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("palisade.db").display());

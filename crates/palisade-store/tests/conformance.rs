@@ -143,6 +143,7 @@ async fn add_workspace(store: &dyn Store, owner: &User, slug: &str) -> (Workspac
         request_id: Some("req_1".into()),
         ip: Some("203.0.113.7".parse().unwrap()),
         user_agent: None,
+        ..RequestMeta::default()
     };
     let event = AuditEvent::new(
         AuditLog::Workspace(ws.id.clone()),

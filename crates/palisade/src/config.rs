@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use palisade_core::limits::LimitsConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -94,6 +95,10 @@ pub struct Config {
     pub regions: Vec<String>,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Rate limits and quotas (RTL-2): `[rate_limits.auth]`, `[rate_limits.plans.<plan>]`,
+    /// `[rate_limits.workspaces."<workspace id>"]`; rates are written `10/15m`.
+    #[serde(default)]
+    pub rate_limits: LimitsConfig,
 }
 
 mod defaults {
@@ -141,6 +146,7 @@ impl Default for Config {
             audit_checkpoint_interval_secs: defaults::checkpoint_interval(),
             regions: defaults::regions(),
             log_format: LogFormat::Text,
+            rate_limits: LimitsConfig::default(),
         }
     }
 }
@@ -252,6 +258,7 @@ impl Config {
         if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
             anyhow::bail!("refresh_token_ttl_secs must not be shorter than access_token_ttl_secs");
         }
+        self.rate_limits.validate().map_err(anyhow::Error::msg)?;
         if let Some(c) = &self.security_contact
             && !(c.starts_with("mailto:") || c.starts_with("https://"))
         {

@@ -71,6 +71,7 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         checkpoint_interval: time::Duration::seconds(i64::from(
             config.audit_checkpoint_interval_secs,
         )),
+        limits: config.rate_limits.clone(),
     };
     let services = Services::new(store, clock, passwords, tokens, keys.data_keys, settings);
     services.ensure_instance_log().await?;
@@ -99,13 +100,32 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (ready, _) = tokio::sync::oneshot::channel();
+    run_reporting(config, listener, shutdown, ready).await
+}
+
+/// [`run`], handing the built state to `ready` before serving (tests read counters from it).
+pub async fn run_reporting(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: tokio::sync::oneshot::Sender<AppState>,
+) -> anyhow::Result<()> {
     let state = build(&config).await?;
+    let _ = ready.send(state.clone());
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(palisade_worker::run_checkpoints(
         state.services.clone(),
         std::time::Duration::from_secs(u64::from(config.audit_checkpoint_interval_secs)),
         async move {
             let _ = worker_stopped.await;
+        },
+    ));
+    let (stop_limits, limits_stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = tokio::spawn(palisade_worker::run_limits(
+        state.services.clone(),
+        async move {
+            let _ = limits_stopped.await;
         },
     ));
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -138,6 +158,8 @@ pub async fn run(
         }
     }
     let _ = stop_worker.send(());
+    let _ = stop_limits.send(());
     let _ = worker.await;
+    let _ = limits.await;
     Ok(())
 }

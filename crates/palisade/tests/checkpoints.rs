@@ -71,7 +71,10 @@ async fn daily_and_latest_checkpoints_follow_the_clock() {
             )
             .await
             .unwrap();
-        let scope = services.tenant_scope(&principal, "clocked").await.unwrap();
+        let scope = services
+            .tenant_scope(&principal, "clocked", &Default::default())
+            .await
+            .unwrap();
         let rename = |name: &str| WorkspacePatch {
             name: palisade_core::workspaces::model::Patch::Value(name.to_owned()),
             ..WorkspacePatch::default()

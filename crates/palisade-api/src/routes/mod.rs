@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod meta;
+pub mod quotas;
 pub mod workspaces;
 
 /// `data` + `next_cursor`: the shape of every list.

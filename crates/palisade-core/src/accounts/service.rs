@@ -10,6 +10,7 @@ use crate::audit::{Actor, AuditEvent, AuditLog, AuditResult, Target};
 use crate::crypto::{random, sha256};
 use crate::error::{ConflictKind, Error, Resource, Result, StoreError};
 use crate::ids::{SessionId, UserId};
+use crate::limits::Check;
 use crate::principal::{Principal, RequestMeta};
 use crate::store::{Access, AccountTx};
 use crate::validate::{Checks, normalize_email};
@@ -49,6 +50,21 @@ impl Services {
         }
         checks.finish()?;
 
+        let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+        let limits = &self.settings.limits.auth;
+        self.limit_auth(
+            vec![
+                self.ip_check("sign_up_per_ip", meta),
+                Some(Check::by_personal(
+                    "sign_up_per_email_domain",
+                    limits.sign_up_per_email_domain,
+                    "email_domain",
+                    domain,
+                )),
+            ],
+            meta,
+        )
+        .await?;
         let hash = self.passwords.hash(&input.password).await?;
         let now = self.now();
         let user = User {
@@ -95,6 +111,21 @@ impl Services {
         }
         checks.finish()?;
 
+        // Per account means per address, known or not: refusing only known accounts would
+        // tell an attacker which addresses have one.
+        self.limit_auth(
+            vec![
+                self.ip_check("sign_in_per_ip", meta),
+                Some(Check::by_personal(
+                    "sign_in_per_account",
+                    self.settings.limits.auth.sign_in_per_account,
+                    "email",
+                    &email,
+                )),
+            ],
+            meta,
+        )
+        .await?;
         let found = {
             let mut tx = self.store.accounts(None, Access::Read).await?;
             tx.user_by_email(&email).await?
@@ -196,6 +227,8 @@ impl Services {
     /// family (the session), since either the client or a thief holds a copy.
     #[instrument(skip_all)]
     pub async fn refresh(&self, presented: &SecretString, meta: &RequestMeta) -> Result<TokenPair> {
+        self.limit_auth(vec![self.ip_check("refresh_per_ip", meta)], meta)
+            .await?;
         let hash = sha256(presented.expose_secret().as_bytes());
         let now = self.now();
         let mut tx = self.store.accounts(None, Access::Write).await?;

@@ -251,9 +251,15 @@ impl Services {
     }
 
     /// The membership check (TEN-2): the only way to a `TenantScope`. `key` is an id or a
-    /// slug; a workspace the caller is not a member of does not exist for them.
+    /// slug; a workspace the caller is not a member of does not exist for them. The request is
+    /// then charged to the workspace's `api` budgets (RTL-2).
     #[instrument(skip_all)]
-    pub async fn tenant_scope(&self, principal: &Principal, key: &str) -> Result<TenantScope> {
+    pub async fn tenant_scope(
+        &self,
+        principal: &Principal,
+        key: &str,
+        meta: &RequestMeta,
+    ) -> Result<TenantScope> {
         let mut tx = self
             .store
             .accounts(Some(principal.user_id()), Access::Read)
@@ -262,11 +268,11 @@ impl Services {
             .membership(principal.user_id(), key)
             .await?
             .ok_or(Error::NotFound(Resource::Workspace))?;
-        Ok(TenantScope::for_member(
-            membership.workspace.id,
-            principal.clone(),
-            membership.role,
-        ))
+        let scope =
+            TenantScope::for_member(membership.workspace.id, principal.clone(), membership.role);
+        self.limit_workspace_request(&scope, membership.workspace.plan, meta)
+            .await?;
+        Ok(scope)
     }
 
     pub async fn get_workspace(&self, scope: &TenantScope) -> Result<Workspace> {

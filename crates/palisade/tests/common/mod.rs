@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use palisade::Config;
+use palisade_core::limits::{AuthLimits, BudgetPatch, LimitsConfig, PlanLimitsPatch, Rate};
 use palisade_core::store::Store;
 use palisade_store::testing::{TestDb, databases};
 use palisade_store::{Migrations, open};
@@ -20,10 +21,44 @@ pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 pub struct Server {
     pub base: String,
     pub db: TestDb,
+    pub config: Config,
+    /// The running server's services (its limiter, for counters).
+    pub state: Option<palisade_api::AppState>,
     pub client: reqwest::Client,
     _data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Budgets no test reaches by accident (every test client is 127.0.0.1); rate-limit tests set
+/// their own.
+pub fn roomy_limits() -> LimitsConfig {
+    let roomy: Rate = "1000000/1m".parse().unwrap();
+    let budget = BudgetPatch {
+        per_workspace: Some(roomy),
+        per_key: Some(roomy),
+    };
+    let plan = PlanLimitsPatch {
+        api: Some(budget),
+        upload: Some(budget),
+        webhook_ingest: Some(budget),
+        ai: Some(budget),
+    };
+    LimitsConfig {
+        auth: AuthLimits {
+            sign_in_per_ip: roomy,
+            sign_in_per_account: roomy,
+            sign_up_per_ip: roomy,
+            sign_up_per_email_domain: roomy,
+            refresh_per_ip: roomy,
+            api_per_account: roomy,
+        },
+        plans: ["starter", "pro", "business"]
+            .into_iter()
+            .map(|p| (p.to_owned(), plan.clone()))
+            .collect(),
+        workspaces: Default::default(),
+    }
 }
 
 pub fn config_for(db: &TestDb, data: &std::path::Path) -> Config {
@@ -33,6 +68,7 @@ pub fn config_for(db: &TestDb, data: &std::path::Path) -> Config {
         database_url: Some(SecretString::from(db.url.clone())),
         master_key: Some(SecretString::from(TEST_MASTER_KEY.to_owned())),
         admins: vec![ADMIN.to_owned()],
+        rate_limits: roomy_limits(),
         ..Config::default()
     }
 }
@@ -46,6 +82,10 @@ impl Server {
         let data = tempfile::tempdir().unwrap();
         let mut config = config_for(&db, data.path());
         tweak(&mut config);
+        Self::start_config(db, config, data).await
+    }
+
+    async fn start_config(db: TestDb, mut config: Config, data: tempfile::TempDir) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         if config.public_url.is_none() {
@@ -53,18 +93,58 @@ impl Server {
         }
         let scheme = if config.tls() { "https" } else { "http" };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(palisade::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let (ready, built) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(palisade::run_reporting(
+            config.clone(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            ready,
+        ));
+        let state = built.await.ok();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         Server {
             base: format!("{scheme}://{addr}"),
             db,
+            config,
+            state,
             client,
             _data: data,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// Stops this server and starts a new one on the same database and configuration (a
+    /// restart: nothing survives but what the database holds).
+    pub async fn restart(mut self) -> Server {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        let shared = self.db.shared();
+        let db = std::mem::replace(&mut self.db, shared);
+        let config = self.config.clone();
+        let data = tempfile::tempdir().unwrap();
+        Self::start_config(db, config, data).await
+    }
+
+    /// Another node on the same database, with the same configuration.
+    pub async fn second_node(&self) -> Server {
+        Self::start_config(
+            self.db.shared(),
+            self.config.clone(),
+            tempfile::tempdir().unwrap(),
+        )
+        .await
+    }
+
+    /// The server's services (panics if it did not start).
+    pub fn services(&self) -> &palisade_core::Services {
+        &self.state.as_ref().expect("server started").services
     }
 
     pub fn backend(&self) -> &'static str {
