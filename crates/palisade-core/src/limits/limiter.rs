@@ -191,9 +191,15 @@ impl Limiter {
         let mut tx = self.begin(ledger).await?;
         let states = tx.limits_lock(&keys).await?;
         let mut outcomes = Vec::with_capacity(checks.len());
-        for (&i, state) in order.iter().zip(states) {
+        for (&i, mut state) in order.iter().zip(states) {
             let check = &checks[i];
             let outcome = check.rate.take(state.tat, now, cost);
+            let clamped = check.rate.clamp(state.tat, now);
+            if clamped < state.tat {
+                // Written under a stricter rate: store it as this rate reads it.
+                state.tat = clamped;
+                tx.limits_put(&state).await?;
+            }
             outcomes.push((i, state, outcome));
         }
         outcomes.sort_by_key(|(i, _, _)| *i);
@@ -203,12 +209,14 @@ impl Limiter {
             let check = &checks[i];
             match outcome {
                 Ok(new_tat) => {
+                    // Refused by another budget: this one is left as it was.
+                    let shown = if allowed { new_tat } else { state.tat };
                     decisions.push(Decision {
                         policy: check.policy,
                         limit: check.rate.limit,
                         window_secs: check.rate.window_secs,
-                        remaining: check.rate.available(new_tat, now),
-                        reset_secs: ceil_secs(check.rate.reset_us(new_tat, now)),
+                        remaining: check.rate.available(shown, now),
+                        reset_secs: ceil_secs(check.rate.reset_us(shown, now)),
                         retry_after_secs: None,
                     });
                     if allowed {
@@ -342,6 +350,11 @@ impl Limiter {
             .await?
             .pop()
             .ok_or_else(|| Error::internal(LeaseError))?;
+        let clamped = rate.clamp(state.tat, now);
+        if clamped < state.tat {
+            state.tat = clamped;
+            tx.limits_put(&state).await?;
+        }
         let available = rate.available(state.tat, now);
         // A quarter of what is left: large leases while the budget is full, small ones as it
         // runs out, so little is stranded on one node when another runs dry.

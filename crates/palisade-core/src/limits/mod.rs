@@ -86,7 +86,7 @@ impl Rate {
     /// GCRA: spends `cost` units at `now` from a key whose TAT is `tat` (µs since the epoch;
     /// 0 for a fresh key). `Ok(new_tat)`, or `Err(wait)`: µs until `cost` units are there.
     pub fn take(self, tat: i64, now: i64, cost: u32) -> Result<i64, i64> {
-        let base = tat.max(now);
+        let base = self.clamp(tat, now);
         let new_tat = base + self.emission_us() * i64::from(cost);
         let allow_at = new_tat - self.capacity_us();
         if allow_at <= now {
@@ -98,14 +98,21 @@ impl Rate {
 
     /// Units available at `now`.
     pub fn available(self, tat: i64, now: i64) -> u32 {
-        let used = tat.max(now) - now;
+        let used = self.clamp(tat, now) - now;
         let left = (self.capacity_us() - used).max(0) / self.emission_us();
         u32::try_from(left).unwrap_or(0).min(self.limit)
     }
 
     /// µs until the budget is full again.
     pub fn reset_us(self, tat: i64, now: i64) -> i64 {
-        tat.max(now) - now
+        self.clamp(tat, now) - now
+    }
+
+    /// A TAT further ahead than this rate's bucket is deep was written under an older, stricter
+    /// rate: it reads as "spent now", and the limiter stores it so, so a raised limit takes
+    /// effect within one new window.
+    pub fn clamp(self, tat: i64, now: i64) -> i64 {
+        tat.max(now).min(now + self.capacity_us())
     }
 
     fn check(self) -> Result<Self, String> {
@@ -504,6 +511,21 @@ mod tests {
         assert_eq!(rate.reset_us(tat, now), 36 * S);
         assert_eq!(ceil_secs(1), 1);
         assert_eq!(ceil_secs(2 * S), 2);
+    }
+
+    #[test]
+    fn a_changed_rate_reads_old_state_within_its_own_window() {
+        let strict = Rate::new(5, 3_600);
+        let now = 10 * S;
+        let mut tat = 0;
+        for _ in 0..5 {
+            tat = strict.take(tat, now, 1).unwrap();
+        }
+        let raised = Rate::new(1_000, 1);
+        assert_eq!(raised.available(tat, now), 0);
+        let stored = raised.clamp(tat, now);
+        assert_eq!(raised.available(stored, now + S), 1_000);
+        assert!(raised.take(stored, now + S / 100, 1).is_ok());
     }
 
     #[test]
