@@ -650,3 +650,37 @@ async fn quota_consume_enforces_the_plan_budget_per_workspace_and_per_key() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_burst_on_a_fresh_budget_does_not_starve_the_connection_pool() {
+    // Regression: requests held their membership transaction while waiting for the one that
+    // leases, which then waited for a pooled connection (PostgreSQL pool: 32).
+    for db in databases().await {
+        let s = Server::start(db).await;
+        let b = s.backend();
+        let (_, token, _) = s.user("burst@example.com").await;
+        let ws = s.workspace(&token, "Burst", "burst").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut tasks = Vec::new();
+        for _ in 0..96 {
+            let request = s
+                .client
+                .get(format!("{}/api/v1/workspaces/{ws}", s.base))
+                .bearer_auth(&token)
+                .timeout(std::time::Duration::from_secs(10));
+            tasks.push(tokio::spawn(async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200, "{b}");
+        }
+        s.stop().await;
+    }
+}

@@ -54,7 +54,7 @@ impl Services {
         let limits = &self.settings.limits.auth;
         self.limit_auth(
             vec![
-                self.ip_check("sign_up_per_ip", meta),
+                Self::ip_check("sign_up_per_ip", limits.sign_up_per_ip, meta),
                 Some(Check::by_personal(
                     "sign_up_per_email_domain",
                     limits.sign_up_per_email_domain,
@@ -115,7 +115,11 @@ impl Services {
         // tell an attacker which addresses have one.
         self.limit_auth(
             vec![
-                self.ip_check("sign_in_per_ip", meta),
+                Self::ip_check(
+                    "sign_in_per_ip",
+                    self.settings.limits.auth.sign_in_per_ip,
+                    meta,
+                ),
                 Some(Check::by_personal(
                     "sign_in_per_account",
                     self.settings.limits.auth.sign_in_per_account,
@@ -227,7 +231,8 @@ impl Services {
     /// family (the session), since either the client or a thief holds a copy.
     #[instrument(skip_all)]
     pub async fn refresh(&self, presented: &SecretString, meta: &RequestMeta) -> Result<TokenPair> {
-        self.limit_auth(vec![self.ip_check("refresh_per_ip", meta)], meta)
+        let rate = self.settings.limits.auth.refresh_per_ip;
+        self.limit_auth(vec![Self::ip_check("refresh_per_ip", rate, meta)], meta)
             .await?;
         let hash = sha256(presented.expose_secret().as_bytes());
         let now = self.now();

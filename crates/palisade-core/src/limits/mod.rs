@@ -423,13 +423,38 @@ impl LimitReport {
 
 /// One policy applied to one key. `key` is what the database stores: personal subjects (IP,
 /// email, an application's key) only as a hash. `personal` is the subject in clear, for the
-/// audit entry of a breach, where it becomes a commitment.
-#[derive(Debug, Clone)]
+/// audit entry of a breach, where it becomes a commitment; `Debug` never shows it.
+#[derive(Clone)]
 pub struct Check {
     pub policy: &'static str,
     pub rate: Rate,
     pub key: String,
     pub personal: Option<serde_json::Value>,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("policy", &self.policy)
+            .field("rate", &self.rate)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The subject of a per-IP budget: an IPv4 address, or an IPv6 address's /64 (one host usually
+/// holds a whole /64, so per-address budgets would be no limit at all).
+pub fn ip_subject(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 impl Check {
@@ -560,9 +585,20 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_budgets_cover_the_slash_64() {
+        let ip = |t: &str| ip_subject(t.parse().unwrap());
+        assert_eq!(ip("192.0.2.7"), "192.0.2.7");
+        assert_eq!(ip("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(ip("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(ip("2001:db8:1:2:ffff::9"), ip("2001:db8:1:2::1"));
+        assert_ne!(ip("2001:db8:1:3::1"), ip("2001:db8:1:2::1"));
+    }
+
+    #[test]
     fn personal_keys_are_hashed() {
         let c = Check::by_personal("p", Rate::new(1, 1), "ip", "192.0.2.7");
         assert!(!c.key.contains("192.0.2.7"));
         assert!(c.key.starts_with("p:ip:") && c.key.len() == "p:ip:".len() + 64);
+        assert!(!format!("{c:?}").contains("192.0.2.7"));
     }
 }

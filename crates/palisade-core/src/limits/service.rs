@@ -4,7 +4,7 @@
 use tracing::instrument;
 
 use super::limiter::Ledger;
-use super::{Category, Check, Decision, Limiter};
+use super::{Category, Check, Decision, Limiter, Rate, ip_subject};
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
 use crate::audit::Actor;
@@ -49,7 +49,7 @@ impl Services {
     }
 
     /// `auth` checks before any password work, so a flood is refused before it costs Argon2
-    /// time. The IP check is skipped when the transport gave no address.
+    /// time.
     pub(crate) async fn limit_auth(
         &self,
         checks: Vec<Option<Check>>,
@@ -62,14 +62,10 @@ impl Services {
             .map(drop)
     }
 
-    pub(crate) fn ip_check(&self, policy: &'static str, meta: &RequestMeta) -> Option<Check> {
-        let rate = match policy {
-            "sign_in_per_ip" => self.settings.limits.auth.sign_in_per_ip,
-            "sign_up_per_ip" => self.settings.limits.auth.sign_up_per_ip,
-            _ => self.settings.limits.auth.refresh_per_ip,
-        };
+    /// A per-IP check (skipped when the transport gave no address).
+    pub(crate) fn ip_check(policy: &'static str, rate: Rate, meta: &RequestMeta) -> Option<Check> {
         meta.ip
-            .map(|ip| Check::by_personal(policy, rate, "ip", &ip.to_string()))
+            .map(|ip| Check::by_personal(policy, rate, "ip", &ip_subject(ip)))
     }
 
     /// An authenticated request outside any workspace: the principal's instance budget.

@@ -260,14 +260,17 @@ impl Services {
         key: &str,
         meta: &RequestMeta,
     ) -> Result<TenantScope> {
-        let mut tx = self
-            .store
-            .accounts(Some(principal.user_id()), Access::Read)
-            .await?;
-        let membership = tx
-            .membership(principal.user_id(), key)
-            .await?
-            .ok_or(Error::NotFound(Resource::Workspace))?;
+        // The read transaction ends before the limiter runs: a lease may need a connection of
+        // its own, and requests waiting for it must not hold the pool.
+        let membership = {
+            let mut tx = self
+                .store
+                .accounts(Some(principal.user_id()), Access::Read)
+                .await?;
+            tx.membership(principal.user_id(), key)
+                .await?
+                .ok_or(Error::NotFound(Resource::Workspace))?
+        };
         let scope =
             TenantScope::for_member(membership.workspace.id, principal.clone(), membership.role);
         self.limit_workspace_request(&scope, membership.workspace.plan, meta)
