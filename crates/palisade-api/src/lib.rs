@@ -88,14 +88,77 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(meta::security_txt))
 }
 
+/// Every `/api/v1` route is rate limited (RTL-3): the 429 answer, once for all.
+fn document_rate_limits(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, Type};
+    let integer = || utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer);
+    let text = || utoipa::openapi::ObjectBuilder::new().schema_type(Type::String);
+    let limited = ResponseBuilder::new()
+        .description(
+            "`rate_limited`: a budget is spent; nothing was done. `retry_after` and `policy` in \
+             the body; see README \"Rate limits\".",
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(integer()))
+                .description(Some("Seconds until the request would be allowed."))
+                .build(),
+        )
+        .header(
+            "RateLimit-Policy",
+            HeaderBuilder::new()
+                .schema(Some(text()))
+                .description(Some("Every budget charged: `\"<policy>\";q=<quota>;w=<window s>`, comma-separated (draft-ietf-httpapi-ratelimit-headers). Also on successful responses."))
+                .build(),
+        )
+        .header(
+            "RateLimit",
+            HeaderBuilder::new()
+                .schema(Some(text()))
+                .description(Some("Each budget's state: `\"<policy>\";r=<remaining>;t=<seconds until full>`. Also on successful responses."))
+                .build(),
+        )
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| limited.clone().into());
+        }
+    }
+    doc
+}
+
 /// The OpenAPI 3.1 document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    document_rate_limits(api_router().split_for_parts().1)
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
+    let doc = document_rate_limits(doc);
     let schema = Arc::new(doc.to_pretty_json().unwrap_or_default());
     let max_body = state.settings.max_body_bytes;
     let swagger =
