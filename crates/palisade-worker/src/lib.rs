@@ -59,7 +59,7 @@ pub async fn run_limits(services: Services, shutdown: impl Future<Output = ()>) 
             warn!(error = %e, "giving back leased rate-limit budget failed; retrying");
         }
         ticks = ticks.wrapping_add(1);
-        if ticks % 300 == 0 {
+        if ticks.is_multiple_of(300) {
             match services.limiter().prune().await {
                 Ok(0) => {}
                 Ok(n) => debug!(keys = n, "pruned idle rate-limit keys"),

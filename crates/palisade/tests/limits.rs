@@ -31,6 +31,22 @@ fn plan_budget(config: &mut Config, plan: &str, category: &str, budget: BudgetPa
     slot.per_key = budget.per_key.or(slot.per_key);
 }
 
+async fn workspace_id(s: &Server, token: &str, name: &str, slug: &str) -> String {
+    s.workspace(token, name, slug).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn refresh(s: &Server, token: &str) -> Reply {
+    s.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": token}),
+    )
+    .await
+}
+
 async fn login(s: &Server, email: &str, password: &str) -> Reply {
     s.post(
         "/api/v1/auth/login",
@@ -216,28 +232,14 @@ async fn sign_up_is_limited_per_ip_and_per_email_domain_and_refresh_per_ip() {
         };
         assert!(users.is_none(), "{b}: a refused sign-up creates nothing");
 
-        let (_, refresh) = s.login("a@one.example").await;
-        let r = s
-            .post(
-                "/api/v1/auth/refresh",
-                None,
-                json!({"refresh_token": refresh}),
-            )
-            .await;
+        let (_, first) = s.login("a@one.example").await;
+        let r = refresh(&s, &first).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let next = r.body["refresh_token"].as_str().unwrap().to_owned();
-        let r = s
-            .post("/api/v1/auth/refresh", None, json!({"refresh_token": next}))
-            .await;
+        let r = refresh(&s, &next).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let last = r.body["refresh_token"].as_str().unwrap().to_owned();
-        let r = s
-            .post(
-                "/api/v1/auth/refresh",
-                None,
-                json!({"refresh_token": last.clone()}),
-            )
-            .await;
+        let r = refresh(&s, &last).await;
         assert_limited(&r, "refresh_per_ip", b);
         assert_eq!(
             breaches(&s, None, "refresh_per_ip").await.len(),
@@ -344,14 +346,8 @@ async fn workspace_api_budgets_follow_the_plan_isolate_workspaces_and_take_overr
         let b = s.backend();
         let (_, owner, _) = s.user("owner@example.com").await;
         let (_, admin, _) = s.user(ADMIN).await;
-        let a_ws = s.workspace(&owner, "A", "ws-a").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let b_ws = s.workspace(&owner, "B", "ws-b").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let a_ws = workspace_id(&s, &owner, "A", "ws-a").await;
+        let b_ws = workspace_id(&s, &owner, "B", "ws-b").await;
         for n in 0..5 {
             let r = s
                 .get(&format!("/api/v1/workspaces/{a_ws}"), Some(&owner))
@@ -382,10 +378,7 @@ async fn workspace_api_budgets_follow_the_plan_isolate_workspaces_and_take_overr
                 .contains("\"api_per_workspace\";r=4;t=")
         );
         // A workspace on pro gets the pro tier.
-        let c_ws = s.workspace(&owner, "C", "ws-c").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let c_ws = workspace_id(&s, &owner, "C", "ws-c").await;
         let r = s
             .patch(
                 &format!("/api/v1/admin/workspaces/{c_ws}"),
@@ -464,10 +457,7 @@ async fn api_budget_is_shared_by_nodes_within_ten_percent_without_a_database_tri
             None
         };
         let (_, token, _) = a.user("busy@example.com").await;
-        let ws = a.workspace(&token, "Busy", "busy").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let ws = workspace_id(&a, &token, "Busy", "busy").await;
         let path = format!("/api/v1/workspaces/{ws}");
         let mut allowed = 0;
         for i in 0..500 {
@@ -526,10 +516,7 @@ async fn quota_consume_enforces_the_plan_budget_per_workspace_and_per_key() {
         let b = s.backend();
         let (_, owner, _) = s.user("app@example.com").await;
         let (_, outsider, _) = s.user("outsider@example.com").await;
-        let ws = s.workspace(&owner, "App", "app").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let ws = workspace_id(&s, &owner, "App", "app").await;
 
         for n in 0..4 {
             let r = consume(&s, &ws, &owner, json!({"key": "user-1"})).await;
@@ -575,10 +562,7 @@ async fn quota_consume_enforces_the_plan_budget_per_workspace_and_per_key() {
         // Another workspace's member cannot see or spend this workspace's quota.
         let r = consume(&s, &ws, &outsider, json!({})).await;
         r.assert_problem(404, "workspace_not_found", b);
-        let other = s.workspace(&outsider, "Other", "other").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let other = workspace_id(&s, &outsider, "Other", "other").await;
         let r = s
             .post(
                 &format!("/api/v1/workspaces/{other}/quotas/ai/consume"),
@@ -659,10 +643,7 @@ async fn a_burst_on_a_fresh_budget_does_not_starve_the_connection_pool() {
         let s = Server::start(db).await;
         let b = s.backend();
         let (_, token, _) = s.user("burst@example.com").await;
-        let ws = s.workspace(&token, "Burst", "burst").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let ws = workspace_id(&s, &token, "Burst", "burst").await;
         let mut tasks = Vec::new();
         for _ in 0..96 {
             let request = s

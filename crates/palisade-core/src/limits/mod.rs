@@ -129,11 +129,11 @@ impl Rate {
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = self.window_secs;
-        let (n, unit) = if w % 86_400 == 0 {
+        let (n, unit) = if w.is_multiple_of(86_400) {
             (w / 86_400, "d")
-        } else if w % 3_600 == 0 {
+        } else if w.is_multiple_of(3_600) {
             (w / 3_600, "h")
-        } else if w % 60 == 0 {
+        } else if w.is_multiple_of(60) {
             (w / 60, "m")
         } else {
             (w, "s")
