@@ -4,7 +4,12 @@
 //!
 //! Usage: auth_flood <base-url> [seconds] [offered sign-ins per second] [readers]
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
