@@ -54,7 +54,7 @@ impl Services {
         let limits = &self.settings.limits.auth;
         self.limit_auth(
             vec![
-                Self::ip_check("sign_up_per_ip", limits.sign_up_per_ip, meta),
+                Check::for_ip("sign_up_per_ip", limits.sign_up_per_ip, meta.ip),
                 Some(Check::by_personal(
                     "sign_up_per_email_domain",
                     limits.sign_up_per_email_domain,
@@ -115,10 +115,10 @@ impl Services {
         // tell an attacker which addresses have one.
         self.limit_auth(
             vec![
-                Self::ip_check(
+                Check::for_ip(
                     "sign_in_per_ip",
                     self.settings.limits.auth.sign_in_per_ip,
-                    meta,
+                    meta.ip,
                 ),
                 Some(Check::by_personal(
                     "sign_in_per_account",
@@ -232,7 +232,7 @@ impl Services {
     #[instrument(skip_all)]
     pub async fn refresh(&self, presented: &SecretString, meta: &RequestMeta) -> Result<TokenPair> {
         let rate = self.settings.limits.auth.refresh_per_ip;
-        self.limit_auth(vec![Self::ip_check("refresh_per_ip", rate, meta)], meta)
+        self.limit_auth(vec![Check::for_ip("refresh_per_ip", rate, meta.ip)], meta)
             .await?;
         let hash = sha256(presented.expose_secret().as_bytes());
         let now = self.now();

@@ -12,7 +12,7 @@ use crate::audit::{Actor, AuditEvent, AuditLog, AuditResult, Target};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::principal::RequestMeta;
-use crate::store::{Access, LimitTx, Store};
+use crate::store::{Access, LimitState, LimitTx, Store};
 use crate::tenancy::TenantScope;
 
 /// Leased budget unused for this long goes back to the database, so a node that stops
@@ -96,8 +96,8 @@ struct Counters {
 pub struct Limiter {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// Exact keys found spent: (µs until one unit is back, the rate). Exact, because a TAT only
-    /// moves forward while a key is spent.
+    /// Exact keys found spent: the TAT read then, and the rate. Refusing from it is exact: the
+    /// stored TAT can only be later (exact keys are never given back).
     spent: Mutex<HashMap<String, (i64, Rate)>>,
     leases: Mutex<HashMap<String, Lease>>,
     counters: Counters,
@@ -109,6 +109,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn micros(t: time::OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn from_micros(us: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A TAT written under a stricter rate is stored as `rate` reads it (see [`Rate::clamp`]), so
+/// a raised limit is not held back by the old window.
+async fn store_clamped(
+    tx: &mut dyn LimitTx,
+    state: &mut LimitState,
+    rate: Rate,
+    now: i64,
+) -> Result<()> {
+    let clamped = rate.clamp(state.tat, now);
+    if clamped < state.tat {
+        state.tat = clamped;
+        tx.limits_put(state).await?;
+    }
+    Ok(())
 }
 
 fn denied(check: &Check, tat: i64, now: i64, wait: i64) -> Decision {
@@ -169,12 +190,10 @@ impl Limiter {
         {
             let spent = lock(&self.spent);
             for check in checks {
-                if let Some(&(until, rate)) = spent.get(&check.key)
-                    && until > now
+                if let Some(&(tat, rate)) = spent.get(&check.key)
+                    && rate == check.rate
+                    && let Err(wait) = rate.take(tat, now, cost)
                 {
-                    let wait = until - now + rate.emission_us() * i64::from(cost.max(1) - 1);
-                    let tat =
-                        until - rate.emission_us() + rate.emission_us() * i64::from(rate.limit);
                     let decision = denied(check, tat, now, wait);
                     meta.limits.record(std::slice::from_ref(&decision));
                     return Err(Error::RateLimited(Limited {
@@ -193,13 +212,8 @@ impl Limiter {
         let mut outcomes = Vec::with_capacity(checks.len());
         for (&i, mut state) in order.iter().zip(states) {
             let check = &checks[i];
+            store_clamped(&mut *tx, &mut state, check.rate, now).await?;
             let outcome = check.rate.take(state.tat, now, cost);
-            let clamped = check.rate.clamp(state.tat, now);
-            if clamped < state.tat {
-                // Written under a stricter rate: store it as this rate reads it.
-                state.tat = clamped;
-                tx.limits_put(&state).await?;
-            }
             outcomes.push((i, state, outcome));
         }
         outcomes.sort_by_key(|(i, _, _)| *i);
@@ -226,10 +240,7 @@ impl Limiter {
                 }
                 Err(wait) => {
                     decisions.push(denied(check, state.tat, now, wait));
-                    let one_back = check.rate.take(state.tat, now, 1).err().map(|w| now + w);
-                    if let Some(until) = one_back {
-                        lock(&self.spent).insert(check.key.clone(), (until, check.rate));
-                    }
+                    lock(&self.spent).insert(check.key.clone(), (state.tat, check.rate));
                     if state.logged_until <= now {
                         let log = match ledger {
                             Ledger::Instance => AuditLog::Instance,
@@ -254,8 +265,7 @@ impl Limiter {
                         if let Some(value) = &check.personal {
                             event = event.personal("/subject", value.clone());
                         }
-                        let at = self.clock.now();
-                        tx.audit_append(&event.seal(meta, crate::clock::to_micros(at))?)
+                        tx.audit_append(&event.seal(meta, from_micros(now))?)
                             .await?;
                         state.logged_until = now + check.rate.window_us();
                         tx.limits_put(&state).await?;
@@ -350,11 +360,7 @@ impl Limiter {
             .await?
             .pop()
             .ok_or_else(|| Error::internal(LeaseError))?;
-        let clamped = rate.clamp(state.tat, now);
-        if clamped < state.tat {
-            state.tat = clamped;
-            tx.limits_put(&state).await?;
-        }
+        store_clamped(&mut *tx, &mut state, rate, now).await?;
         let available = rate.available(state.tat, now);
         // A quarter of what is left: large leases while the budget is full, small ones as it
         // runs out, so little is stranded on one node when another runs dry.
@@ -408,7 +414,7 @@ impl Limiter {
             });
             returns
         };
-        lock(&self.spent).retain(|_, (until, _)| *until > now);
+        lock(&self.spent).retain(|_, (tat, _)| *tat > now);
         if returns.is_empty() {
             return Ok(0);
         }

@@ -468,6 +468,11 @@ impl Check {
         }
     }
 
+    /// A per-IP key ([`ip_subject`]); none when the transport gave no address.
+    pub fn for_ip(policy: &'static str, rate: Rate, ip: Option<std::net::IpAddr>) -> Option<Self> {
+        ip.map(|ip| Self::by_personal(policy, rate, "ip", &ip_subject(ip)))
+    }
+
     /// A key naming a personal value: stored as its SHA-256, committed in the audit entry.
     pub fn by_personal(policy: &'static str, rate: Rate, scope: &str, value: &str) -> Self {
         let digest = crate::crypto::sha256(format!("{scope}\n{value}").as_bytes());

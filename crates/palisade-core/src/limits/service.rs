@@ -4,7 +4,7 @@
 use tracing::instrument;
 
 use super::limiter::Ledger;
-use super::{Category, Check, Decision, Limiter, Rate, ip_subject};
+use super::{Category, Check, Decision, Limiter};
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
 use crate::audit::Actor;
@@ -60,12 +60,6 @@ impl Services {
             .take_exact(Ledger::Instance, &checks, 1, &Actor::anonymous(), meta)
             .await
             .map(drop)
-    }
-
-    /// A per-IP check (skipped when the transport gave no address).
-    pub(crate) fn ip_check(policy: &'static str, rate: Rate, meta: &RequestMeta) -> Option<Check> {
-        meta.ip
-            .map(|ip| Check::by_personal(policy, rate, "ip", &ip_subject(ip)))
     }
 
     /// An authenticated request outside any workspace: the principal's instance budget.
