@@ -11,7 +11,7 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use palisade_core::ids::WorkspaceId;
+use palisade_core::ids::{SessionId, WorkspaceId};
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;
@@ -130,14 +130,31 @@ where
     }
 }
 
-/// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
-#[derive(Debug)]
-pub struct ListParams {
-    pub limit: u32,
-    pub after: Option<WorkspaceId>,
+/// An id that pages a list (`next_cursor`).
+pub trait CursorId: Sized {
+    fn parse_cursor(text: &str) -> Option<Self>;
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+impl CursorId for WorkspaceId {
+    fn parse_cursor(text: &str) -> Option<Self> {
+        WorkspaceId::parse(text)
+    }
+}
+
+impl CursorId for SessionId {
+    fn parse_cursor(text: &str) -> Option<Self> {
+        SessionId::parse(text)
+    }
+}
+
+/// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
+#[derive(Debug)]
+pub struct ListParams<C = WorkspaceId> {
+    pub limit: u32,
+    pub after: Option<C>,
+}
+
+impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -165,7 +182,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
                         format!("must be an integer from 1 to {LIST_LIMIT_MAX}"),
                     ),
                 },
-                "cursor" => match WorkspaceId::parse(&value) {
+                "cursor" => match C::parse_cursor(&value) {
                     Some(id) => params.after = Some(id),
                     None => fail(
                         "cursor",

@@ -62,13 +62,22 @@ impl Modify for BearerAuth {
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, auth, meta, quotas, workspaces};
+    use routes::{admin, audit, auth, meta, quotas, sessions, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(auth::verify_email))
+        .routes(routes!(auth::resend_verification))
+        .routes(routes!(auth::password_reset))
+        .routes(routes!(auth::password_reset_confirm))
+        .routes(routes!(auth::magic_link))
+        .routes(routes!(auth::magic_link_consume))
+        .routes(routes!(sessions::list, sessions::revoke_others))
+        .routes(routes!(sessions::revoke))
+        .routes(routes!(sessions::change_password))
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::get, workspaces::update))
         .routes(routes!(admin::update_workspace))
@@ -175,6 +184,8 @@ pub fn router(state: AppState) -> Router {
             }
         }),
     )
+    .route("/auth/magic", get(routes::pages::magic_link))
+    .route("/auth/verify-email", get(routes::pages::verify_email))
     .route("/api/redoc/", get(routes::meta::redoc_page))
     .route(
         "/api/redoc/redoc.standalone.js",

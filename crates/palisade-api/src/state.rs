@@ -14,6 +14,9 @@ pub struct ApiSettings {
     pub hsts: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Where the magic-link page sends the browser after signing in, with the tokens in the
+    /// fragment (`#access_token=…&refresh_token=…`); none: the page just says so.
+    pub after_sign_in_url: Option<url::Url>,
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use crate::crypto::password::Passwords;
 use crate::crypto::tokens::AccessTokens;
 use crate::keys::DataKeys;
 use crate::limits::Limiter;
+use crate::mail::Outbox;
 use crate::store::Store;
 
 /// Operator settings the services need (the binary maps its configuration into this).
@@ -25,6 +26,13 @@ pub struct Settings {
     pub checkpoint_interval: time::Duration,
     /// Rate limits and quotas per plan (RTL-2).
     pub limits: crate::limits::LimitsConfig,
+    /// Sign-up, verification, lockout and emailed-secret rules (IDN-1 … IDN-4).
+    pub accounts: crate::accounts::policy::AccountPolicy,
+    /// Where emailed links point: `<link_base>/auth/magic#token=…` (the public URL, or an
+    /// application's own pages).
+    pub link_base: url::Url,
+    /// The instance's name and colours in emails.
+    pub brand: crate::mail::templates::Brand,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +44,7 @@ pub struct Services {
     pub(crate) settings: Arc<Settings>,
     pub(crate) data_keys: Arc<DataKeys>,
     pub(crate) limiter: Arc<Limiter>,
+    pub(crate) outbox: Outbox,
 }
 
 impl Services {
@@ -45,6 +54,7 @@ impl Services {
         passwords: Passwords,
         tokens: AccessTokens,
         data_keys: DataKeys,
+        outbox: Outbox,
         settings: Settings,
     ) -> Self {
         Self {
@@ -55,7 +65,13 @@ impl Services {
             tokens: Arc::new(tokens),
             settings: Arc::new(settings),
             data_keys: Arc::new(data_keys),
+            outbox,
         }
+    }
+
+    /// The outbound mail queue (the binary drains it at shutdown).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Readiness: the database answers.

@@ -28,6 +28,8 @@ pub enum Resource {
     User,
     /// No signed checkpoint yet (or none for that date).
     Checkpoint,
+    /// One of the caller's own sessions.
+    Session,
 }
 
 /// Which uniqueness rule a change broke.
@@ -47,6 +49,19 @@ pub enum Error {
     InvalidCredentials,
     #[error("invalid or expired refresh token")]
     InvalidRefreshToken,
+    /// The password was right but the address is not verified yet (IDN-1).
+    #[error("email address not verified")]
+    EmailNotVerified,
+    #[error("sign-up is closed on this instance")]
+    SignupClosed,
+    #[error("sign-up needs an invitation on this instance")]
+    InvitationRequired,
+    /// An emailed link's token is unknown, used or expired.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// A reset code is wrong, spent, replaced or expired, or the address has none.
+    #[error("invalid or expired reset code")]
+    InvalidResetCode,
     #[error("{0:?} not found")]
     NotFound(Resource),
     #[error("missing permission {}", .0.key())]
@@ -70,9 +85,15 @@ impl Error {
             Error::Unauthenticated => "unauthenticated",
             Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidRefreshToken => "invalid_refresh_token",
+            Error::EmailNotVerified => "email_not_verified",
+            Error::SignupClosed => "signup_closed",
+            Error::InvitationRequired => "invitation_required",
+            Error::InvalidToken => "invalid_token",
+            Error::InvalidResetCode => "invalid_reset_code",
             Error::NotFound(Resource::Workspace) => "workspace_not_found",
             Error::NotFound(Resource::User) => "user_not_found",
             Error::NotFound(Resource::Checkpoint) => "checkpoint_not_found",
+            Error::NotFound(Resource::Session) => "session_not_found",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::Conflict(ConflictKind::EmailTaken) => "email_taken",

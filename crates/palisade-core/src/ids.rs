@@ -100,6 +100,10 @@ id_type!(
     SessionId, "ses"
 );
 id_type!(
+    /// A password-reset code (the code itself is never stored).
+    ResetCodeId, "rsc"
+);
+id_type!(
     /// An audit event.
     EventId, "evt"
 );

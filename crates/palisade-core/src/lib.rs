@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod mail;
 pub mod principal;
 pub mod store;
 pub mod tenancy;

@@ -9,10 +9,12 @@ use palisade_audit::Hash;
 use palisade_audit::merkle::NodeId;
 use time::OffsetDateTime;
 
-use crate::accounts::model::{RefreshToken, Session, User};
+use crate::accounts::model::{
+    AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
+};
 use crate::audit::AuditRecord;
 use crate::error::StoreError;
-use crate::ids::{DataKeyId, SessionId, UserId, WorkspaceId};
+use crate::ids::{DataKeyId, ResetCodeId, SessionId, UserId, WorkspaceId};
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::workspaces::model::{Member, Membership, Workspace};
 
@@ -59,12 +61,50 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 pub trait AccountTx: LimitTx {
     /// Fails with `StoreError::Conflict("users_email")` when the email is taken.
     async fn user_insert(&mut self, user: &User, password_hash: &str) -> StoreResult<()>;
-    /// The user and their password hash.
-    async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<(User, String)>>;
+    /// The user and what sign-in checks.
+    async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<(User, Credentials)>>;
     async fn user_by_id(&mut self, id: &UserId) -> StoreResult<Option<User>>;
+    async fn user_credentials(&mut self, id: &UserId) -> StoreResult<Option<Credentials>>;
+    /// Sets a new password hash and ends any lockout (the owner proved themselves).
+    async fn user_set_password(
+        &mut self,
+        id: &UserId,
+        password_hash: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// Marks `email` verified if it is still the user's address and not yet verified; false
+    /// otherwise.
+    async fn user_verify_email(
+        &mut self,
+        id: &UserId,
+        email: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Counts one more failed sign-in, atomically; returns the new count.
+    async fn user_sign_in_failed(&mut self, id: &UserId) -> StoreResult<u32>;
+    /// Locks the account until `until`: the failure count restarts, the lock count grows.
+    async fn user_lock(&mut self, id: &UserId, until: OffsetDateTime) -> StoreResult<()>;
+    /// A successful sign-in: failures and locks are forgotten.
+    async fn user_sign_in_succeeded(&mut self, id: &UserId) -> StoreResult<()>;
 
     async fn session_insert(&mut self, session: &Session) -> StoreResult<()>;
     async fn session_get(&mut self, id: &SessionId) -> StoreResult<Option<Session>>;
+    /// Records a use (refresh) with the client's current user agent and network.
+    async fn session_touch(
+        &mut self,
+        id: &SessionId,
+        at: OffsetDateTime,
+        user_agent: Option<&str>,
+        ip_prefix: Option<&str>,
+    ) -> StoreResult<()>;
+    /// The user's unrevoked sessions (expired ones included: times are compared in the
+    /// service), newest first, older than `before` (a cursor), at most `limit`.
+    async fn sessions_unrevoked(
+        &mut self,
+        user: &UserId,
+        before: Option<&SessionId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Session>>;
     /// Revokes a live session; false when it was already revoked or does not exist.
     async fn session_revoke(
         &mut self,
@@ -72,11 +112,44 @@ pub trait AccountTx: LimitTx {
         at: OffsetDateTime,
         reason: &str,
     ) -> StoreResult<bool>;
+    /// Revokes every live session of `user` but `except`; returns the ids revoked.
+    async fn sessions_revoke_all(
+        &mut self,
+        user: &UserId,
+        except: Option<&SessionId>,
+        at: OffsetDateTime,
+        reason: &str,
+    ) -> StoreResult<Vec<SessionId>>;
 
     async fn refresh_insert(&mut self, token: &RefreshToken) -> StoreResult<()>;
     async fn refresh_get(&mut self, hash: &[u8; 32]) -> StoreResult<Option<RefreshToken>>;
     /// Marks a token used, atomically: false when another request used it first.
     async fn refresh_mark_used(&mut self, hash: &[u8; 32], at: OffsetDateTime)
+    -> StoreResult<bool>;
+
+    async fn account_token_insert(&mut self, token: &AccountToken) -> StoreResult<()>;
+    /// Uses an unused token of `purpose`, atomically (one caller wins); none when unknown,
+    /// used, or expired at `now`.
+    async fn account_token_use(
+        &mut self,
+        hash: &[u8; 32],
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<AccountToken>>;
+
+    /// Stores a new code and closes the user's older open codes (only the newest works).
+    async fn reset_code_insert(&mut self, code: &ResetCode) -> StoreResult<()>;
+    /// The user's newest open, unexpired code.
+    async fn reset_code_live(
+        &mut self,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<ResetCode>>;
+    /// Takes one attempt of an open code, atomically, if fewer than `max` were taken; returns
+    /// the attempt's number, or none when the code is spent or closed.
+    async fn reset_code_attempt(&mut self, id: &ResetCodeId, max: u32) -> StoreResult<Option<u32>>;
+    /// Closes an open code; false when it was closed first (single use).
+    async fn reset_code_close(&mut self, id: &ResetCodeId, at: OffsetDateTime)
     -> StoreResult<bool>;
 
     /// The acting user's workspaces in id order, after `after`, at most `limit`.

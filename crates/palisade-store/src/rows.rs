@@ -1,10 +1,12 @@
 //! Row types shared by both backends (sqlx's `FromRow` derive is generic over the database),
 //! and their conversion into domain values.
 
-use palisade_core::accounts::model::{RefreshToken, Session, User};
+use palisade_core::accounts::model::{
+    AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
+};
 use palisade_core::acl::Role;
 use palisade_core::error::StoreError;
-use palisade_core::ids::{MemberId, SessionId, UserId, WorkspaceId};
+use palisade_core::ids::{MemberId, ResetCodeId, SessionId, UserId, WorkspaceId};
 use palisade_core::store::{
     StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey,
 };
@@ -26,29 +28,46 @@ pub(crate) fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreEr
     }))
 }
 
+/// The columns every user read selects (`USER_COLUMNS`).
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
     pub id: String,
     pub email: String,
     pub name: String,
+    pub email_verified_at: Option<OffsetDateTime>,
     pub password_hash: String,
+    pub failed_logins: i64,
+    pub lock_count: i64,
+    pub locked_until: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
+fn count(table: &'static str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| corrupt(table, "count out of range"))
+}
+
 impl UserRow {
-    pub fn into_user(self) -> (User, String) {
+    pub fn into_user(self) -> Result<(User, Credentials), StoreError> {
+        let credentials = Credentials {
+            password_hash: self.password_hash,
+            failed_logins: count("users", self.failed_logins)?,
+            lock_count: count("users", self.lock_count)?,
+            locked_until: self.locked_until,
+        };
         let user = User {
             id: UserId::from_trusted(self.id),
             email: self.email,
             name: self.name,
+            email_verified_at: self.email_verified_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
         };
-        (user, self.password_hash)
+        Ok((user, credentials))
     }
 }
 
+/// The columns every session read selects (`SESSION_COLUMNS`).
 #[derive(sqlx::FromRow)]
 pub(crate) struct SessionRow {
     pub id: String,
@@ -57,6 +76,9 @@ pub(crate) struct SessionRow {
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
     pub revoked_reason: Option<String>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub user_agent: Option<String>,
+    pub ip_prefix: Option<String>,
 }
 
 impl From<SessionRow> for Session {
@@ -68,7 +90,61 @@ impl From<SessionRow> for Session {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             revoked_reason: r.revoked_reason,
+            last_used_at: r.last_used_at.unwrap_or(r.created_at),
+            user_agent: r.user_agent,
+            ip_prefix: r.ip_prefix,
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AccountTokenRow {
+    pub token_hash: Vec<u8>,
+    pub purpose: String,
+    pub user_id: String,
+    pub email: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+impl AccountTokenRow {
+    pub fn into_token(self) -> Result<AccountToken, StoreError> {
+        Ok(AccountToken {
+            hash: hash32("account_tokens", self.token_hash)?,
+            purpose: TokenPurpose::parse(&self.purpose)
+                .ok_or_else(|| corrupt("account_tokens", "unknown purpose"))?,
+            user_id: UserId::from_trusted(self.user_id),
+            email: self.email,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            used_at: self.used_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResetCodeRow {
+    pub id: String,
+    pub user_id: String,
+    pub code_hash: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub attempts: i64,
+    pub closed_at: Option<OffsetDateTime>,
+}
+
+impl ResetCodeRow {
+    pub fn into_code(self) -> Result<ResetCode, StoreError> {
+        Ok(ResetCode {
+            id: ResetCodeId::from_trusted(self.id),
+            user_id: UserId::from_trusted(self.user_id),
+            code_hash: self.code_hash,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            attempts: count("password_reset_codes", self.attempts)?,
+            closed_at: self.closed_at,
+        })
     }
 }
 
@@ -84,12 +160,8 @@ pub(crate) struct RefreshRow {
 
 impl RefreshRow {
     pub fn into_token(self) -> Result<RefreshToken, StoreError> {
-        let hash: [u8; 32] = self
-            .token_hash
-            .try_into()
-            .map_err(|_| corrupt("refresh_tokens", "hash length"))?;
         Ok(RefreshToken {
-            hash,
+            hash: hash32("refresh_tokens", self.token_hash)?,
             session_id: SessionId::from_trusted(self.session_id),
             user_id: UserId::from_trusted(self.user_id),
             issued_at: self.issued_at,

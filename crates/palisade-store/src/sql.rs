@@ -54,6 +54,34 @@ pub(crate) const AUDIT_CHECKPOINT_DAY: &str = checkpoint_select!("AND day = $2 L
 pub(crate) const AUDIT_CHECKPOINTS_DAILY: &str =
     checkpoint_select!("AND kind = 'daily' ORDER BY day DESC LIMIT $2");
 
+/// User reads: the columns `UserRow` maps.
+macro_rules! user_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, email, name, email_verified_at, password_hash, failed_logins, lock_count, locked_until, \
+             created_at, updated_at FROM users WHERE ",
+            $where
+        )
+    };
+}
+pub(crate) const USER_BY_EMAIL: &str = user_select!("email = $1");
+pub(crate) const USER_BY_ID: &str = user_select!("id = $1");
+
+/// Session reads: the columns `SessionRow` maps.
+macro_rules! session_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, user_id, created_at, expires_at, revoked_at, revoked_reason, last_used_at, user_agent, ip_prefix \
+             FROM sessions WHERE ",
+            $tail
+        )
+    };
+}
+pub(crate) const SESSION_GET: &str = session_select!("id = $1");
+/// `$2` is the cursor (`~` sorts after every id).
+pub(crate) const SESSIONS_UNREVOKED: &str =
+    session_select!("user_id = $1 AND revoked_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3");
+
 pub(crate) const MEMBERSHIP: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
      w.modules, w.parent_id, w.created_at, w.updated_at, m.id AS member_id, m.role \
      FROM members m JOIN workspaces w ON w.id = m.workspace_id \
@@ -70,10 +98,10 @@ macro_rules! impl_transactions {
     ($db:ty, $backend:ident) => {
         mod transactions {
         use super::$backend;
-        use palisade_core::accounts::model::{RefreshToken, Session, User};
+        use palisade_core::accounts::model::{AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User};
         use palisade_core::audit::AuditRecord;
         use palisade_core::error::StoreError;
-        use palisade_core::ids::{SessionId, UserId, WorkspaceId};
+        use palisade_core::ids::{ResetCodeId, SessionId, UserId, WorkspaceId};
         use palisade_core::store::{
             AccountTx, AppendedEntry, AuditHead, AuditLogTx, AuditQuery, LimitState, LimitTx, StoreResult, StoredAuditKey, StoredCheckpoint,
             StoredDataKey, StoredEntry, StoredOpening, StoredSigningKey, SystemTx, TenantTx,
@@ -86,7 +114,7 @@ macro_rules! impl_transactions {
         use time::OffsetDateTime;
 
         use crate::rows::{
-            AuditKeyRow, CheckpointRow, hash32, DataKeyRow, MembershipRow, RefreshRow, SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
+            AccountTokenRow, AuditKeyRow, CheckpointRow, hash32, DataKeyRow, ResetCodeRow, MembershipRow, RefreshRow, SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
         };
         use crate::sql::{SqlTx, map_err};
 
@@ -133,6 +161,15 @@ macro_rules! impl_transactions {
                     })
                 })
                 .collect()
+        }
+
+        async fn user_row(tx: &mut SqlTx<$db>, id: &UserId) -> StoreResult<Option<(User, Credentials)>> {
+            let row = sqlx::query_as::<_, UserRow>(crate::sql::USER_BY_ID)
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(map_err)?;
+            row.map(UserRow::into_user).transpose()
         }
 
         #[async_trait::async_trait]
@@ -472,12 +509,13 @@ macro_rules! impl_transactions {
         impl AccountTx for SqlTx<$db> {
             async fn user_insert(&mut self, user: &User, password_hash: &str) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO users (id, email, name, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO users (id, email, name, password_hash, email_verified_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(user.id.as_str())
                 .bind(&user.email)
                 .bind(&user.name)
                 .bind(password_hash)
+                .bind(user.email_verified_at)
                 .bind(user.created_at)
                 .bind(user.updated_at)
                 .execute(&mut *self.tx)
@@ -486,31 +524,87 @@ macro_rules! impl_transactions {
                 Ok(())
             }
 
-            async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<(User, String)>> {
-                let row = sqlx::query_as::<_, UserRow>(
-                    "SELECT id, email, name, password_hash, created_at, updated_at FROM users WHERE email = $1",
-                )
-                .bind(email)
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-                Ok(row.map(UserRow::into_user))
+            async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<(User, Credentials)>> {
+                let row = sqlx::query_as::<_, UserRow>(crate::sql::USER_BY_EMAIL)
+                    .bind(email)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                row.map(UserRow::into_user).transpose()
             }
 
             async fn user_by_id(&mut self, id: &UserId) -> StoreResult<Option<User>> {
-                let row = sqlx::query_as::<_, UserRow>(
-                    "SELECT id, email, name, password_hash, created_at, updated_at FROM users WHERE id = $1",
+                Ok(user_row(self, id).await?.map(|(u, _)| u))
+            }
+
+            async fn user_credentials(&mut self, id: &UserId) -> StoreResult<Option<Credentials>> {
+                Ok(user_row(self, id).await?.map(|(_, c)| c))
+            }
+
+            async fn user_set_password(&mut self, id: &UserId, password_hash: &str, at: OffsetDateTime) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE users SET password_hash = $2, updated_at = $3, failed_logins = 0, lock_count = 0, locked_until = NULL WHERE id = $1",
                 )
                 .bind(id.as_str())
-                .fetch_optional(&mut *self.tx)
+                .bind(password_hash)
+                .bind(at)
+                .execute(&mut *self.tx)
                 .await
                 .map_err(map_err)?;
-                Ok(row.map(|r| r.into_user().0))
+                Ok(())
+            }
+
+            async fn user_verify_email(&mut self, id: &UserId, email: &str, at: OffsetDateTime) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET email_verified_at = $3, updated_at = $3 WHERE id = $1 AND email = $2 AND email_verified_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(email)
+                .bind(at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn user_sign_in_failed(&mut self, id: &UserId) -> StoreResult<u32> {
+                let n: i64 = sqlx::query_scalar(
+                    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+                )
+                .bind(id.as_str())
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                u32::try_from(n).map_err(|_| corrupt("users", "failed_logins out of range"))
+            }
+
+            async fn user_lock(&mut self, id: &UserId, until: OffsetDateTime) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE users SET failed_logins = 0, lock_count = lock_count + 1, locked_until = $2 WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .bind(until)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn user_sign_in_succeeded(&mut self, id: &UserId) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE users SET failed_logins = 0, lock_count = 0, locked_until = NULL WHERE id = $1 AND (failed_logins <> 0 OR lock_count <> 0 OR locked_until IS NOT NULL)",
+                )
+                .bind(id.as_str())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
             }
 
             async fn session_insert(&mut self, s: &Session) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, revoked_reason) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, revoked_reason, last_used_at, user_agent, ip_prefix) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(s.id.as_str())
                 .bind(s.user_id.as_str())
@@ -518,6 +612,9 @@ macro_rules! impl_transactions {
                 .bind(s.expires_at)
                 .bind(s.revoked_at)
                 .bind(s.revoked_reason.as_deref())
+                .bind(s.last_used_at)
+                .bind(s.user_agent.as_deref())
+                .bind(s.ip_prefix.as_deref())
                 .execute(&mut *self.tx)
                 .await
                 .map_err(map_err)?;
@@ -525,14 +622,35 @@ macro_rules! impl_transactions {
             }
 
             async fn session_get(&mut self, id: &SessionId) -> StoreResult<Option<Session>> {
-                let row = sqlx::query_as::<_, SessionRow>(
-                    "SELECT id, user_id, created_at, expires_at, revoked_at, revoked_reason FROM sessions WHERE id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
+                let row = sqlx::query_as::<_, SessionRow>(crate::sql::SESSION_GET)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
                 Ok(row.map(Session::from))
+            }
+
+            async fn session_touch(&mut self, id: &SessionId, at: OffsetDateTime, user_agent: Option<&str>, ip_prefix: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE sessions SET last_used_at = $2, user_agent = $3, ip_prefix = $4 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(at)
+                    .bind(user_agent)
+                    .bind(ip_prefix)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn sessions_unrevoked(&mut self, user: &UserId, before: Option<&SessionId>, limit: u32) -> StoreResult<Vec<Session>> {
+                let rows = sqlx::query_as::<_, SessionRow>(crate::sql::SESSIONS_UNREVOKED)
+                    .bind(user.as_str())
+                    .bind(before.map_or("~", SessionId::as_str))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(rows.into_iter().map(Session::from).collect())
             }
 
             async fn session_revoke(&mut self, id: &SessionId, at: OffsetDateTime, reason: &str) -> StoreResult<bool> {
@@ -546,6 +664,22 @@ macro_rules! impl_transactions {
                 .await
                 .map_err(map_err)?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn sessions_revoke_all(&mut self, user: &UserId, except: Option<&SessionId>, at: OffsetDateTime, reason: &str) -> StoreResult<Vec<SessionId>> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(user.as_str())
+                .bind(except.map_or("", SessionId::as_str))
+                .bind(at)
+                .bind(reason)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                let mut ids: Vec<SessionId> = ids.into_iter().map(SessionId::from_trusted).collect();
+                ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                Ok(ids)
             }
 
             async fn refresh_insert(&mut self, t: &RefreshToken) -> StoreResult<()> {
@@ -578,6 +712,104 @@ macro_rules! impl_transactions {
             async fn refresh_mark_used(&mut self, hash: &[u8; 32], at: OffsetDateTime) -> StoreResult<bool> {
                 let done = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
                     .bind(&hash[..])
+                    .bind(at)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn account_token_insert(&mut self, t: &AccountToken) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&t.hash[..])
+                .bind(t.purpose.as_str())
+                .bind(t.user_id.as_str())
+                .bind(&t.email)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .bind(t.used_at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn account_token_use(&mut self, hash: &[u8; 32], purpose: TokenPurpose, now: OffsetDateTime) -> StoreResult<Option<AccountToken>> {
+                let row = sqlx::query_as::<_, AccountTokenRow>(
+                    "SELECT token_hash, purpose, user_id, email, created_at, expires_at, used_at FROM account_tokens WHERE token_hash = $1 AND purpose = $2",
+                )
+                .bind(&hash[..])
+                .bind(purpose.as_str())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                let Some(token) = row.map(AccountTokenRow::into_token).transpose()? else {
+                    return Ok(None);
+                };
+                if token.used_at.is_some() || token.expires_at <= now {
+                    return Ok(None);
+                }
+                let done = sqlx::query("UPDATE account_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
+                    .bind(&hash[..])
+                    .bind(now)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok((done.rows_affected() == 1).then_some(AccountToken { used_at: Some(now), ..token }))
+            }
+
+            async fn reset_code_insert(&mut self, c: &ResetCode) -> StoreResult<()> {
+                sqlx::query("UPDATE password_reset_codes SET closed_at = $2 WHERE user_id = $1 AND closed_at IS NULL")
+                    .bind(c.user_id.as_str())
+                    .bind(c.created_at)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO password_reset_codes (id, user_id, code_hash, created_at, expires_at, attempts, closed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(c.id.as_str())
+                .bind(c.user_id.as_str())
+                .bind(&c.code_hash)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(i64::from(c.attempts))
+                .bind(c.closed_at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn reset_code_live(&mut self, user: &UserId, now: OffsetDateTime) -> StoreResult<Option<ResetCode>> {
+                let row = sqlx::query_as::<_, ResetCodeRow>(
+                    "SELECT id, user_id, code_hash, created_at, expires_at, attempts, closed_at FROM password_reset_codes \
+                     WHERE user_id = $1 AND closed_at IS NULL ORDER BY id DESC LIMIT 1",
+                )
+                .bind(user.as_str())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(row.map(ResetCodeRow::into_code).transpose()?.filter(|c| c.expires_at > now))
+            }
+
+            async fn reset_code_attempt(&mut self, id: &ResetCodeId, max: u32) -> StoreResult<Option<u32>> {
+                let n: Option<i64> = sqlx::query_scalar(
+                    "UPDATE password_reset_codes SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 AND closed_at IS NULL RETURNING attempts",
+                )
+                .bind(id.as_str())
+                .bind(i64::from(max))
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                n.map(|n| u32::try_from(n).map_err(|_| corrupt("password_reset_codes", "attempts out of range"))).transpose()
+            }
+
+            async fn reset_code_close(&mut self, id: &ResetCodeId, at: OffsetDateTime) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE password_reset_codes SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL")
+                    .bind(id.as_str())
                     .bind(at)
                     .execute(&mut *self.tx)
                     .await

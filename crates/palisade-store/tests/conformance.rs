@@ -5,11 +5,13 @@
 
 use std::sync::Arc;
 
-use palisade_core::accounts::model::{RefreshToken, Session, User};
+use palisade_core::accounts::model::{
+    AccountToken, RefreshToken, ResetCode, Session, TokenPurpose, User,
+};
 use palisade_core::acl::Role;
 use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
 use palisade_core::error::StoreError;
-use palisade_core::ids::{MemberId, SessionId, UserId, WorkspaceId};
+use palisade_core::ids::{MemberId, ResetCodeId, SessionId, UserId, WorkspaceId};
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::store::{
     Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint,
@@ -41,6 +43,7 @@ fn user(email: &str) -> User {
         id: UserId::generate(),
         email: email.into(),
         name: "Test".into(),
+        email_verified_at: None,
         created_at: t0(),
         updated_at: t0(),
     }
@@ -172,8 +175,8 @@ async fn users_round_trip_and_duplicate_email_is_a_conflict() {
             .unwrap()
             .expect(db.backend);
         assert_eq!(
-            (found, hash.as_str()),
-            (u.clone(), "$argon2id$fake"),
+            (found, hash.password_hash.as_str(), hash.failed_logins),
+            (u.clone(), "$argon2id$fake", 0),
             "{}",
             db.backend
         );
@@ -201,6 +204,9 @@ async fn refresh_token_can_be_used_once_and_sessions_revoke_once() {
             expires_at: t0() + time::Duration::days(30),
             revoked_at: None,
             revoked_reason: None,
+            last_used_at: t0(),
+            user_agent: Some("test-agent/1".into()),
+            ip_prefix: Some("192.0.2.0/24".into()),
         };
         let token = RefreshToken {
             hash: [7; 32],
@@ -242,11 +248,249 @@ async fn refresh_token_can_be_used_once_and_sessions_revoke_once() {
         let mut tx = store.accounts(Some(&u.id), Access::Read).await.unwrap();
         let s = tx.session_get(&session.id).await.unwrap().unwrap();
         assert_eq!(
+            (s.user_agent.as_deref(), s.ip_prefix.as_deref()),
+            (Some("test-agent/1"), Some("192.0.2.0/24")),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
             (s.revoked_at, s.revoked_reason.as_deref()),
             (Some(t0()), Some("logout")),
             "{}",
             db.backend
         );
+    }
+}
+
+fn session_of(u: &User, created: OffsetDateTime) -> Session {
+    Session {
+        id: SessionId::generate(),
+        user_id: u.id.clone(),
+        created_at: created,
+        expires_at: created + time::Duration::days(30),
+        revoked_at: None,
+        revoked_reason: None,
+        last_used_at: created,
+        user_agent: None,
+        ip_prefix: None,
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_count_atomically_and_a_lock_restarts_the_count() {
+    for (db, store) in stores().await {
+        let u = add_user(&*store, "lock@example.com").await;
+        let mut tx = store.accounts(None, Access::Write).await.unwrap();
+        for n in 1..=3 {
+            assert_eq!(
+                tx.user_sign_in_failed(&u.id).await.unwrap(),
+                n,
+                "{}",
+                db.backend
+            );
+        }
+        let until = t0() + time::Duration::minutes(15);
+        tx.user_lock(&u.id, until).await.unwrap();
+        let c = tx.user_credentials(&u.id).await.unwrap().unwrap();
+        assert_eq!(
+            (c.failed_logins, c.lock_count, c.locked_until),
+            (0, 1, Some(until)),
+            "{}",
+            db.backend
+        );
+        assert!(c.locked_at(t0()) && !c.locked_at(until), "{}", db.backend);
+        tx.user_set_password(&u.id, "$argon2id$new", t0())
+            .await
+            .unwrap();
+        let c = tx.user_credentials(&u.id).await.unwrap().unwrap();
+        assert_eq!(
+            (c.password_hash.as_str(), c.lock_count, c.locked_until),
+            ("$argon2id$new", 0, None),
+            "{}",
+            db.backend
+        );
+        assert!(
+            tx.user_verify_email(&u.id, "lock@example.com", t0())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !tx.user_verify_email(&u.id, "lock@example.com", t0())
+                .await
+                .unwrap(),
+            "{}: once",
+            db.backend
+        );
+        assert!(
+            !tx.user_verify_email(&u.id, "other@example.com", t0())
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn account_tokens_are_single_use_per_purpose_and_expire() {
+    for (db, store) in stores().await {
+        let u = add_user(&*store, "tok@example.com").await;
+        let token = |hash: u8, purpose: TokenPurpose| AccountToken {
+            hash: [hash; 32],
+            purpose,
+            user_id: u.id.clone(),
+            email: u.email.clone(),
+            created_at: t0(),
+            expires_at: t0() + time::Duration::minutes(15),
+            used_at: None,
+        };
+        let mut tx = store.accounts(None, Access::Write).await.unwrap();
+        tx.account_token_insert(&token(1, TokenPurpose::MagicLink))
+            .await
+            .unwrap();
+        tx.account_token_insert(&token(2, TokenPurpose::VerifyEmail))
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.account_token_use(&[1; 32], TokenPurpose::VerifyEmail, t0())
+                .await
+                .unwrap(),
+            None,
+            "{}: wrong purpose",
+            db.backend
+        );
+        let late = t0() + time::Duration::minutes(15);
+        assert_eq!(
+            tx.account_token_use(&[2; 32], TokenPurpose::VerifyEmail, late)
+                .await
+                .unwrap(),
+            None,
+            "{}: expired",
+            db.backend
+        );
+        let used = tx
+            .account_token_use(&[1; 32], TokenPurpose::MagicLink, t0())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (used.user_id, used.used_at),
+            (u.id.clone(), Some(t0())),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.account_token_use(&[1; 32], TokenPurpose::MagicLink, t0())
+                .await
+                .unwrap(),
+            None,
+            "{}: second use",
+            db.backend
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn reset_codes_allow_a_bounded_number_of_attempts_and_only_the_newest_is_open() {
+    for (db, store) in stores().await {
+        let u = add_user(&*store, "reset@example.com").await;
+        let code = |minutes: i64| ResetCode {
+            id: ResetCodeId::generate(),
+            user_id: u.id.clone(),
+            code_hash: "$argon2id$code".into(),
+            created_at: t0() + time::Duration::minutes(minutes),
+            expires_at: t0() + time::Duration::minutes(minutes + 15),
+            attempts: 0,
+            closed_at: None,
+        };
+        let (first, second) = (code(0), code(1));
+        let mut tx = store.accounts(None, Access::Write).await.unwrap();
+        tx.reset_code_insert(&first).await.unwrap();
+        tx.reset_code_insert(&second).await.unwrap();
+        let open = tx.reset_code_live(&u.id, t0()).await.unwrap().unwrap();
+        assert_eq!(
+            open.id, second.id,
+            "{}: the newer code replaces the older",
+            db.backend
+        );
+        assert_eq!(
+            tx.reset_code_attempt(&first.id, 5).await.unwrap(),
+            None,
+            "{}: replaced code",
+            db.backend
+        );
+        let attempts: Vec<Option<u32>> = {
+            let mut v = Vec::new();
+            for _ in 0..6 {
+                v.push(tx.reset_code_attempt(&second.id, 5).await.unwrap());
+            }
+            v
+        };
+        assert_eq!(
+            attempts,
+            [Some(1), Some(2), Some(3), Some(4), Some(5), None],
+            "{}",
+            db.backend
+        );
+        let late = t0() + time::Duration::minutes(16);
+        assert_eq!(
+            tx.reset_code_live(&u.id, late).await.unwrap(),
+            None,
+            "{}: expired",
+            db.backend
+        );
+        assert!(tx.reset_code_close(&second.id, t0()).await.unwrap());
+        assert!(
+            !tx.reset_code_close(&second.id, t0()).await.unwrap(),
+            "{}: single use",
+            db.backend
+        );
+        assert_eq!(tx.reset_code_live(&u.id, t0()).await.unwrap(), None);
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sessions_list_newest_first_and_revoke_all_but_one() {
+    for (db, store) in stores().await {
+        let u = add_user(&*store, "sess@example.com").await;
+        let other = add_user(&*store, "other@example.com").await;
+        let mut tx = store.accounts(Some(&u.id), Access::Write).await.unwrap();
+        let mut mine = Vec::new();
+        for i in 0..3 {
+            let s = session_of(&u, t0() + time::Duration::seconds(i));
+            tx.session_insert(&s).await.unwrap();
+            mine.push(s.id);
+        }
+        tx.session_insert(&session_of(&other, t0())).await.unwrap();
+        let page = tx.sessions_unrevoked(&u.id, None, 2).await.unwrap();
+        let ids: Vec<_> = page.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(ids, [mine[2].clone(), mine[1].clone()], "{}", db.backend);
+        let rest = tx
+            .sessions_unrevoked(&u.id, Some(&mine[1]), 2)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1, "{}", db.backend);
+        let revoked = tx
+            .sessions_revoke_all(&u.id, Some(&mine[0]), t0(), "test")
+            .await
+            .unwrap();
+        let mut expected = vec![mine[1].clone(), mine[2].clone()];
+        expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(revoked, expected, "{}", db.backend);
+        let left = tx.sessions_unrevoked(&u.id, None, 10).await.unwrap();
+        assert_eq!(left.len(), 1, "{}", db.backend);
+        assert_eq!(left[0].id, mine[0], "{}", db.backend);
+        assert_eq!(
+            tx.sessions_unrevoked(&other.id, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{}: other users untouched",
+            db.backend
+        );
+        tx.commit().await.unwrap();
     }
 }
 

@@ -1,7 +1,10 @@
 //! Palisade's background jobs (checkpoint signing and rate-limit upkeep now; webhook delivery, retention and key
 //! rotation later), each claiming its work through the database so several nodes never do it
 //! twice: a checkpoint is signed under its log's head lock, after re-checking that no other
-//! node signed one within the interval.
+//! node signed one within the interval. `mail` holds the two ways email leaves: an SMTP relay,
+//! or `.eml` files in an outbox directory.
+
+pub mod mail;
 
 use std::time::Duration;
 

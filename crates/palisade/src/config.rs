@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use palisade_core::accounts::policy::AccountPolicy;
 use palisade_core::limits::LimitsConfig;
+use palisade_worker::mail::SmtpSecurity;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -99,6 +101,60 @@ pub struct Config {
     /// `[rate_limits.workspaces."<workspace id>"]`; rates are written `10/15m`.
     #[serde(default)]
     pub rate_limits: LimitsConfig,
+    /// Sign-up mode, email verification, lockout and emailed-secret lifetimes (IDN-1 … IDN-4).
+    #[serde(default)]
+    pub accounts: AccountPolicy,
+    /// Outgoing email (IDN-10): SMTP, or `.eml` files in `<data_dir>/outbox/` when no SMTP is
+    /// configured.
+    #[serde(default)]
+    pub email: EmailConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// The `From` of every message.
+    pub from: String,
+    /// The name messages are signed with.
+    pub product_name: String,
+    /// The base of emailed links (`<base>/auth/magic#token=…`): defaults to the public URL;
+    /// point it at your application to serve those pages yourself.
+    pub link_base_url: Option<url::Url>,
+    /// Where the built-in magic-link page sends the browser after signing in, tokens in the
+    /// fragment; none: the page says the user is signed in.
+    pub after_sign_in_url: Option<url::Url>,
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Palisade <no-reply@localhost>".to_owned(),
+            product_name: "Palisade".to_owned(),
+            link_base_url: None,
+            after_sign_in_url: None,
+            smtp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `starttls` (required, no downgrade), `tls` (implicit TLS) or `none` (a local relay only).
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Better from `PALISADE_SMTP_PASSWORD`.
+    #[serde(default, serialize_with = "mask")]
+    pub password: Option<SecretString>,
+    #[serde(default = "defaults::smtp_timeout")]
+    pub timeout_secs: u32,
 }
 
 mod defaults {
@@ -124,6 +180,9 @@ mod defaults {
     pub fn regions() -> Vec<String> {
         vec!["eu".to_owned()]
     }
+    pub fn smtp_timeout() -> u32 {
+        30
+    }
 }
 
 impl Default for Config {
@@ -147,6 +206,8 @@ impl Default for Config {
             regions: defaults::regions(),
             log_format: LogFormat::Text,
             rate_limits: LimitsConfig::default(),
+            accounts: AccountPolicy::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -185,10 +246,28 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
 }
 
+/// Secrets read only from the environment, never from a flag (a flag shows in `ps`).
+#[derive(Debug, Default)]
+pub struct SecretEnv {
+    /// `PALISADE_MASTER_KEY`.
+    pub master_key: Option<String>,
+    /// `PALISADE_SMTP_PASSWORD`.
+    pub smtp_password: Option<String>,
+}
+
+impl SecretEnv {
+    pub fn from_process() -> Self {
+        Self {
+            master_key: std::env::var("PALISADE_MASTER_KEY").ok(),
+            smtp_password: std::env::var("PALISADE_SMTP_PASSWORD").ok(),
+        }
+    }
+}
+
 impl Config {
-    /// Defaults → file → environment → flags. The master key itself is read only from the
-    /// environment (`PALISADE_MASTER_KEY`) or a file, never from a flag (it would show in `ps`).
-    pub fn load(overrides: Overrides, master_key_env: Option<String>) -> anyhow::Result<Self> {
+    /// Defaults → file → environment → flags. The master key and the SMTP password are read
+    /// only from the environment or the file, never from a flag (it would show in `ps`).
+    pub fn load(overrides: Overrides, secrets: SecretEnv) -> anyhow::Result<Self> {
         let path = overrides
             .config
             .clone()
@@ -228,8 +307,14 @@ impl Config {
         if let Some(v) = o.log_format {
             config.log_format = v;
         }
-        if let Some(v) = master_key_env.filter(|v| !v.is_empty()) {
+        if let Some(v) = secrets.master_key.filter(|v| !v.is_empty()) {
             config.master_key = Some(SecretString::from(v));
+        }
+        if let (Some(smtp), Some(v)) = (
+            config.email.smtp.as_mut(),
+            secrets.smtp_password.filter(|v| !v.is_empty()),
+        ) {
+            smtp.password = Some(SecretString::from(v));
         }
         config.validate()?;
         Ok(config)
@@ -259,6 +344,15 @@ impl Config {
             anyhow::bail!("refresh_token_ttl_secs must not be shorter than access_token_ttl_secs");
         }
         self.rate_limits.validate().map_err(anyhow::Error::msg)?;
+        self.accounts.validate().map_err(anyhow::Error::msg)?;
+        if let Some(smtp) = &self.email.smtp {
+            if smtp.host.trim().is_empty() {
+                anyhow::bail!("email.smtp.host must not be empty");
+            }
+            if !(1..=600).contains(&smtp.timeout_secs) {
+                anyhow::bail!("email.smtp.timeout_secs must be between 1 and 600");
+            }
+        }
         if let Some(c) = &self.security_contact
             && !(c.starts_with("mailto:") || c.starts_with("https://"))
         {
@@ -312,7 +406,7 @@ mod tests {
         let file = dir.path().join("palisade.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9000\"\ndatabase_url = \"postgres://app:s3cret-pw@db.internal/palisade\"\nadmins = [\"ops@example.com\"]\n",
+            "listen = \"127.0.0.1:9000\"\ndatabase_url = \"postgres://app:s3cret-pw@db.internal/palisade\"\nadmins = [\"ops@example.com\"]\n[email.smtp]\nhost = \"smtp.example.com\"\nusername = \"palisade\"\n",
         )?;
         let overrides = Overrides {
             config: Some(file),
@@ -321,7 +415,10 @@ mod tests {
         };
         let config = Config::load(
             overrides,
-            Some("c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=".into()),
+            SecretEnv {
+                master_key: Some("c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=".into()),
+                smtp_password: Some("smtp-pw-from-env".into()),
+            },
         )?;
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.admins, ["ops@example.com"]);
@@ -333,6 +430,17 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("master_key = \"****\""), "{shown}");
+        assert!(!shown.contains("smtp-pw-from-env"), "{shown}");
+        assert_eq!(
+            config
+                .email
+                .smtp
+                .as_ref()
+                .and_then(|s| s.password.as_ref())
+                .map(|p| p.expose_secret().to_owned())
+                .as_deref(),
+            Some("smtp-pw-from-env")
+        );
         Ok(())
     }
 

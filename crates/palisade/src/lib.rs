@@ -14,8 +14,11 @@ use palisade_api::{ApiSettings, AppState};
 use palisade_core::clock::Clock;
 use palisade_core::crypto::password::Passwords;
 use palisade_core::crypto::tokens::AccessTokens;
+use palisade_core::mail::templates::Brand;
+use palisade_core::mail::{Mailer, Outbox};
 use palisade_core::{Services, Settings};
 use palisade_store::Migrations;
+use palisade_worker::mail::{FileOutbox, SmtpMailer, SmtpSettings};
 
 pub use config::Config;
 
@@ -57,6 +60,7 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         public_url.as_str().trim_end_matches('/').to_owned(),
         time::Duration::seconds(i64::from(config.access_token_ttl_secs)),
     )?;
+    let outbox = Outbox::new(mailer(config)?);
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let passwords = Passwords::new(cores).await?;
     let settings = Settings {
@@ -72,8 +76,23 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             config.audit_checkpoint_interval_secs,
         )),
         limits: config.rate_limits.clone(),
+        accounts: config.accounts.clone(),
+        link_base: config
+            .email
+            .link_base_url
+            .clone()
+            .unwrap_or_else(|| public_url.clone()),
+        brand: Brand::instance(&config.email.product_name),
     };
-    let services = Services::new(store, clock, passwords, tokens, keys.data_keys, settings);
+    let services = Services::new(
+        store,
+        clock,
+        passwords,
+        tokens,
+        keys.data_keys,
+        outbox,
+        settings,
+    );
     services.ensure_instance_log().await?;
     let security_contact = config.security_contact.clone().unwrap_or_else(|| {
         format!(
@@ -86,11 +105,40 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         public_url,
         security_contact,
         max_body_bytes: config.max_body_bytes,
+        after_sign_in_url: config.email.after_sign_in_url.clone(),
     };
     Ok(AppState {
         services,
         settings: Arc::new(api),
     })
+}
+
+/// SMTP when configured, else `.eml` files in `<data_dir>/outbox/`.
+fn mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+    let from = &config.email.from;
+    match &config.email.smtp {
+        Some(smtp) => {
+            let mailer = SmtpMailer::new(SmtpSettings {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                security: smtp.security,
+                username: smtp.username.clone(),
+                password: smtp.password.clone(),
+                from: from.clone(),
+                timeout: std::time::Duration::from_secs(u64::from(smtp.timeout_secs)),
+            })
+            .map_err(|e| anyhow::anyhow!("email.smtp: {e}"))?;
+            tracing::info!(relay = %mailer.relay(), security = ?smtp.security, "email: SMTP");
+            Ok(Arc::new(mailer))
+        }
+        None => {
+            let dir = config.data_dir.join("outbox");
+            let outbox =
+                FileOutbox::new(&dir, from).map_err(|e| anyhow::anyhow!("email.from: {e}"))?;
+            tracing::info!(dir = %dir.display(), "email: no SMTP configured; messages are written to the outbox");
+            Ok(Arc::new(outbox))
+        }
+    }
 }
 
 /// Serves Palisade on `listener` until `shutdown` completes; TLS when the config has a
@@ -111,7 +159,18 @@ pub async fn run_reporting(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<AppState>,
 ) -> anyhow::Result<()> {
-    let state = build(&config).await?;
+    run_with_clock(config, listener, shutdown, ready, Arc::new(SystemClock)).await
+}
+
+/// [`run_reporting`] on another clock (tests move time through it).
+pub async fn run_with_clock(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: tokio::sync::oneshot::Sender<AppState>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let state = build_with_clock(&config, clock).await?;
     let _ = ready.send(state.clone());
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(palisade_worker::run_checkpoints(
@@ -128,6 +187,7 @@ pub async fn run_reporting(
             let _ = limits_stopped.await;
         },
     ));
+    let outbox = state.services.outbox().clone();
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
     match (&config.tls_cert, &config.tls_key) {
@@ -161,5 +221,6 @@ pub async fn run_reporting(
     let _ = stop_limits.send(());
     let _ = worker.await;
     let _ = limits.await;
+    outbox.drain(std::time::Duration::from_secs(10)).await;
     Ok(())
 }

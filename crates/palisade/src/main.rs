@@ -93,7 +93,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let config = Config::load(cli.overrides, std::env::var("PALISADE_MASTER_KEY").ok())?;
+    let config = Config::load(cli.overrides, palisade::config::SecretEnv::from_process())?;
     init_logging(config.log_format);
     match cli.command {
         Command::Serve => {

@@ -4,7 +4,9 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod meta;
+pub mod pages;
 pub mod quotas;
+pub mod sessions;
 pub mod workspaces;
 
 /// `data` + `next_cursor`: the shape of every list.

@@ -1,16 +1,22 @@
-//! Sign-up, sign-in, refresh, sign-out and access-token authentication.
+//! Sign-up, sign-in with lockout, refresh, sign-out and access-token authentication, plus the
+//! helpers the other account services share (sessions, emailed tokens, audit targets).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use time::OffsetDateTime;
 use tracing::instrument;
 
-use super::model::{RefreshToken, Session, SignIn, SignUp, TokenPair, User};
+use super::model::{
+    AccountToken, RefreshToken, Session, SignIn, SignUp, TokenPair, TokenPurpose, User,
+};
+use super::policy::SignupMode;
 use crate::app::Services;
 use crate::audit::{Actor, AuditEvent, AuditLog, AuditResult, Target};
 use crate::crypto::{random, sha256};
 use crate::error::{ConflictKind, Error, Resource, Result, StoreError};
 use crate::ids::{SessionId, UserId};
-use crate::limits::Check;
+use crate::limits::{Check, Rate};
+use crate::mail::{Email, templates};
 use crate::principal::{Principal, RequestMeta};
 use crate::store::{Access, AccountTx};
 use crate::validate::{Checks, normalize_email};
@@ -18,22 +24,80 @@ use crate::validate::{Checks, normalize_email};
 pub const PASSWORD_MIN: usize = 10;
 pub const PASSWORD_MAX: usize = 256;
 
-fn user_target(id: &UserId) -> Target {
+pub(super) fn user_target(id: &UserId) -> Target {
     Target {
         kind: "user".into(),
         id: id.to_string(),
     }
 }
 
-fn session_target(id: &SessionId) -> Target {
+pub(super) fn session_target(id: &SessionId) -> Target {
     Target {
         kind: "session".into(),
         id: id.to_string(),
     }
 }
 
+pub(super) fn user_actor(id: &UserId) -> Actor {
+    Actor {
+        kind: "user",
+        id: id.to_string(),
+    }
+}
+
+/// An instance-log event about an account.
+pub(super) fn account_event(action: &'static str, actor: Actor, target: Target) -> AuditEvent {
+    AuditEvent::new(AuditLog::Instance, action, actor, target)
+}
+
+/// An event about an address that has no account: the address only as a commitment.
+pub(super) fn unknown_address_event(action: &'static str, email: &str) -> AuditEvent {
+    account_event(
+        action,
+        Actor::anonymous(),
+        Target {
+            kind: "user".into(),
+            id: String::new(),
+        },
+    )
+    .with_result(AuditResult::Denied)
+    .personal("/email", Value::String(email.to_owned()))
+    .reason("unknown_email")
+}
+
+/// The client's network for the session list, never its address: IPv4 /24, IPv6 /48.
+pub fn ip_prefix(ip: std::net::IpAddr) -> String {
+    let v4 = match ip {
+        std::net::IpAddr::V4(v4) => Some(v4),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    match (v4, ip) {
+        (Some(v4), _) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        (None, std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        (None, std::net::IpAddr::V4(_)) => String::new(),
+    }
+}
+
+/// A password's length rule, reported on `pointer`.
+pub(super) fn check_new_password(checks: &mut Checks, pointer: &str, password: &SecretString) {
+    let len = password.expose_secret().chars().count();
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
+        checks.fail(
+            pointer,
+            format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+        );
+    }
+}
+
 impl Services {
-    /// Creates an account (IDN-1). The email is stored lowercased; the password only as Argon2id.
+    /// Creates an account (IDN-1) and emails a verification link. The email is stored
+    /// lowercased; the password only as Argon2id.
     #[instrument(skip_all)]
     pub async fn sign_up(&self, input: SignUp, meta: &RequestMeta) -> Result<User> {
         let email = normalize_email(&input.email);
@@ -41,14 +105,15 @@ impl Services {
         let mut checks = Checks::new();
         checks.email("/email", &email);
         checks.text("/name", &name, 1, 200);
-        let pw_len = input.password.expose_secret().chars().count();
-        if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&pw_len) {
-            checks.fail(
-                "/password",
-                format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
-            );
-        }
+        check_new_password(&mut checks, "/password", &input.password);
         checks.finish()?;
+        if !self.settings.admins.contains(&email) {
+            match self.settings.accounts.signup_mode {
+                SignupMode::Open => {}
+                SignupMode::InviteOnly => return Err(Error::InvitationRequired),
+                SignupMode::Closed => return Err(Error::SignupClosed),
+            }
+        }
 
         let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
         let limits = &self.settings.limits.auth;
@@ -71,6 +136,7 @@ impl Services {
             id: UserId::generate(),
             email,
             name,
+            email_verified_at: None,
             created_at: now,
             updated_at: now,
         };
@@ -79,22 +145,90 @@ impl Services {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::EmailTaken)),
             other => other?,
         }
-        let event = AuditEvent::new(
-            AuditLog::Instance,
-            "user.sign_up",
-            Actor {
-                kind: "user",
-                id: user.id.to_string(),
-            },
-            user_target(&user.id),
-        );
+        let mail = self.verification_mail(&mut *tx, &user, now).await?;
+        let event = account_event("user.sign_up", user_actor(&user.id), user_target(&user.id));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
+        self.outbox.send(mail);
         Ok(user)
     }
 
-    /// Signs in (IDN-2, IDN-5). Unknown email and wrong password get the same error after the
-    /// same Argon2 work.
+    /// Stores a verification token for the user's address and builds its message.
+    pub(super) async fn verification_mail(
+        &self,
+        tx: &mut dyn AccountTx,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<Email> {
+        let ttl = self.settings.accounts.verification_ttl();
+        let token = self
+            .issue_token(tx, TokenPurpose::VerifyEmail, user, ttl, now)
+            .await?;
+        Ok(templates::verify_email(
+            &self.settings.brand,
+            &user.email,
+            &self.link("auth/verify-email", &token),
+            ttl,
+        ))
+    }
+
+    /// A new single-use token for `user`'s address, stored as its SHA-256; the secret is
+    /// returned once, for the email.
+    pub(super) async fn issue_token(
+        &self,
+        tx: &mut dyn AccountTx,
+        purpose: TokenPurpose,
+        user: &User,
+        ttl: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<SecretString> {
+        let secret = random::token()?;
+        tx.account_token_insert(&AccountToken {
+            hash: sha256(secret.as_bytes()),
+            purpose,
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            created_at: now,
+            expires_at: now + ttl,
+            used_at: None,
+        })
+        .await?;
+        Ok(SecretString::from(secret))
+    }
+
+    /// `<link_base>/<page>#token=<token>`: the token rides in the fragment, which browsers
+    /// never send to a server, so it reaches no access log or proxy.
+    pub(super) fn link(&self, page: &str, token: &SecretString) -> String {
+        format!(
+            "{}/{page}#token={}",
+            self.settings.link_base.as_str().trim_end_matches('/'),
+            token.expose_secret()
+        )
+    }
+
+    /// IP budget first (its 429 is the caller's own doing); then the address's budget, which,
+    /// when spent, makes the request a silent no-op (`false`) rather than an answer that would
+    /// differ by address.
+    pub(super) async fn limit_emailing(
+        &self,
+        per_ip: (&'static str, Rate),
+        per_account: (&'static str, Rate),
+        email: &str,
+        meta: &RequestMeta,
+    ) -> Result<bool> {
+        self.limit_auth(vec![Check::for_ip(per_ip.0, per_ip.1, meta.ip)], meta)
+            .await?;
+        let account = Check::by_personal(per_account.0, per_account.1, "email", email);
+        match self.limit_auth(vec![Some(account)], meta).await {
+            Ok(()) => Ok(true),
+            Err(Error::RateLimited(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs in (IDN-2, IDN-5). Unknown email, wrong password and a locked account get the
+    /// same answer after the same Argon2 work; only the right password on an unverified
+    /// address learns `email_not_verified`.
     #[instrument(skip_all)]
     pub async fn sign_in(&self, input: SignIn, meta: &RequestMeta) -> Result<TokenPair> {
         let email = normalize_email(&input.email);
@@ -113,16 +247,13 @@ impl Services {
 
         // Per account means per address, known or not: refusing only known accounts would
         // tell an attacker which addresses have one.
+        let limits = &self.settings.limits.auth;
         self.limit_auth(
             vec![
-                Check::for_ip(
-                    "sign_in_per_ip",
-                    self.settings.limits.auth.sign_in_per_ip,
-                    meta.ip,
-                ),
+                Check::for_ip("sign_in_per_ip", limits.sign_in_per_ip, meta.ip),
                 Some(Check::by_personal(
                     "sign_in_per_account",
-                    self.settings.limits.auth.sign_in_per_account,
+                    limits.sign_in_per_account,
                     "email",
                     &email,
                 )),
@@ -136,62 +267,117 @@ impl Services {
         };
         let verified = self
             .passwords
-            .verify(&input.password, found.as_ref().map(|(_, h)| h.as_str()))
+            .verify(
+                &input.password,
+                found.as_ref().map(|(_, c)| c.password_hash.as_str()),
+            )
             .await?;
         let now = self.now();
         let mut tx = self.store.accounts(None, Access::Write).await?;
-        let user = match found {
-            Some((user, _)) if verified => user,
-            other => {
-                let known = other.is_some();
-                let target = other.map_or(
-                    Target {
-                        kind: "user".into(),
-                        id: String::new(),
-                    },
-                    |(u, _)| user_target(&u.id),
-                );
-                let event = AuditEvent::new(
-                    AuditLog::Instance,
-                    "auth.sign_in_failed",
-                    Actor::anonymous(),
-                    target,
-                )
-                .with_result(AuditResult::Denied);
-                // An unknown address is kept only as a commitment, opened beside the log; a
-                // known one is already named by the target's user id.
-                let event = if known {
-                    event
-                } else {
-                    event.personal("/email", Value::String(email.clone()))
-                };
-                tx.audit_append(&event.seal(meta, now)?).await?;
-                tx.commit().await?;
-                return Err(Error::InvalidCredentials);
-            }
+        let Some((user, _)) = found else {
+            let event = unknown_address_event("auth.sign_in_failed", &email);
+            tx.audit_append(&event.seal(meta, now)?).await?;
+            tx.commit().await?;
+            return Err(Error::InvalidCredentials);
         };
+        // The lock as it stands now, not as it stood before the hash.
+        let credentials = tx
+            .user_credentials(&user.id)
+            .await?
+            .ok_or(Error::InvalidCredentials)?;
+        let failed = |reason: &'static str| {
+            account_event(
+                "auth.sign_in_failed",
+                Actor::anonymous(),
+                user_target(&user.id),
+            )
+            .with_result(AuditResult::Denied)
+            .reason(reason)
+        };
+        if credentials.locked_at(now) {
+            tx.audit_append(&failed("locked").seal(meta, now)?).await?;
+            tx.commit().await?;
+            return Err(Error::InvalidCredentials);
+        }
+        if !verified {
+            tx.audit_append(&failed("wrong_password").seal(meta, now)?)
+                .await?;
+            let failures = tx.user_sign_in_failed(&user.id).await?;
+            let policy = &self.settings.accounts;
+            let mut mail = None;
+            if failures >= policy.lockout_threshold {
+                let length = policy.lock_length(credentials.lock_count);
+                tx.user_lock(&user.id, now + length).await?;
+                let mut event = account_event(
+                    "auth.account_locked",
+                    Actor::system(),
+                    user_target(&user.id),
+                );
+                event.extra.insert(
+                    "lock".into(),
+                    serde_json::json!({
+                        "failures": failures,
+                        "seconds": length.whole_seconds(),
+                        "until": crate::audit::format_ts(now + length),
+                    }),
+                );
+                tx.audit_append(&event.seal(meta, now)?).await?;
+                mail = Some(templates::account_locked(
+                    &self.settings.brand,
+                    &user.email,
+                    length,
+                ));
+            }
+            tx.commit().await?;
+            if let Some(mail) = mail {
+                self.outbox.send(mail);
+            }
+            return Err(Error::InvalidCredentials);
+        }
+        if self.settings.accounts.require_verified_email && user.email_verified_at.is_none() {
+            tx.audit_append(&failed("email_not_verified").seal(meta, now)?)
+                .await?;
+            tx.commit().await?;
+            return Err(Error::EmailNotVerified);
+        }
+        tx.user_sign_in_succeeded(&user.id).await?;
+        let pair = self
+            .start_session(&mut *tx, &user.id, "password", meta, now)
+            .await?;
+        tx.commit().await?;
+        Ok(pair)
+    }
+
+    /// A new session with its first refresh token, audited as `auth.sign_in` with `method`.
+    pub(super) async fn start_session(
+        &self,
+        tx: &mut dyn AccountTx,
+        user: &UserId,
+        method: &'static str,
+        meta: &RequestMeta,
+        now: OffsetDateTime,
+    ) -> Result<TokenPair> {
         let session = Session {
             id: SessionId::generate(),
-            user_id: user.id.clone(),
+            user_id: user.clone(),
             created_at: now,
             expires_at: now + self.settings.refresh_ttl,
             revoked_at: None,
             revoked_reason: None,
+            last_used_at: now,
+            user_agent: meta.user_agent.clone(),
+            ip_prefix: meta.ip.map(ip_prefix),
         };
         tx.session_insert(&session).await?;
-        let refresh = self.new_refresh_token(&mut *tx, &session).await?;
-        let event = AuditEvent::new(
-            AuditLog::Instance,
+        let refresh = self.new_refresh_token(tx, &session).await?;
+        let mut event = account_event(
             "auth.sign_in",
-            Actor {
-                kind: "user",
-                id: user.id.to_string(),
-            },
+            user_actor(user),
             session_target(&session.id),
         );
+        event.extra.insert("method".into(), Value::from(method));
         tx.audit_append(&event.seal(meta, now)?).await?;
-        tx.commit().await?;
-        self.token_pair(&user.id, &session.id, refresh)
+        self.token_pair(user, &session.id, refresh)
     }
 
     async fn new_refresh_token(
@@ -251,13 +437,9 @@ impl Services {
         if token.used_at.is_some() || !tx.refresh_mark_used(&hash, now).await? {
             tx.session_revoke(&session.id, now, "refresh_token_reuse")
                 .await?;
-            let event = AuditEvent::new(
-                AuditLog::Instance,
+            let event = account_event(
                 "auth.refresh_token_reused",
-                Actor {
-                    kind: "user",
-                    id: session.user_id.to_string(),
-                },
+                user_actor(&session.user_id),
                 session_target(&session.id),
             )
             .with_result(AuditResult::Denied);
@@ -267,13 +449,16 @@ impl Services {
             return Err(Error::InvalidRefreshToken);
         }
         let refresh = self.new_refresh_token(&mut *tx, &session).await?;
-        let event = AuditEvent::new(
-            AuditLog::Instance,
+        tx.session_touch(
+            &session.id,
+            now,
+            meta.user_agent.as_deref(),
+            meta.ip.map(ip_prefix).as_deref(),
+        )
+        .await?;
+        let event = account_event(
             "auth.token_refresh",
-            Actor {
-                kind: "user",
-                id: session.user_id.to_string(),
-            },
+            user_actor(&session.user_id),
             session_target(&session.id),
         );
         tx.audit_append(&event.seal(meta, now)?).await?;
@@ -291,8 +476,7 @@ impl Services {
         let now = self.now();
         let mut tx = self.store.accounts(Some(user_id), Access::Write).await?;
         tx.session_revoke(session_id, now, "logout").await?;
-        let event = AuditEvent::new(
-            AuditLog::Instance,
+        let event = account_event(
             "auth.sign_out",
             Actor::of(principal),
             session_target(session_id),
@@ -302,7 +486,8 @@ impl Services {
     }
 
     /// Turns a bearer access token into a principal: signature, claims, expiry, and a session
-    /// that is still live (so sign-out takes effect before the token expires).
+    /// that is still live, so a revoked session's access tokens stop at once, not when they
+    /// expire.
     #[instrument(skip_all)]
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
         let verified = self.tokens.verify(bearer, self.now())?;
@@ -334,5 +519,18 @@ impl Services {
         tx.user_by_id(principal.user_id())
             .await?
             .ok_or(Error::NotFound(Resource::User))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_prefix_keeps_only_the_network() {
+        let p = |t: &str| ip_prefix(t.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()));
+        assert_eq!(p("203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(p("::ffff:203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(p("2001:db8:abcd:12:1::9"), "2001:db8:abcd::/48");
     }
 }

@@ -56,6 +56,14 @@ impl Actor {
         }
     }
 
+    /// Palisade itself, acting on a rule (a lockout, a scheduled job).
+    pub fn system() -> Self {
+        Actor {
+            kind: "system",
+            id: "palisade".to_owned(),
+        }
+    }
+
     /// A caller not yet identified (e.g. a failed sign-in for an unknown address).
     pub fn anonymous() -> Self {
         Actor {
@@ -118,6 +126,12 @@ impl AuditEvent {
     /// Names the data subject of the personal values.
     pub fn subject(mut self, id: impl Into<String>) -> Self {
         self.subject = Some(id.into());
+        self
+    }
+
+    /// Why it ended as it did (`wrong_password`, `locked`, …): a `reason` member.
+    pub fn reason(mut self, reason: &'static str) -> Self {
+        self.extra.insert("reason".into(), Value::from(reason));
         self
     }
 

@@ -193,6 +193,17 @@ pub struct AuthLimits {
     pub refresh_per_ip: Rate,
     /// Authenticated requests outside a workspace (`/me`, listing workspaces), per principal.
     pub api_per_account: Rate,
+    /// Password-reset codes issued per address (known or not) and per IP (IDN-3).
+    pub password_reset_per_account: Rate,
+    pub password_reset_per_ip: Rate,
+    /// Magic links issued per address and per IP (IDN-4).
+    pub magic_link_per_account: Rate,
+    pub magic_link_per_ip: Rate,
+    /// Verification emails (re)sent per address and per IP (IDN-1).
+    pub verify_email_per_account: Rate,
+    pub verify_email_per_ip: Rate,
+    /// Attempts to redeem an emailed code or token (reset code, magic link, verification), per IP.
+    pub redeem_per_ip: Rate,
 }
 
 impl Default for AuthLimits {
@@ -204,6 +215,13 @@ impl Default for AuthLimits {
             sign_up_per_email_domain: Rate::new(100, 3_600),
             refresh_per_ip: Rate::new(120, 60),
             api_per_account: Rate::new(20, 1),
+            password_reset_per_account: Rate::new(3, 3_600),
+            password_reset_per_ip: Rate::new(20, 3_600),
+            magic_link_per_account: Rate::new(5, 3_600),
+            magic_link_per_ip: Rate::new(20, 3_600),
+            verify_email_per_account: Rate::new(3, 3_600),
+            verify_email_per_ip: Rate::new(20, 3_600),
+            redeem_per_ip: Rate::new(30, 15 * 60),
         }
     }
 }

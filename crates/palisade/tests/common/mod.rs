@@ -2,10 +2,12 @@
 //! of each backend, spoken to over real HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+pub mod smtp;
 
 use std::sync::Arc;
 
 use palisade::Config;
+use palisade_core::clock::AdjustableClock;
 use palisade_core::limits::{AuthLimits, BudgetPatch, LimitsConfig, PlanLimitsPatch, Rate};
 use palisade_core::store::Store;
 use palisade_store::testing::{TestDb, databases};
@@ -25,7 +27,9 @@ pub struct Server {
     /// The running server's services (its limiter, for counters).
     pub state: Option<palisade_api::AppState>,
     pub client: reqwest::Client,
-    _data: tempfile::TempDir,
+    /// The server's clock: real time, moved ahead with [`Server::advance`].
+    pub clock: Arc<AdjustableClock>,
+    data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -52,6 +56,13 @@ pub fn roomy_limits() -> LimitsConfig {
             sign_up_per_email_domain: roomy,
             refresh_per_ip: roomy,
             api_per_account: roomy,
+            password_reset_per_account: roomy,
+            password_reset_per_ip: roomy,
+            magic_link_per_account: roomy,
+            magic_link_per_ip: roomy,
+            verify_email_per_account: roomy,
+            verify_email_per_ip: roomy,
+            redeem_per_ip: roomy,
         },
         plans: ["starter", "pro", "business"]
             .into_iter()
@@ -94,13 +105,15 @@ impl Server {
         let scheme = if config.tls() { "https" } else { "http" };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, built) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(palisade::run_reporting(
+        let clock = Arc::new(AdjustableClock::new());
+        let task = tokio::spawn(palisade::run_with_clock(
             config.clone(),
             listener,
             async move {
                 let _ = stopped.await;
             },
             ready,
+            clock.clone(),
         ));
         let state = built.await.ok();
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -110,7 +123,8 @@ impl Server {
             config,
             state,
             client,
-            _data: data,
+            clock,
+            data,
             stop: Some(stop),
             task: Some(task),
         }
@@ -185,7 +199,80 @@ impl Server {
         self.call(Method::PATCH, path, token, Some(body)).await
     }
 
-    /// Signs up and signs in; returns (user id, access token, refresh token).
+    /// Moves the server's clock ahead (tests never sleep to wait for time).
+    pub fn advance(&self, by: time::Duration) {
+        self.clock.advance(by);
+    }
+
+    /// The outbox (no SMTP configured): `.eml` files, oldest first.
+    pub fn outbox(&self) -> Vec<(String, String)> {
+        let dir = self.data.path().join("outbox");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect()
+    }
+
+    /// Waits for the `n`-th (1-based) message of `kind` to `to` in the outbox; returns its
+    /// plain-text body.
+    pub async fn nth_mail(&self, to: &str, kind: &str, n: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let found: Vec<String> = self
+                .outbox()
+                .into_iter()
+                .filter(|(name, raw)| {
+                    name.contains(&format!("-{kind}-"))
+                        && smtp::header(raw, "To").is_some_and(|t| t.contains(to))
+                })
+                .map(|(_, raw)| smtp::text_body(&raw))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no {kind} mail #{n} to {to} in the outbox",
+                self.backend()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for the first message of `kind` to `to`.
+    pub async fn mail(&self, to: &str, kind: &str) -> String {
+        self.nth_mail(to, kind, 1).await
+    }
+
+    /// Confirms `email` with the link of its (first) verification mail.
+    pub async fn verify(&self, email: &str) {
+        let text = self.mail(email, "verify_email").await;
+        let r = self
+            .post(
+                "/api/v1/auth/verify-email",
+                None,
+                json!({"token": link_token(&text)}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::NO_CONTENT,
+            "{}: verify {}",
+            self.backend(),
+            r.text
+        );
+    }
+
+    /// Signs up, verifies the address from the outbox and signs in; returns (user id, access
+    /// token, refresh token).
     pub async fn user(&self, email: &str) -> (String, String, String) {
         let r = self
             .post(
@@ -202,6 +289,7 @@ impl Server {
             r.body
         );
         let id = r.body["id"].as_str().unwrap().to_owned();
+        self.verify(email).await;
         let (access, refresh) = self.login(email).await;
         (id, access, refresh)
     }
@@ -258,6 +346,24 @@ impl Server {
             task.await.unwrap().unwrap();
         }
     }
+}
+
+/// The token of an emailed link (`…#token=<token>`).
+pub fn link_token(text: &str) -> String {
+    let start = text.find("#token=").expect("a link with a token") + "#token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// The 6-digit code of a reset mail (the indented line).
+pub fn mail_code(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a 6-digit code")
+        .to_owned()
 }
 
 pub struct Reply {
