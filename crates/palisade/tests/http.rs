@@ -98,14 +98,16 @@ async fn new_user_signs_up_creates_a_workspace_refreshes_and_logs_out() {
             r.body.get("password").is_none() && !r.text.contains("argon2"),
             "{b}: no secret in the response"
         );
+        assert_eq!(r.body["email_verified"], false, "{b}");
 
-        let r = s
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": "ada@example.com", "password": PASSWORD}),
-            )
-            .await;
+        // The right password on an unverified address: told so, nothing issued.
+        let login = json!({"email": "ada@example.com", "password": PASSWORD});
+        let r = s.post("/api/v1/auth/login", None, login.clone()).await;
+        r.assert_problem(403, "email_not_verified", b);
+        assert!(r.body.get("access_token").is_none(), "{b}");
+        s.verify("ada@example.com").await;
+
+        let r = s.post("/api/v1/auth/login", None, login).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         assert_eq!(
             (r.body["token_type"].as_str(), r.body["expires_in"].as_i64()),
@@ -497,6 +499,7 @@ async fn every_mutation_writes_its_audit_entry_without_personal_data_in_clear() 
             actions(&events),
             [
                 "user.sign_up",
+                "auth.email_verified",
                 "auth.sign_in",
                 "auth.sign_in_failed",
                 "auth.token_refresh",

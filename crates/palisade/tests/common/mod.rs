@@ -116,7 +116,11 @@ impl Server {
             clock.clone(),
         ));
         let state = built.await.ok();
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .user_agent("palisade-tests/1")
+            .build()
+            .unwrap();
         Server {
             base: format!("{scheme}://{addr}"),
             db,
