@@ -20,11 +20,14 @@ cleanup() {
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# Default limits; the readers sign in without verifying their (made-up) addresses.
+printf '[accounts]\nrequire_verified_email = false\n' >"$work/palisade.toml"
+
 run() { # backend-name extra-serve-args...
   local name=$1; shift
   local p; p=$(port)
   local B=http://127.0.0.1:$p
-  PALISADE_LOG=warn "$bin" serve --listen "127.0.0.1:$p" --data-dir "$work/$name" "$@" >"$work/$name.log" 2>&1 &
+  PALISADE_LOG=warn "$bin" serve --config "$work/palisade.toml" --listen "127.0.0.1:$p" --data-dir "$work/$name" "$@" >"$work/$name.log" 2>&1 &
   server=$!
   for _ in $(seq 1 100); do curl -sf "$B/readyz" >/dev/null && break; sleep 0.1; done
   echo "== $name: $rate sign-ins/s from one IP for ${secs}s, $readers other tenants reading"
