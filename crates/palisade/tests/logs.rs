@@ -22,7 +22,6 @@ const WRONG_PASSWORD: &str = "wrong-secret-passphrase-4460";
 struct Binary {
     child: std::process::Child,
     base: String,
-    log: std::path::PathBuf,
 }
 
 impl Drop for Binary {
@@ -56,7 +55,7 @@ async fn start(db_url: &str, dir: &std::path::Path, smtp_port: u16) -> Binary {
             cmd.env_remove(key);
         }
     }
-    let child = cmd
+    let mut child = cmd
         .args(["serve", "--config"])
         .arg(&config)
         .env("PALISADE_LOG", "trace")
@@ -75,10 +74,12 @@ async fn start(db_url: &str, dir: &std::path::Path, smtp_port: u16) -> Binary {
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return Binary { child, base, log };
+            return Binary { child, base };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "the server did not start: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
