@@ -38,12 +38,6 @@ fn reset_code() -> Result<String> {
     }
 }
 
-fn check_address(email: &str) -> Result<()> {
-    let mut checks = Checks::new();
-    checks.email("/email", email);
-    checks.finish()
-}
-
 fn check_token(token: &SecretString) -> Result<()> {
     let len = token.expose_secret().len();
     if len == 0 || len > TOKEN_MAX {
@@ -96,20 +90,18 @@ impl Services {
     /// same in every case.
     #[instrument(skip_all)]
     pub async fn resend_verification(&self, email: &str, meta: &RequestMeta) -> Result<()> {
-        let email = normalize_email(email);
-        check_address(&email)?;
         let limits = &self.settings.limits.auth;
-        let allowed = self
-            .limit_emailing(
+        let Some(email) = self
+            .admit_emailing(
+                email,
                 ("verify_email_per_ip", limits.verify_email_per_ip),
                 ("verify_email_per_account", limits.verify_email_per_account),
-                &email,
                 meta,
             )
-            .await?;
-        if !allowed {
+            .await?
+        else {
             return Ok(());
-        }
+        };
         let now = self.now();
         let mut tx = self.store.accounts(None, Access::Write).await?;
         let mail = match tx.user_by_email(&email).await? {
@@ -141,23 +133,18 @@ impl Services {
     /// only as Argon2id; an unknown address costs the same hash.
     #[instrument(skip_all)]
     pub async fn request_password_reset(&self, email: &str, meta: &RequestMeta) -> Result<()> {
-        let email = normalize_email(email);
-        check_address(&email)?;
         let limits = &self.settings.limits.auth;
-        let allowed = self
-            .limit_emailing(
+        let Some(email) = self
+            .admit_emailing(
+                email,
                 ("password_reset_per_ip", limits.password_reset_per_ip),
-                (
-                    "password_reset_per_account",
-                    limits.password_reset_per_account,
-                ),
-                &email,
+                ("password_reset_per_account", limits.password_reset_per_account),
                 meta,
             )
-            .await?;
-        if !allowed {
+            .await?
+        else {
             return Ok(());
-        }
+        };
         let found = {
             let mut tx = self.store.accounts(None, Access::Read).await?;
             tx.user_by_email(&email).await?
@@ -302,20 +289,18 @@ impl Services {
     /// Emails a sign-in link if the address has an account (IDN-4).
     #[instrument(skip_all)]
     pub async fn request_magic_link(&self, email: &str, meta: &RequestMeta) -> Result<()> {
-        let email = normalize_email(email);
-        check_address(&email)?;
         let limits = &self.settings.limits.auth;
-        let allowed = self
-            .limit_emailing(
+        let Some(email) = self
+            .admit_emailing(
+                email,
                 ("magic_link_per_ip", limits.magic_link_per_ip),
                 ("magic_link_per_account", limits.magic_link_per_account),
-                &email,
                 meta,
             )
-            .await?;
-        if !allowed {
+            .await?
+        else {
             return Ok(());
-        }
+        };
         let now = self.now();
         let ttl = self.settings.accounts.magic_link_ttl();
         let mut tx = self.store.accounts(None, Access::Write).await?;

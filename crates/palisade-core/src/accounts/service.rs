@@ -206,22 +206,27 @@ impl Services {
         )
     }
 
-    /// IP budget first (its 429 is the caller's own doing); then the address's budget, which,
-    /// when spent, makes the request a silent no-op (`false`) rather than an answer that would
-    /// differ by address.
-    pub(super) async fn limit_emailing(
+    /// Admits a request that emails an address (reset code, magic link, verification): the
+    /// address is normalized and checked, then the IP's budget is charged (its 429 is the
+    /// caller's own doing), then the address's, which, when spent, makes the request a silent
+    /// no-op (`None`) rather than an answer that would differ by address.
+    pub(super) async fn admit_emailing(
         &self,
+        email: &str,
         per_ip: (&'static str, Rate),
         per_account: (&'static str, Rate),
-        email: &str,
         meta: &RequestMeta,
-    ) -> Result<bool> {
+    ) -> Result<Option<String>> {
+        let email = normalize_email(email);
+        let mut checks = Checks::new();
+        checks.email("/email", &email);
+        checks.finish()?;
         self.limit_auth(vec![Check::for_ip(per_ip.0, per_ip.1, meta.ip)], meta)
             .await?;
-        let account = Check::by_personal(per_account.0, per_account.1, "email", email);
+        let account = Check::by_personal(per_account.0, per_account.1, "email", &email);
         match self.limit_auth(vec![Some(account)], meta).await {
-            Ok(()) => Ok(true),
-            Err(Error::RateLimited(_)) => Ok(false),
+            Ok(()) => Ok(Some(email)),
+            Err(Error::RateLimited(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
