@@ -138,7 +138,10 @@ impl Services {
             .admit_emailing(
                 email,
                 ("password_reset_per_ip", limits.password_reset_per_ip),
-                ("password_reset_per_account", limits.password_reset_per_account),
+                (
+                    "password_reset_per_account",
+                    limits.password_reset_per_account,
+                ),
                 meta,
             )
             .await?
