@@ -75,8 +75,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::password_reset_confirm))
         .routes(routes!(auth::magic_link))
         .routes(routes!(auth::magic_link_consume))
-        .routes(routes!(sessions::list, sessions::revoke_others))
-        .routes(routes!(sessions::revoke))
+        .routes(routes!(
+            sessions::list_sessions,
+            sessions::revoke_other_sessions
+        ))
+        .routes(routes!(sessions::revoke_session))
         .routes(routes!(sessions::change_password))
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::get, workspaces::update))

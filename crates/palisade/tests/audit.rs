@@ -897,7 +897,12 @@ async fn sign_in_failures_land_in_the_instance_log_committed_and_users_see_their
             .collect();
         assert_eq!(
             actions,
-            ["auth.sign_in_failed", "auth.sign_in", "user.sign_up"],
+            [
+                "auth.sign_in_failed",
+                "auth.sign_in",
+                "auth.email_verified",
+                "user.sign_up"
+            ],
             "{b}: only mine, newest first"
         );
         let failed = &r.body["data"][0];

@@ -232,6 +232,7 @@ async fn sign_up_is_limited_per_ip_and_per_email_domain_and_refresh_per_ip() {
         };
         assert!(users.is_none(), "{b}: a refused sign-up creates nothing");
 
+        s.verify("a@one.example").await;
         let (_, first) = s.login("a@one.example").await;
         let r = refresh(&s, &first).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
@@ -272,6 +273,7 @@ async fn two_nodes_on_one_postgresql_share_the_auth_budget_exactly() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    a.verify("shared@example.com").await;
     // 30 attempts at once, alternating nodes, half with the wrong password.
     let mut tasks = Vec::new();
     for i in 0..30 {

@@ -75,7 +75,7 @@ pub struct PasswordChangeIn {
         (status = 200, description = "One page", body = ListOut<SessionOut>),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(
+pub async fn list_sessions(
     State(state): State<AppState>,
     Auth(principal): Auth,
     page: ListParams<SessionId>,
@@ -101,7 +101,7 @@ pub async fn list(
         (status = 200, description = "Revoked", body = RevokedOut),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn revoke_others(
+pub async fn revoke_other_sessions(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Meta(meta): Meta,
@@ -120,7 +120,7 @@ pub async fn revoke_others(
         (status = 204, description = "Revoked"),
         (status = 404, description = "`session_not_found`: not yours, already revoked or expired", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn revoke(
+pub async fn revoke_session(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Meta(meta): Meta,
