@@ -42,9 +42,9 @@ async fn unknown_and_known_addresses_take_the_same_time() {
                 r.assert_problem(401, "invalid_credentials", b);
             }
         }
-        // Each known try is paired with the unknown one beside it (either order), so the two saw the
-        // same load (other tests run beside this one); the median of the pairs' differences is
-        // the gap an attacker could measure.
+        // Each known try is paired with the unknown one beside it (either order), so the two
+        // saw the same load; the median of the pairs' differences is the gap an attacker could
+        // measure.
         let mut gaps: Vec<f64> = known
             .iter()
             .zip(&unknown)
