@@ -64,7 +64,11 @@ pub trait AccountTx: LimitTx {
     /// The user and what sign-in checks.
     async fn user_by_email(&mut self, email: &str) -> StoreResult<Option<(User, Credentials)>>;
     async fn user_by_id(&mut self, id: &UserId) -> StoreResult<Option<User>>;
-    async fn user_credentials(&mut self, id: &UserId) -> StoreResult<Option<Credentials>>;
+    /// The user and what sign-in checks, by id.
+    async fn user_with_credentials(
+        &mut self,
+        id: &UserId,
+    ) -> StoreResult<Option<(User, Credentials)>>;
     /// Sets a new password hash and ends any lockout (the owner proved themselves).
     async fn user_set_password(
         &mut self,

@@ -537,8 +537,8 @@ macro_rules! impl_transactions {
                 Ok(user_row(self, id).await?.map(|(u, _)| u))
             }
 
-            async fn user_credentials(&mut self, id: &UserId) -> StoreResult<Option<Credentials>> {
-                Ok(user_row(self, id).await?.map(|(_, c)| c))
+            async fn user_with_credentials(&mut self, id: &UserId) -> StoreResult<Option<(User, Credentials)>> {
+                user_row(self, id).await
             }
 
             async fn user_set_password(&mut self, id: &UserId, password_hash: &str, at: OffsetDateTime) -> StoreResult<()> {

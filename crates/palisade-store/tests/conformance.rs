@@ -291,7 +291,7 @@ async fn failed_sign_ins_count_atomically_and_a_lock_restarts_the_count() {
         }
         let until = t0() + time::Duration::minutes(15);
         tx.user_lock(&u.id, until).await.unwrap();
-        let c = tx.user_credentials(&u.id).await.unwrap().unwrap();
+        let (_, c) = tx.user_with_credentials(&u.id).await.unwrap().unwrap();
         assert_eq!(
             (c.failed_logins, c.lock_count, c.locked_until),
             (0, 1, Some(until)),
@@ -302,7 +302,7 @@ async fn failed_sign_ins_count_atomically_and_a_lock_restarts_the_count() {
         tx.user_set_password(&u.id, "$argon2id$new", t0())
             .await
             .unwrap();
-        let c = tx.user_credentials(&u.id).await.unwrap().unwrap();
+        let (_, c) = tx.user_with_credentials(&u.id).await.unwrap().unwrap();
         assert_eq!(
             (c.password_hash.as_str(), c.lock_count, c.locked_until),
             ("$argon2id$new", 0, None),

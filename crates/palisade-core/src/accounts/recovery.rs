@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tracing::instrument;
 
-use super::model::{ResetCode, TokenPurpose};
+use super::model::{ResetCode, TokenPair, TokenPurpose};
 use super::policy::RESET_CODE_ATTEMPTS;
 use super::service::{
     account_event, check_new_password, unknown_address_event, user_actor, user_target,
@@ -21,8 +21,6 @@ use crate::mail::templates;
 use crate::principal::RequestMeta;
 use crate::store::Access;
 use crate::validate::{Checks, normalize_email};
-
-use super::model::TokenPair;
 
 /// Longest token accepted back (ours are 43 characters).
 const TOKEN_MAX: usize = 128;
@@ -50,7 +48,7 @@ fn check_token(token: &SecretString) -> Result<()> {
 }
 
 impl Services {
-    /// Redeems an emailed token for `purpose`, charged to the IP's `redeem` budget.
+    /// Charges an attempt to redeem an emailed code or token to the IP's `redeem` budget.
     async fn limit_redeem(&self, meta: &RequestMeta) -> Result<()> {
         let rate = self.settings.limits.auth.redeem_per_ip;
         self.limit_auth(vec![Check::for_ip("redeem_per_ip", rate, meta.ip)], meta)

@@ -67,20 +67,15 @@ pub(super) fn unknown_address_event(action: &'static str, email: &str) -> AuditE
 
 /// The client's network for the session list, never its address: IPv4 /24, IPv6 /48.
 pub fn ip_prefix(ip: std::net::IpAddr) -> String {
-    let v4 = match ip {
-        std::net::IpAddr::V4(v4) => Some(v4),
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-    };
-    match (v4, ip) {
-        (Some(v4), _) => {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
             let o = v4.octets();
             format!("{}.{}.{}.0/24", o[0], o[1], o[2])
         }
-        (None, std::net::IpAddr::V6(v6)) => {
+        std::net::IpAddr::V6(v6) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
         }
-        (None, std::net::IpAddr::V4(_)) => String::new(),
     }
 }
 
@@ -286,8 +281,8 @@ impl Services {
             return Err(Error::InvalidCredentials);
         };
         // The lock as it stands now, not as it stood before the hash.
-        let credentials = tx
-            .user_credentials(&user.id)
+        let (_, credentials) = tx
+            .user_with_credentials(&user.id)
             .await?
             .ok_or(Error::InvalidCredentials)?;
         let failed = |reason: &'static str| {

@@ -123,15 +123,9 @@ impl Services {
         let user_id = principal.user_id();
         let (user, credentials) = {
             let mut tx = self.store.accounts(Some(user_id), Access::Read).await?;
-            let user = tx
-                .user_by_id(user_id)
+            tx.user_with_credentials(user_id)
                 .await?
-                .ok_or(Error::Unauthenticated)?;
-            let credentials = tx
-                .user_credentials(user_id)
-                .await?
-                .ok_or(Error::Unauthenticated)?;
-            (user, credentials)
+                .ok_or(Error::Unauthenticated)?
         };
         self.limit_auth(
             vec![Some(Check::by_personal(

@@ -463,15 +463,12 @@ impl fmt::Debug for Check {
 /// The subject of a per-IP budget: an IPv4 address, or an IPv6 address's /64 (one host usually
 /// holds a whole /64, so per-address budgets would be no limit at all).
 pub fn ip_subject(ip: std::net::IpAddr) -> String {
-    match ip {
+    match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 
