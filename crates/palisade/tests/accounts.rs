@@ -66,7 +66,7 @@ async fn nth_smtp(sink: &SmtpSink, to: &str, subject: &str, n: usize) -> Receive
 
 /// Signs up, verifies through the mail the sink received, signs in: (user id, access, refresh).
 async fn smtp_user(s: &Server, sink: &SmtpSink, email: &str) -> (String, String, String) {
-    let r = signup(s, email).await;
+    let r = s.sign_up(email).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let mail = nth_smtp(sink, email, "Confirm your email", 1).await;
     let token = link_token(&mail.text_body());
@@ -76,24 +76,6 @@ async fn smtp_user(s: &Server, sink: &SmtpSink, email: &str) -> (String, String,
     assert_eq!(v.status, StatusCode::NO_CONTENT, "{}", v.text);
     let (access, refresh) = s.login(email).await;
     (r.body["id"].as_str().unwrap().to_owned(), access, refresh)
-}
-
-async fn signup(s: &Server, email: &str) -> Reply {
-    s.post(
-        "/api/v1/auth/signup",
-        None,
-        json!({"email": email, "password": PASSWORD, "name": "Test User"}),
-    )
-    .await
-}
-
-async fn login(s: &Server, email: &str, password: &str) -> Reply {
-    s.post(
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await
 }
 
 /// The instance log's actions naming `id`, oldest first, with the raw entries.
@@ -131,10 +113,10 @@ fn without_instance(r: &Reply) -> Value {
 async fn sign_up_sends_a_verification_mail_over_smtp_and_its_link_verifies() {
     for (s, sink) in smtp_servers().await {
         let b = s.backend();
-        let r = signup(&s, "Ada@Example.com").await;
+        let r = s.sign_up("Ada@Example.com").await;
         assert_eq!(r.status, StatusCode::CREATED, "{b}: {}", r.text);
         let user_id = r.body["id"].as_str().unwrap().to_owned();
-        login(&s, "ada@example.com", PASSWORD)
+        s.sign_in("ada@example.com", PASSWORD)
             .await
             .assert_problem(403, "email_not_verified", b);
 
@@ -174,7 +156,7 @@ async fn sign_up_sends_a_verification_mail_over_smtp_and_its_link_verifies() {
         s.post("/api/v1/auth/verify-email", None, json!({"token": token}))
             .await
             .assert_problem(400, "invalid_token", b);
-        let r = login(&s, "ada@example.com", PASSWORD).await;
+        let r = s.sign_in("ada@example.com", PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let me = s.get("/api/v1/me", r.body["access_token"].as_str()).await;
         assert_eq!(me.body["email_verified"], true, "{b}");
@@ -236,7 +218,7 @@ async fn a_reset_code_dies_after_five_wrong_guesses_and_a_new_one_resets_and_end
             .await;
         r.assert_problem(400, "invalid_reset_code", b);
         assert_eq!(without_instance(&r), bodies[0], "{b}");
-        let r = login(&s, email, PASSWORD).await;
+        let r = s.sign_in(email, PASSWORD).await;
         assert_eq!(
             r.status,
             StatusCode::OK,
@@ -264,10 +246,10 @@ async fn a_reset_code_dies_after_five_wrong_guesses_and_a_new_one_resets_and_end
         s.get("/api/v1/me", Some(&access))
             .await
             .assert_problem(401, "unauthenticated", b);
-        login(&s, email, PASSWORD)
+        s.sign_in(email, PASSWORD)
             .await
             .assert_problem(401, "invalid_credentials", b);
-        assert_eq!(login(&s, email, NEW_PASSWORD).await.status, StatusCode::OK);
+        assert_eq!(s.sign_in(email, NEW_PASSWORD).await.status, StatusCode::OK);
         let notice = nth_smtp(&sink, email, "password was changed", 1).await;
         assert!(notice.text_body().contains("reset"), "{b}");
 
@@ -375,14 +357,14 @@ async fn five_failures_lock_the_account_with_the_same_answer_and_locks_double() 
         let b = s.backend();
         let email = "locked@example.com";
         let (user_id, _, _) = smtp_user(&s, &sink, email).await;
-        let wrong = login(&s, email, "not the password").await;
+        let wrong = s.sign_in(email, "not the password").await;
         wrong.assert_problem(401, "invalid_credentials", b);
         for _ in 0..4 {
-            login(&s, email, "not the password").await;
+            s.sign_in(email, "not the password").await;
         }
         // Locked: the right password, a wrong one and an unknown address look the same.
-        let right = login(&s, email, PASSWORD).await;
-        let unknown = login(&s, "nobody@example.com", PASSWORD).await;
+        let right = s.sign_in(email, PASSWORD).await;
+        let unknown = s.sign_in("nobody@example.com", PASSWORD).await;
         for r in [&right, &unknown] {
             r.assert_problem(401, "invalid_credentials", b);
             assert_eq!(without_instance(r), without_instance(&wrong), "{b}");
@@ -397,17 +379,17 @@ async fn five_failures_lock_the_account_with_the_same_answer_and_locks_double() 
         s.advance(time::Duration::minutes(15) + time::Duration::seconds(1));
         // The lock is over; five more failures with no success between lock for twice as long.
         for _ in 0..5 {
-            login(&s, email, "not the password").await;
+            s.sign_in(email, "not the password").await;
         }
         s.advance(time::Duration::minutes(16));
-        login(&s, email, PASSWORD)
+        s.sign_in(email, PASSWORD)
             .await
             .assert_problem(401, "invalid_credentials", b);
         let second = nth_smtp(&sink, email, "was locked", 2).await;
         assert!(second.text_body().contains("30 minutes"), "{b}");
         s.advance(time::Duration::minutes(15));
         assert_eq!(
-            login(&s, email, PASSWORD).await.status,
+            s.sign_in(email, PASSWORD).await.status,
             StatusCode::OK,
             "{b}"
         );
@@ -448,7 +430,7 @@ async fn a_magic_link_survives_a_get_and_works_once_by_post() {
     for (s, sink) in smtp_servers().await {
         let b = s.backend();
         let email = "magic@example.com";
-        let r = signup(&s, email).await;
+        let r = s.sign_up(email).await;
         let user_id = r.body["id"].as_str().unwrap().to_owned();
         for address in [email, "nobody@example.com"] {
             let r = s
@@ -628,12 +610,12 @@ async fn sessions_are_listed_and_revoked_and_a_password_change_ends_the_others()
             StatusCode::OK,
             "{b}: this session lives on"
         );
-        assert_eq!(login(&s, email, NEW_PASSWORD).await.status, StatusCode::OK);
+        assert_eq!(s.sign_in(email, NEW_PASSWORD).await.status, StatusCode::OK);
         let notice = nth_smtp(&sink, email, "password was changed", 1).await;
         assert!(notice.text_body().contains("signed-in session"), "{b}");
 
         // "Sign out everywhere else".
-        assert_eq!(login(&s, email, NEW_PASSWORD).await.status, StatusCode::OK);
+        assert_eq!(s.sign_in(email, NEW_PASSWORD).await.status, StatusCode::OK);
         let r = s
             .call(Method::DELETE, "/api/v1/me/sessions", Some(&access), None)
             .await;
@@ -657,12 +639,12 @@ async fn sign_up_modes_and_resending_verification() {
         })
         .await;
         let b = s.backend();
-        signup(&s, "new@example.com")
+        s.sign_up("new@example.com")
             .await
             .assert_problem(403, "signup_closed", b);
         // Instance administrators can always create their account.
         assert_eq!(
-            signup(&s, common::ADMIN).await.status,
+            s.sign_up(common::ADMIN).await.status,
             StatusCode::CREATED,
             "{b}"
         );
@@ -673,14 +655,14 @@ async fn sign_up_modes_and_resending_verification() {
             c.accounts.signup_mode = palisade_core::accounts::policy::SignupMode::InviteOnly;
         })
         .await;
-        signup(&s, "new@example.com")
+        s.sign_up("new@example.com")
             .await
             .assert_problem(403, "invitation_required", s.backend());
         s.stop().await;
     }
     for s in common::servers().await {
         let b = s.backend();
-        signup(&s, "slow@example.com").await;
+        s.sign_up("slow@example.com").await;
         s.user("done@example.com").await;
         for address in ["slow@example.com", "done@example.com", "nobody@example.com"] {
             let r = s

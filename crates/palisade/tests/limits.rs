@@ -38,24 +38,6 @@ async fn workspace_id(s: &Server, token: &str, name: &str, slug: &str) -> String
         .to_owned()
 }
 
-async fn refresh(s: &Server, token: &str) -> Reply {
-    s.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": token}),
-    )
-    .await
-}
-
-async fn login(s: &Server, email: &str, password: &str) -> Reply {
-    s.post(
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await
-}
-
 async fn consume(s: &Server, ws: &str, token: &str, body: Value) -> Reply {
     s.post(
         &format!("/api/v1/workspaces/{ws}/quotas/ai/consume"),
@@ -135,7 +117,7 @@ async fn sign_in_beyond_the_account_limit_is_429_with_retry_after_even_after_a_r
         let b = s.backend();
         let (_, _, _) = s.user("ada@example.com").await; // one sign-in spent
 
-        let ok = login(&s, "ada@example.com", PASSWORD).await;
+        let ok = s.sign_in("ada@example.com", PASSWORD).await;
         assert_eq!(ok.status, StatusCode::OK, "{b}: {}", ok.text);
         assert_eq!(
             ok.header("ratelimit-policy"),
@@ -148,12 +130,12 @@ async fn sign_in_beyond_the_account_limit_is_429_with_retry_after_even_after_a_r
             "{b}: {}",
             ok.header("ratelimit")
         );
-        let wrong = login(&s, "ada@example.com", "wrong password!").await;
+        let wrong = s.sign_in("ada@example.com", "wrong password!").await;
         wrong.assert_problem(401, "invalid_credentials", b);
 
         // The budget is spent: right or wrong password, 429, and no Argon2 work is done.
         for password in [PASSWORD, "wrong password!"] {
-            let r = login(&s, "Ada@Example.com", password).await;
+            let r = s.sign_in("Ada@Example.com", password).await;
             let wait = assert_limited(&r, "sign_in_per_account", b);
             assert!(
                 r.header("ratelimit")
@@ -168,11 +150,11 @@ async fn sign_in_beyond_the_account_limit_is_429_with_retry_after_even_after_a_r
         }
         // Another address (known or not) has its own budget; unknown ones are limited alike,
         // so a 429 tells nothing about whether an account exists.
-        let other = login(&s, "nobody@example.com", PASSWORD).await;
+        let other = s.sign_in("nobody@example.com", PASSWORD).await;
         other.assert_problem(401, "invalid_credentials", b);
 
         let s = s.restart().await;
-        let r = login(&s, "ada@example.com", PASSWORD).await;
+        let r = s.sign_in("ada@example.com", PASSWORD).await;
         assert_limited(&r, "sign_in_per_account", &format!("{b} after restart"));
 
         // One audit entry per key and window, however many refusals (and across the restart);
@@ -234,13 +216,13 @@ async fn sign_up_is_limited_per_ip_and_per_email_domain_and_refresh_per_ip() {
 
         s.verify("a@one.example").await;
         let (_, first) = s.login("a@one.example").await;
-        let r = refresh(&s, &first).await;
+        let r = s.refresh(&first).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let next = r.body["refresh_token"].as_str().unwrap().to_owned();
-        let r = refresh(&s, &next).await;
+        let r = s.refresh(&next).await;
         assert_eq!(r.status, StatusCode::OK, "{b}: {}", r.text);
         let last = r.body["refresh_token"].as_str().unwrap().to_owned();
-        let r = refresh(&s, &last).await;
+        let r = s.refresh(&last).await;
         assert_limited(&r, "refresh_per_ip", b);
         assert_eq!(
             breaches(&s, None, "refresh_per_ip").await.len(),
@@ -312,9 +294,9 @@ async fn two_nodes_on_one_postgresql_share_the_auth_budget_exactly() {
         "no errors: {statuses:?}"
     );
     // The other node refuses from the shared state too.
-    let r = login(&b, "shared@example.com", PASSWORD).await;
+    let r = b.sign_in("shared@example.com", PASSWORD).await;
     assert_limited(&r, "sign_in_per_account", "node b");
-    let r = login(&a, "shared@example.com", PASSWORD).await;
+    let r = a.sign_in("shared@example.com", PASSWORD).await;
     assert_limited(&r, "sign_in_per_account", "node a");
     eprintln!("allowed on node b: {on_b} of 7");
     b.stop().await;

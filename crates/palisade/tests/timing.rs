@@ -9,17 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Reply, Server};
-use serde_json::json;
-
-async fn login(s: &Server, email: &str, password: &str) -> Reply {
-    s.post(
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": password}),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn unknown_and_known_addresses_take_the_same_time() {
@@ -37,7 +26,7 @@ async fn unknown_and_known_addresses_take_the_same_time() {
             }
             for (address, into) in pair {
                 let started = std::time::Instant::now();
-                let r = login(&s, address, &format!("wrong password {i}")).await;
+                let r = s.sign_in(address, &format!("wrong password {i}")).await;
                 into.push(started.elapsed());
                 r.assert_problem(401, "invalid_credentials", b);
             }

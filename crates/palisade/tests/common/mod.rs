@@ -275,16 +275,40 @@ impl Server {
         );
     }
 
+    /// `POST /auth/signup` with [`PASSWORD`].
+    pub async fn sign_up(&self, email: &str) -> Reply {
+        self.post(
+            "/api/v1/auth/signup",
+            None,
+            json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+        )
+        .await
+    }
+
+    /// `POST /auth/login`, whatever the answer.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// `POST /auth/refresh`, whatever the answer.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
     /// Signs up, verifies the address from the outbox and signs in; returns (user id, access
     /// token, refresh token).
     pub async fn user(&self, email: &str) -> (String, String, String) {
-        let r = self
-            .post(
-                "/api/v1/auth/signup",
-                None,
-                json!({"email": email, "password": PASSWORD, "name": "Test User"}),
-            )
-            .await;
+        let r = self.sign_up(email).await;
         assert_eq!(
             r.status,
             StatusCode::CREATED,
@@ -298,14 +322,9 @@ impl Server {
         (id, access, refresh)
     }
 
+    /// Signs in with [`PASSWORD`], which must succeed; returns (access, refresh).
     pub async fn login(&self, email: &str) -> (String, String) {
-        let r = self
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": PASSWORD}),
-            )
-            .await;
+        let r = self.sign_in(email, PASSWORD).await;
         assert_eq!(
             r.status,
             StatusCode::OK,
