@@ -9,7 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-
 #[tokio::test]
 async fn unknown_and_known_addresses_take_the_same_time() {
     for s in common::servers().await {
