@@ -425,6 +425,49 @@ async fn five_failures_lock_the_account_with_the_same_answer_and_locks_double() 
     }
 }
 
+/// Right and wrong passwords for one account at once: every answer is 200 or 401 (never a
+/// deadlock's 500), and each one left exactly its audit entry.
+#[tokio::test]
+async fn concurrent_right_and_wrong_sign_ins_never_fail_and_each_is_audited() {
+    for db in databases().await {
+        let s = Server::start(db).await;
+        let b = s.backend();
+        let email = "busy@example.com";
+        let (user_id, _, _) = s.user(email).await;
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let password = if i % 2 == 0 {
+                PASSWORD
+            } else {
+                "wrong password!"
+            };
+            let request = s
+                .client
+                .post(format!("{}/api/v1/auth/login", s.base))
+                .json(&json!({"email": email, "password": password}));
+            tasks.push(tokio::spawn(async move {
+                request.send().await.unwrap().status().as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        assert!(
+            statuses.iter().all(|s| [200, 401].contains(s)),
+            "{b}: {statuses:?}"
+        );
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        assert!(ok >= 1, "{b}: a right password before any lock signs in");
+        let log = instance_log(&s, &user_id).await;
+        let count = |action: &str| log.iter().filter(|(a, _)| a == action).count();
+        // One sign-in from `user()` above, then one per 200.
+        assert_eq!(count("auth.sign_in"), ok + 1, "{b}");
+        assert_eq!(count("auth.sign_in_failed"), 24 - ok, "{b}");
+        s.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_magic_link_survives_a_get_and_works_once_by_post() {
     for (s, sink) in smtp_servers().await {

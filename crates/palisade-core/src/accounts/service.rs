@@ -300,14 +300,19 @@ impl Services {
             return Err(Error::InvalidCredentials);
         }
         if !verified {
-            tx.audit_append(&failed("wrong_password").seal(meta, now)?)
-                .await?;
+            // Row writes before the audit append, as on every write path: the log head is
+            // the last lock a transaction takes, so two sign-ins cannot deadlock.
             let failures = tx.user_sign_in_failed(&user.id).await?;
             let policy = &self.settings.accounts;
-            let mut mail = None;
-            if failures >= policy.lockout_threshold {
-                let length = policy.lock_length(credentials.lock_count);
+            let locked_for = (failures >= policy.lockout_threshold)
+                .then(|| policy.lock_length(credentials.lock_count));
+            if let Some(length) = locked_for {
                 tx.user_lock(&user.id, now + length).await?;
+            }
+            tx.audit_append(&failed("wrong_password").seal(meta, now)?)
+                .await?;
+            let mut mail = None;
+            if let Some(length) = locked_for {
                 let mut event = account_event(
                     "auth.account_locked",
                     Actor::system(),
