@@ -30,6 +30,12 @@ pub enum Resource {
     Checkpoint,
     /// One of the caller's own sessions.
     Session,
+    Member,
+    Invitation,
+    Team,
+    CustomRole,
+    /// A child of the caller's workspace (TEN-3).
+    Child,
 }
 
 /// Which uniqueness rule a change broke.
@@ -37,6 +43,14 @@ pub enum Resource {
 pub enum ConflictKind {
     EmailTaken,
     SlugTaken,
+    /// The user is already a member of the workspace.
+    AlreadyMember,
+    /// A team or custom role with that name exists in the workspace.
+    NameTaken,
+    /// The last active owner would be removed, demoted, deactivated or leave (ACL-5).
+    LastOwner,
+    /// The custom role is still assigned to members; it cannot be deleted.
+    RoleInUse,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +82,21 @@ pub enum Error {
     PermissionDenied(Permission),
     #[error("only an instance administrator may do this")]
     InstanceAdminRequired,
+    /// The workspace's plan does not include the module this needs.
+    #[error("module {0} is not enabled for this workspace")]
+    ModuleDisabled(&'static str),
+    /// The workspace is suspended by its parent: only its owners may read it (TEN-3).
+    #[error("workspace suspended")]
+    WorkspaceSuspended,
+    /// The caller's membership is deactivated.
+    #[error("membership deactivated")]
+    MembershipInactive,
+    /// The workspace's auth policy refuses how (or how long ago) the caller signed in (TEN-4).
+    #[error("the workspace's auth policy requires signing in again ({0})")]
+    ReauthenticationRequired(&'static str),
+    /// An invitation was accepted by a user whose address is not the invited one.
+    #[error("invitation addressed to someone else")]
+    InvitationMismatch,
     #[error("conflict: {0:?}")]
     Conflict(ConflictKind),
     /// A rate limit or quota is spent (RTL-3).
@@ -94,10 +123,24 @@ impl Error {
             Error::NotFound(Resource::User) => "user_not_found",
             Error::NotFound(Resource::Checkpoint) => "checkpoint_not_found",
             Error::NotFound(Resource::Session) => "session_not_found",
+            Error::NotFound(Resource::Member) => "member_not_found",
+            Error::NotFound(Resource::Invitation) => "invitation_not_found",
+            Error::NotFound(Resource::Team) => "team_not_found",
+            Error::NotFound(Resource::CustomRole) => "role_not_found",
+            Error::NotFound(Resource::Child) => "child_not_found",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
+            Error::ModuleDisabled(_) => "module_disabled",
+            Error::WorkspaceSuspended => "workspace_suspended",
+            Error::MembershipInactive => "membership_inactive",
+            Error::ReauthenticationRequired(_) => "reauthentication_required",
+            Error::InvitationMismatch => "invitation_mismatch",
             Error::Conflict(ConflictKind::EmailTaken) => "email_taken",
             Error::Conflict(ConflictKind::SlugTaken) => "slug_taken",
+            Error::Conflict(ConflictKind::AlreadyMember) => "already_member",
+            Error::Conflict(ConflictKind::NameTaken) => "name_taken",
+            Error::Conflict(ConflictKind::LastOwner) => "last_owner",
+            Error::Conflict(ConflictKind::RoleInUse) => "role_in_use",
             Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal",
         }

@@ -115,6 +115,18 @@ id_type!(
     /// A data-encryption key version.
     DataKeyId, "dek"
 );
+id_type!(
+    /// A team inside a workspace (ACL-4).
+    TeamId, "team"
+);
+id_type!(
+    /// A workspace's custom role (ACL-3).
+    CustomRoleId, "role"
+);
+id_type!(
+    /// An invitation to join a workspace (ACL-7); its token is never stored.
+    InvitationId, "inv"
+);
 
 #[cfg(test)]
 mod tests {

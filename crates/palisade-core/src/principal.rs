@@ -2,7 +2,32 @@
 
 use std::net::IpAddr;
 
+use time::OffsetDateTime;
+
 use crate::ids::{SessionId, UserId};
+
+/// How a session was started; workspaces may allow only some (TEN-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInMethod {
+    Password,
+    MagicLink,
+}
+
+impl SignInMethod {
+    pub const ALL: [SignInMethod; 2] = [SignInMethod::Password, SignInMethod::MagicLink];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInMethod::Password => "password",
+            SignInMethod::MagicLink => "magic_link",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
 
 /// An authenticated caller. API keys join as a variant when they land.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +35,9 @@ pub enum Principal {
     User {
         user_id: UserId,
         session_id: SessionId,
+        /// How and when the session began, for workspace auth policies.
+        method: SignInMethod,
+        signed_in_at: OffsetDateTime,
     },
 }
 

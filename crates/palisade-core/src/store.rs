@@ -14,9 +14,14 @@ use crate::accounts::model::{
 };
 use crate::audit::AuditRecord;
 use crate::error::StoreError;
-use crate::ids::{DataKeyId, ResetCodeId, SessionId, UserId, WorkspaceId};
+use crate::ids::{
+    CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
+    WorkspaceId,
+};
 use crate::tenancy::{SystemScope, TenantScope};
-use crate::workspaces::model::{Member, Membership, Workspace};
+use crate::workspaces::model::{
+    CustomRole, Invitation, Member, MemberAccess, MemberView, Membership, Team, Workspace,
+};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -156,32 +161,141 @@ pub trait AccountTx: LimitTx {
     async fn reset_code_close(&mut self, id: &ResetCodeId, at: OffsetDateTime)
     -> StoreResult<bool>;
 
-    /// The acting user's workspaces in id order, after `after`, at most `limit`.
+    /// The acting user's active memberships of workspaces not deleted, in workspace id order,
+    /// after `after`, at most `limit`.
     async fn memberships(
         &mut self,
         user: &UserId,
         after: Option<&WorkspaceId>,
         limit: u32,
     ) -> StoreResult<Vec<Membership>>;
-    /// The acting user's membership in the workspace whose id or slug is `key`.
-    async fn membership(&mut self, user: &UserId, key: &str) -> StoreResult<Option<Membership>>;
+    /// The acting user's membership (active or not) in the workspace, not deleted, whose id or
+    /// slug is `key`, with their custom role and their teams' grants: what the membership
+    /// check resolves.
+    async fn member_access(&mut self, user: &UserId, key: &str)
+    -> StoreResult<Option<MemberAccess>>;
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: LimitTx {
+pub trait TenantTx: LimitTx + MembersTx {
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
-    /// The scope's workspace; in a write transaction its row is locked until commit.
+    /// The scope's workspace (deleted or not); in a write transaction its row is locked until
+    /// commit, which serializes every membership change of the workspace (ACL-5).
     async fn workspace_get(&mut self) -> StoreResult<Option<Workspace>>;
+    /// Writes every column but `id` and `created_at`.
     async fn workspace_update(&mut self, workspace: &Workspace) -> StoreResult<()>;
 
+    /// Fails with `StoreError::Conflict("members_workspace_user")` for a second membership.
     async fn member_insert(&mut self, member: &Member) -> StoreResult<()>;
+}
+
+/// Members, invitations, teams, custom roles and children of the transaction's workspace.
+#[async_trait::async_trait]
+pub trait MembersTx: Send {
+    async fn member_get(&mut self, id: &MemberId) -> StoreResult<Option<MemberView>>;
+    async fn member_of_user(&mut self, user: &UserId) -> StoreResult<Option<Member>>;
+    /// In member id order, after `after`, at most `limit`.
+    async fn members_list(
+        &mut self,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberView>>;
+    /// Writes role, custom role, active and `updated_at`.
+    async fn member_update(&mut self, member: &Member) -> StoreResult<()>;
+    /// Deletes the member and their team memberships; false when there was none.
+    async fn member_delete(&mut self, id: &MemberId) -> StoreResult<bool>;
+    /// Active owners. Callers hold the workspace row lock, so the count cannot go stale.
+    async fn owners_active(&mut self) -> StoreResult<u64>;
+    /// Members holding the custom role.
+    async fn members_with_custom_role(&mut self, id: &CustomRoleId) -> StoreResult<u64>;
+
+    async fn invitation_insert(&mut self, invitation: &Invitation) -> StoreResult<()>;
+    async fn invitation_get(&mut self, id: &InvitationId) -> StoreResult<Option<Invitation>>;
+    /// Newest first, before `before`, at most `limit`.
+    async fn invitations_list(
+        &mut self,
+        before: Option<&InvitationId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Invitation>>;
+    /// Revokes the open (neither accepted nor revoked) invitations to `email`; returns their ids.
+    async fn invitations_revoke_open(
+        &mut self,
+        email: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<Vec<InvitationId>>;
+    /// Revokes an open invitation; false when it was accepted or revoked first.
+    async fn invitation_revoke(&mut self, id: &InvitationId, at: OffsetDateTime)
+    -> StoreResult<bool>;
+    /// Marks an open invitation accepted by `user`, atomically: false when it was accepted or
+    /// revoked first (single use).
+    async fn invitation_accept(
+        &mut self,
+        id: &InvitationId,
+        user: &UserId,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Open invitations naming the custom role.
+    async fn invitations_with_custom_role(&mut self, id: &CustomRoleId) -> StoreResult<u64>;
+
+    /// Fails with `StoreError::Conflict("teams_name")` when the name is taken.
+    async fn team_insert(&mut self, team: &Team) -> StoreResult<()>;
+    async fn team_get(&mut self, id: &TeamId) -> StoreResult<Option<Team>>;
+    /// In id order, after `after`, at most `limit`.
+    async fn teams_list(&mut self, after: Option<&TeamId>, limit: u32) -> StoreResult<Vec<Team>>;
+    /// Writes name, description, grants and `updated_at`; conflicts like `team_insert`.
+    async fn team_update(&mut self, team: &Team) -> StoreResult<()>;
+    /// Deletes the team and its memberships; false when there was none.
+    async fn team_delete(&mut self, id: &TeamId) -> StoreResult<bool>;
+    /// False when the member was in the team already.
+    async fn team_member_add(
+        &mut self,
+        team: &TeamId,
+        member: &Member,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// False when the member was not in the team.
+    async fn team_member_remove(&mut self, team: &TeamId, member: &MemberId) -> StoreResult<bool>;
+    /// The team's members in member id order, after `after`, at most `limit`.
+    async fn team_members(
+        &mut self,
+        team: &TeamId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberView>>;
+
+    /// Fails with `StoreError::Conflict("custom_roles_name")` when the name is taken.
+    async fn custom_role_insert(&mut self, role: &CustomRole) -> StoreResult<()>;
+    async fn custom_role_get(&mut self, id: &CustomRoleId) -> StoreResult<Option<CustomRole>>;
+    /// In id order, after `after`, at most `limit`.
+    async fn custom_roles_list(
+        &mut self,
+        after: Option<&CustomRoleId>,
+        limit: u32,
+    ) -> StoreResult<Vec<CustomRole>>;
+    /// Writes name, description, base role, permissions, fields and `updated_at`.
+    async fn custom_role_update(&mut self, role: &CustomRole) -> StoreResult<()>;
+    async fn custom_role_delete(&mut self, id: &CustomRoleId) -> StoreResult<bool>;
+
+    /// This workspace's children that are not deleted, in id order, after `after`.
+    async fn children_list(
+        &mut self,
+        after: Option<&WorkspaceId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Workspace>>;
+    /// A child of this workspace, not deleted, by id or slug.
+    async fn child_get(&mut self, key: &str) -> StoreResult<Option<Workspace>>;
+    /// Children of this workspace that are not deleted.
+    async fn children_count(&mut self) -> StoreResult<u64>;
 }
 
 #[async_trait::async_trait]
 pub trait SystemTx: Send {
     /// The id of the workspace whose id or slug is `key`, whoever its members are.
     async fn workspace_resolve(&mut self, key: &str) -> StoreResult<Option<WorkspaceId>>;
+    /// The invitation whose token hashes to `hash`, in whichever workspace (the token is the
+    /// only thing its bearer knows).
+    async fn invitation_by_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<Invitation>>;
 
     async fn data_keys(&mut self, owner: &str) -> StoreResult<Vec<StoredDataKey>>;
     async fn data_key_insert(&mut self, key: &StoredDataKey) -> StoreResult<()>;

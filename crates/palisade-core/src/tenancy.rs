@@ -2,11 +2,12 @@
 //! membership check (or an instance-admin check) inside this crate; cross-tenant work names
 //! itself with a `SystemScope`, so it is easy to find.
 
-use crate::acl::{Permission, Role};
+use crate::acl::{Grants, Permission, PermissionSet, Role};
 use crate::ids::WorkspaceId;
 use crate::principal::Principal;
 
-/// Proof that `principal` may act in `workspace_id`, with the role that decides what it may do.
+/// Proof that `principal` may act in `workspace_id`, with the resolved grants that decide what
+/// it may do.
 ///
 /// **Architecture invariant:** the fields are private and the constructors are `pub(crate)`;
 /// `palisade-api` and `palisade-store` can hold a scope but never make one.
@@ -15,22 +16,44 @@ pub struct TenantScope {
     workspace_id: WorkspaceId,
     principal: Principal,
     access: Access,
+    suspended: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Access {
-    Member(Role),
+    Member(Box<Grants>),
     /// An instance administrator changing operator-owned settings (plan, region, modules).
     InstanceAdmin,
+    /// An owner of the parent workspace running the child's lifecycle (TEN-3): no access to
+    /// anything inside it.
+    ParentOwner,
+    /// A user accepting an invitation: may write their own membership, nothing else.
+    Invitee,
 }
 
 impl TenantScope {
-    pub(crate) fn for_member(workspace_id: WorkspaceId, principal: Principal, role: Role) -> Self {
+    pub(crate) fn for_member(
+        workspace_id: WorkspaceId,
+        principal: Principal,
+        grants: Grants,
+        suspended: bool,
+    ) -> Self {
         Self {
             workspace_id,
             principal,
-            access: Access::Member(role),
+            access: Access::Member(Box::new(grants)),
+            suspended,
         }
+    }
+
+    /// A new workspace's creator, before any grant is stored.
+    pub(crate) fn for_creator(workspace_id: WorkspaceId, principal: Principal) -> Self {
+        Self::for_member(
+            workspace_id,
+            principal,
+            Grants::resolve(Role::Owner, None, &[]),
+            false,
+        )
     }
 
     pub(crate) fn for_instance_admin(workspace_id: WorkspaceId, principal: Principal) -> Self {
@@ -38,13 +61,37 @@ impl TenantScope {
             workspace_id,
             principal,
             access: Access::InstanceAdmin,
+            suspended: false,
+        }
+    }
+
+    pub(crate) fn for_parent_owner(workspace_id: WorkspaceId, principal: Principal) -> Self {
+        Self {
+            workspace_id,
+            principal,
+            access: Access::ParentOwner,
+            suspended: false,
+        }
+    }
+
+    pub(crate) fn for_invitee(workspace_id: WorkspaceId, principal: Principal) -> Self {
+        Self {
+            workspace_id,
+            principal,
+            access: Access::Invitee,
+            suspended: false,
         }
     }
 
     /// Only for test suites of other crates (feature `test-support`), never in the binary.
     #[cfg(feature = "test-support")]
     pub fn for_tests(workspace_id: WorkspaceId, principal: Principal, role: Role) -> Self {
-        Self::for_member(workspace_id, principal, role)
+        Self::for_member(
+            workspace_id,
+            principal,
+            Grants::resolve(role, None, &[]),
+            false,
+        )
     }
 
     pub fn workspace_id(&self) -> &WorkspaceId {
@@ -55,20 +102,41 @@ impl TenantScope {
         &self.principal
     }
 
+    /// The member's enum role; none for scopes that are not a membership.
     pub fn role(&self) -> Option<Role> {
-        match self.access {
-            Access::Member(role) => Some(role),
-            Access::InstanceAdmin => None,
+        match &self.access {
+            Access::Member(g) => Some(g.role()),
+            _ => None,
         }
     }
 
-    pub(crate) fn holds(&self, permission: Permission) -> bool {
-        match self.access {
-            Access::Member(role) => role.grants(permission),
-            // An instance admin acting on a workspace has no data permissions at all: the
-            // admin service checks its own operations.
-            Access::InstanceAdmin => false,
+    /// The member's resolved grants; none for scopes that are not a membership.
+    pub fn grants(&self) -> Option<&Grants> {
+        match &self.access {
+            Access::Member(g) => Some(g),
+            _ => None,
         }
+    }
+
+    /// The member's workspace-wide permissions (empty for other scopes).
+    pub fn permissions(&self) -> PermissionSet {
+        self.grants()
+            .map_or(PermissionSet::EMPTY, Grants::permissions)
+    }
+
+    pub fn suspended(&self) -> bool {
+        self.suspended
+    }
+
+    pub(crate) fn holds(&self, permission: Permission) -> bool {
+        // Instance admins, parent owners and invitees have no data permissions at all: their
+        // services check their own operations.
+        self.permissions().contains(permission)
+    }
+
+    pub(crate) fn holds_on(&self, collection: &str, permission: Permission) -> bool {
+        self.grants()
+            .is_some_and(|g| g.on_collection(collection).contains(permission))
     }
 }
 

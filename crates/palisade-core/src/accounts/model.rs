@@ -61,6 +61,8 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The client's network, never its address: an IPv4 /24 or an IPv6 /48.
     pub ip_prefix: Option<String>,
+    /// How the session began (a workspace's auth policy may refuse some, TEN-4).
+    pub method: crate::principal::SignInMethod,
 }
 
 /// What an emailed token proves when it comes back.

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::ids::ResetCodeId;
 use crate::limits::Check;
 use crate::mail::templates;
-use crate::principal::RequestMeta;
+use crate::principal::{RequestMeta, SignInMethod};
 use crate::store::Access;
 use crate::validate::{Checks, normalize_email};
 
@@ -353,7 +353,7 @@ impl Services {
             .await?;
         tx.user_sign_in_succeeded(&used.user_id).await?;
         let pair = self
-            .start_session(&mut *tx, &used.user_id, "magic_link", meta, now)
+            .start_session(&mut *tx, &used.user_id, SignInMethod::MagicLink, meta, now)
             .await?;
         tx.commit().await?;
         Ok(pair)

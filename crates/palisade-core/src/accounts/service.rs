@@ -17,7 +17,7 @@ use crate::error::{ConflictKind, Error, Resource, Result, StoreError};
 use crate::ids::{SessionId, UserId};
 use crate::limits::{Check, Rate};
 use crate::mail::{Email, templates};
-use crate::principal::{Principal, RequestMeta};
+use crate::principal::{Principal, RequestMeta, SignInMethod};
 use crate::store::{Access, AccountTx};
 use crate::validate::{Checks, normalize_email};
 
@@ -347,7 +347,7 @@ impl Services {
         }
         tx.user_sign_in_succeeded(&user.id).await?;
         let pair = self
-            .start_session(&mut *tx, &user.id, "password", meta, now)
+            .start_session(&mut *tx, &user.id, SignInMethod::Password, meta, now)
             .await?;
         tx.commit().await?;
         Ok(pair)
@@ -358,7 +358,7 @@ impl Services {
         &self,
         tx: &mut dyn AccountTx,
         user: &UserId,
-        method: &'static str,
+        method: SignInMethod,
         meta: &RequestMeta,
         now: OffsetDateTime,
     ) -> Result<TokenPair> {
@@ -372,6 +372,7 @@ impl Services {
             last_used_at: now,
             user_agent: meta.user_agent.clone(),
             ip_prefix: meta.ip.map(ip_prefix),
+            method,
         };
         tx.session_insert(&session).await?;
         let refresh = self.new_refresh_token(tx, &session).await?;
@@ -380,7 +381,7 @@ impl Services {
             user_actor(user),
             session_target(&session.id),
         );
-        event.extra.insert("method".into(), Value::from(method));
+        event.extra.insert("method".into(), Value::from(method.as_str()));
         tx.audit_append(&event.seal(meta, now)?).await?;
         self.token_pair(user, &session.id, refresh)
     }
@@ -477,6 +478,7 @@ impl Services {
         let Principal::User {
             user_id,
             session_id,
+            ..
         } = principal;
         let now = self.now();
         let mut tx = self.store.accounts(Some(user_id), Access::Write).await?;
@@ -513,6 +515,8 @@ impl Services {
         Ok(Principal::User {
             user_id: verified.user_id,
             session_id: verified.session_id,
+            method: session.method,
+            signed_in_at: session.created_at,
         })
     }
 

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::acl::Role;
-use crate::ids::{MemberId, UserId, WorkspaceId};
+use crate::acl::{FieldGrant, PermissionSet, Role, TeamGrant};
+use crate::ids::{CustomRoleId, InvitationId, MemberId, TeamId, UserId, WorkspaceId};
+use crate::principal::SignInMethod;
 
 pub const DEFAULT_TIMEZONE: &str = "Europe/Brussels";
 pub const DEFAULT_CURRENCY: &str = "EUR";
@@ -101,8 +102,52 @@ pub struct Workspace {
     pub plan: Plan,
     pub modules: Vec<Module>,
     pub parent_id: Option<WorkspaceId>,
+    pub auth_policy: AuthPolicy,
+    /// Set by the parent's owners (TEN-3): only the owners' read of the workspace still works.
+    pub suspended_at: Option<OffsetDateTime>,
+    /// Deleted by the parent's owners: gone for everyone; rows stay for the retention job.
+    pub deleted_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+impl Workspace {
+    pub fn has_module(&self, module: Module) -> bool {
+        self.modules.contains(&module)
+    }
+}
+
+/// A workspace's auth policy (TEN-4), checked when the workspace is resolved for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthPolicy {
+    /// How members may have signed in; a session started otherwise is refused here.
+    pub sign_in_methods: Vec<SignInMethod>,
+    /// Sessions older than this (since sign-in, refreshes do not count) are refused here.
+    pub session_max_secs: Option<u32>,
+    /// Applied when a member sets a password (the strictest of their workspaces counts).
+    pub password_min_length: Option<u32>,
+    /// Stored now; enforced once TOTP and passkeys exist.
+    pub mfa_required: bool,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            sign_in_methods: SignInMethod::ALL.to_vec(),
+            session_max_secs: None,
+            password_min_length: None,
+            mfa_required: false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct AuthPolicyPatch {
+    pub sign_in_methods: Patch<Vec<String>>,
+    pub session_max_secs: Patch<u32>,
+    pub password_min_length: Patch<u32>,
+    pub mfa_required: Patch<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +156,19 @@ pub struct Member {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
     pub role: Role,
+    pub custom_role_id: Option<CustomRoleId>,
+    /// A deactivated member keeps their row (and history) but cannot act here.
+    pub active: bool,
     pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A member with the account facts other members see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub member: Member,
+    pub email: String,
+    pub name: String,
 }
 
 /// A workspace seen through the caller's membership.
@@ -120,6 +177,113 @@ pub struct Membership {
     pub workspace: Workspace,
     pub member_id: MemberId,
     pub role: Role,
+    pub active: bool,
+}
+
+/// Everything the membership check needs to resolve a member's grants, read in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccess {
+    pub membership: Membership,
+    pub custom_role: Option<CustomRole>,
+    pub team_grants: Vec<TeamGrant>,
+}
+
+/// A custom role (ACL-3): permissions within `base_role`, plus field grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomRole {
+    pub id: CustomRoleId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub description: Option<String>,
+    /// The enum role whose baseline bounds this role's permissions.
+    pub base_role: Role,
+    pub permissions: PermissionSet,
+    pub fields: Vec<FieldGrant>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Default)]
+pub struct CustomRoleInput {
+    pub name: Patch<String>,
+    pub description: Patch<String>,
+    pub base_role: Patch<String>,
+    pub permissions: Patch<Vec<String>>,
+    pub fields: Patch<Vec<FieldGrant>>,
+}
+
+/// A team (ACL-4) and the grants its members receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    pub id: TeamId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub description: Option<String>,
+    pub grants: Vec<TeamGrant>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A team grant as the caller sends it.
+#[derive(Debug, Clone)]
+pub struct TeamGrantInput {
+    pub collection: Option<String>,
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct TeamInput {
+    pub name: Patch<String>,
+    pub description: Patch<String>,
+    pub grants: Patch<Vec<TeamGrantInput>>,
+}
+
+/// An invitation (ACL-7). Only the SHA-256 of its token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub workspace_id: WorkspaceId,
+    /// Normalized; shown to members with `members.read`, audited only as a commitment.
+    pub email: String,
+    pub role: Role,
+    pub custom_role_id: Option<CustomRoleId>,
+    pub token_hash: [u8; 32],
+    pub invited_by: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub accepted_at: Option<OffsetDateTime>,
+    pub accepted_by: Option<UserId>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl Invitation {
+    pub fn status(&self, now: OffsetDateTime) -> &'static str {
+        if self.accepted_at.is_some() {
+            "accepted"
+        } else if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at <= now {
+            "expired"
+        } else {
+            "pending"
+        }
+    }
+}
+
+/// A member change (merge patch).
+#[derive(Debug, Default)]
+pub struct MemberPatch {
+    pub role: Patch<String>,
+    pub custom_role: Patch<String>,
+    pub active: Patch<bool>,
+}
+
+/// A child workspace (TEN-3).
+#[derive(Debug, Default)]
+pub struct NewChild {
+    pub name: String,
+    pub slug: Option<String>,
+    pub owner_email: Option<String>,
 }
 
 /// A JSON merge-patch field: absent (unchanged), `null` (cleared) or a value.

@@ -5,11 +5,11 @@ use serde_json::{Value, json};
 use tracing::instrument;
 
 use super::model::{
-    AdminWorkspacePatch, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION,
-    DEFAULT_TIMEZONE, Member, Membership, Module, NewWorkspace, Page, Patch, Plan, Workspace,
-    WorkspacePatch, is_currency, is_timezone,
+    AdminWorkspacePatch, AuthPolicy, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION,
+    DEFAULT_TIMEZONE, Member, MemberAccess, Membership, Module, NewWorkspace, Page, Patch, Plan,
+    Workspace, WorkspacePatch, is_currency, is_timezone,
 };
-use crate::acl::{Permission, Role, authorize};
+use crate::acl::{Grants, Permission, Role, RoleGrants, authorize};
 use crate::app::Services;
 use crate::audit::{Actor, AuditEvent, AuditLog, Target};
 use crate::crypto::random;
@@ -110,6 +110,28 @@ fn required<T>(checks: &mut Checks, pointer: &str, patch: &Patch<T>) {
     }
 }
 
+/// The workspace's auth policy against how and when the caller signed in (TEN-4).
+fn check_auth_policy(
+    policy: &AuthPolicy,
+    principal: &Principal,
+    now: time::OffsetDateTime,
+) -> Result<()> {
+    let Principal::User {
+        method,
+        signed_in_at,
+        ..
+    } = principal;
+    if !policy.sign_in_methods.contains(method) {
+        return Err(Error::ReauthenticationRequired("sign_in_method"));
+    }
+    if let Some(max) = policy.session_max_secs
+        && now - *signed_in_at > time::Duration::seconds(i64::from(max))
+    {
+        return Err(Error::ReauthenticationRequired("session_lifetime"));
+    }
+    Ok(())
+}
+
 impl Services {
     /// Creates a workspace; the creator becomes its owner (TEN-1).
     #[instrument(skip_all)]
@@ -179,16 +201,22 @@ impl Services {
             plan: Plan::Starter,
             modules: Vec::new(),
             parent_id: None,
+            auth_policy: AuthPolicy::default(),
+            suspended_at: None,
+            deleted_at: None,
             created_at: now,
             updated_at: now,
         };
-        let scope = TenantScope::for_member(workspace.id.clone(), principal.clone(), Role::Owner);
+        let scope = TenantScope::for_creator(workspace.id.clone(), principal.clone());
         let member = Member {
             id: MemberId::generate(),
             workspace_id: workspace.id.clone(),
             user_id: principal.user_id().clone(),
             role: Role::Owner,
+            custom_role_id: None,
+            active: true,
             created_at: now,
+            updated_at: now,
         };
         let mut tx = self.store.tenant(&scope, Access::Write).await?;
         match tx.workspace_insert(&workspace).await {
@@ -262,18 +290,41 @@ impl Services {
     ) -> Result<TenantScope> {
         // The read transaction ends before the limiter runs: a lease may need a connection of
         // its own, and requests waiting for it must not hold the pool.
-        let membership = {
+        let access = {
             let mut tx = self
                 .store
                 .accounts(Some(principal.user_id()), Access::Read)
                 .await?;
-            tx.membership(principal.user_id(), key)
+            tx.member_access(principal.user_id(), key)
                 .await?
                 .ok_or(Error::NotFound(Resource::Workspace))?
         };
-        let scope =
-            TenantScope::for_member(membership.workspace.id, principal.clone(), membership.role);
-        self.limit_workspace_request(&scope, membership.workspace.plan, meta)
+        let MemberAccess {
+            membership,
+            custom_role,
+            team_grants,
+        } = access;
+        if !membership.active {
+            return Err(Error::MembershipInactive);
+        }
+        let workspace = membership.workspace;
+        check_auth_policy(&workspace.auth_policy, principal, self.now())?;
+        // A custom role counts only while the workspace has the module (ACL-3); without it
+        // the member falls back to their enum role, never to more.
+        let custom = custom_role
+            .filter(|_| workspace.has_module(Module::AdvancedRbac))
+            .map(|r| RoleGrants {
+                permissions: r.permissions,
+                fields: r.fields,
+            });
+        let grants = Grants::resolve(membership.role, custom.as_ref(), &team_grants);
+        let scope = TenantScope::for_member(
+            workspace.id,
+            principal.clone(),
+            grants,
+            workspace.suspended_at.is_some(),
+        );
+        self.limit_workspace_request(&scope, workspace.plan, meta)
             .await?;
         Ok(scope)
     }
