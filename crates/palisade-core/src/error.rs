@@ -51,6 +51,8 @@ pub enum ConflictKind {
     LastOwner,
     /// The custom role is still assigned to members; it cannot be deleted.
     RoleInUse,
+    /// The child workspace has children of its own; delete those first.
+    HasChildren,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,7 @@ impl Error {
             Error::Conflict(ConflictKind::NameTaken) => "name_taken",
             Error::Conflict(ConflictKind::LastOwner) => "last_owner",
             Error::Conflict(ConflictKind::RoleInUse) => "role_in_use",
+            Error::Conflict(ConflictKind::HasChildren) => "has_children",
             Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal",
         }

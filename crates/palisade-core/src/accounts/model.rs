@@ -140,6 +140,9 @@ pub struct SignUp {
     pub email: String,
     pub password: SecretString,
     pub name: String,
+    /// An invitation to this address: admits sign-up on an `invite_only` instance and
+    /// proves the address (no verification mail).
+    pub invitation_token: Option<SecretString>,
 }
 
 #[derive(Debug)]

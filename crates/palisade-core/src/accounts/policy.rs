@@ -27,6 +27,8 @@ pub struct AccountPolicy {
     pub password_reset_code_ttl_secs: u32,
     /// Lifetime of a magic link (IDN-4).
     pub magic_link_ttl_secs: u32,
+    /// Lifetime of an invitation to a workspace (ACL-7).
+    pub invitation_ttl_secs: u32,
     /// Consecutive failed sign-ins that lock an account (IDN-2).
     pub lockout_threshold: u32,
     /// The first lock's length; each further lock doubles it, up to `lockout_max_secs`.
@@ -42,6 +44,7 @@ impl Default for AccountPolicy {
             email_verification_ttl_secs: 24 * 3600,
             password_reset_code_ttl_secs: 15 * 60,
             magic_link_ttl_secs: 15 * 60,
+            invitation_ttl_secs: 7 * 86_400,
             lockout_threshold: 5,
             lockout_secs: 15 * 60,
             lockout_max_secs: 24 * 3600,
@@ -73,6 +76,7 @@ impl AccountPolicy {
             3_600,
         )?;
         ttl("magic_link_ttl_secs", self.magic_link_ttl_secs, 3_600)?;
+        ttl("invitation_ttl_secs", self.invitation_ttl_secs, 30 * 86_400)?;
         if !(1..=100).contains(&self.lockout_threshold) {
             return Err("accounts.lockout_threshold must be between 1 and 100".into());
         }
@@ -87,6 +91,10 @@ impl AccountPolicy {
 
     pub fn verification_ttl(&self) -> time::Duration {
         time::Duration::seconds(i64::from(self.email_verification_ttl_secs))
+    }
+
+    pub fn invitation_ttl(&self) -> time::Duration {
+        time::Duration::seconds(i64::from(self.invitation_ttl_secs))
     }
 
     pub fn reset_code_ttl(&self) -> time::Duration {

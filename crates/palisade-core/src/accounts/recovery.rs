@@ -257,6 +257,9 @@ impl Services {
             tx.commit().await?;
             return Err(Error::InvalidResetCode);
         };
+        // Only someone holding the right code learns the workspace rules.
+        self.check_workspace_password_rules(&user.id, "/new_password", new_password)
+            .await?;
         let hash = self.passwords.hash(new_password).await?;
         let mut tx = self.store.accounts(Some(&user.id), Access::Write).await?;
         if !tx.reset_code_close(&open.id, now).await? {

@@ -102,9 +102,14 @@ impl Services {
         checks.text("/name", &name, 1, 200);
         check_new_password(&mut checks, "/password", &input.password);
         checks.finish()?;
+        let invitation = match &input.invitation_token {
+            Some(token) => Some(self.invitation_for_sign_up(token, &email).await?),
+            None => None,
+        };
         if !self.settings.admins.contains(&email) {
             match self.settings.accounts.signup_mode {
                 SignupMode::Open => {}
+                SignupMode::InviteOnly if invitation.is_some() => {}
                 SignupMode::InviteOnly => return Err(Error::InvitationRequired),
                 SignupMode::Closed => return Err(Error::SignupClosed),
             }
@@ -131,7 +136,8 @@ impl Services {
             id: UserId::generate(),
             email,
             name,
-            email_verified_at: None,
+            // The invitation's token came to this address: it is proven.
+            email_verified_at: invitation.as_ref().map(|_| now),
             created_at: now,
             updated_at: now,
         };
@@ -140,11 +146,21 @@ impl Services {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::EmailTaken)),
             other => other?,
         }
-        let mail = self.verification_mail(&mut *tx, &user, now).await?;
-        let event = account_event("user.sign_up", user_actor(&user.id), user_target(&user.id));
+        let mail = match &invitation {
+            Some(_) => None,
+            None => Some(self.verification_mail(&mut *tx, &user, now).await?),
+        };
+        let mut event = account_event("user.sign_up", user_actor(&user.id), user_target(&user.id));
+        if let Some(invitation) = &invitation {
+            event
+                .extra
+                .insert("invitation".into(), Value::from(invitation.id.as_str()));
+        }
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
-        self.outbox.send(mail);
+        if let Some(mail) = mail {
+            self.outbox.send(mail);
+        }
         Ok(user)
     }
 
@@ -191,9 +207,39 @@ impl Services {
         Ok(SecretString::from(secret))
     }
 
+    /// The strictest `password_min_length` among the user's workspaces (TEN-4), applied whenever
+    /// they set a password.
+    pub(super) async fn check_workspace_password_rules(
+        &self,
+        user: &UserId,
+        pointer: &str,
+        password: &SecretString,
+    ) -> Result<()> {
+        let mut tx = self.store.accounts(Some(user), Access::Read).await?;
+        let (mut after, mut strictest) = (None, None::<u32>);
+        loop {
+            let page = tx.memberships(user, after.as_ref(), 200).await?;
+            for m in &page {
+                strictest = strictest.max(m.workspace.auth_policy.password_min_length);
+            }
+            match page.last() {
+                Some(last) if page.len() == 200 => after = Some(last.workspace.id.clone()),
+                _ => break,
+            }
+        }
+        let len = password.expose_secret().chars().count();
+        match strictest {
+            Some(min) if len < min as usize => Err(Error::field(
+                pointer,
+                &format!("must be at least {min} characters (a workspace you belong to requires it)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `<link_base>/<page>#token=<token>`: the token rides in the fragment, which browsers
     /// never send to a server, so it reaches no access log or proxy.
-    pub(super) fn link(&self, page: &str, token: &SecretString) -> String {
+    pub(crate) fn link(&self, page: &str, token: &SecretString) -> String {
         format!(
             "{}/{page}#token={}",
             self.settings.link_base.as_str().trim_end_matches('/'),

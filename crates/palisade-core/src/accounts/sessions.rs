@@ -127,6 +127,8 @@ impl Services {
                 .await?
                 .ok_or(Error::Unauthenticated)?
         };
+        self.check_workspace_password_rules(user_id, "/new_password", new_password)
+            .await?;
         self.limit_auth(
             vec![Some(Check::by_personal(
                 "sign_in_per_account",

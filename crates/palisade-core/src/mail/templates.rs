@@ -217,6 +217,40 @@ pub fn magic_link(brand: &Brand, to: &str, link: &str, valid_for: time::Duration
     )
 }
 
+/// An invitation to a workspace (ACL-7), in the workspace's branding. `inviter` is the name
+/// the inviting member gave themselves.
+pub fn invitation(
+    brand: &Brand,
+    to: &str,
+    inviter: &str,
+    role: &str,
+    link: &str,
+    valid_for: time::Duration,
+) -> Email {
+    compose(
+        brand,
+        to,
+        Body {
+            kind: "invitation",
+            subject: format!("{inviter} invited you to {}", brand.name),
+            intro: vec![format!(
+                "{inviter} invited you to join {} as {role}. Sign in or create an account with this address, then accept.",
+                brand.name
+            )],
+            action: Some(("Accept the invitation", link)),
+            code: None,
+            outro: vec![
+                format!(
+                    "The invitation works once, for {}, and only for this address.",
+                    human(valid_for)
+                ),
+                "If you did not expect it, ignore this email: nothing happens unless you accept."
+                    .to_owned(),
+            ],
+        },
+    )
+}
+
 pub fn password_reset_code(
     brand: &Brand,
     to: &str,

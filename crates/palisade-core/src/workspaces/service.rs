@@ -1,12 +1,14 @@
 //! Workspace use cases: create, list mine, the membership check, read, update, and the
 //! instance administrator's changes to plan, region and modules.
 
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tracing::instrument;
 
 use super::model::{
     AdminWorkspacePatch, AuthPolicy, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION,
-    DEFAULT_TIMEZONE, Member, MemberAccess, Membership, Module, NewWorkspace, Page, Patch, Plan,
+    DEFAULT_TIMEZONE, Invitation, Member, MemberAccess, Membership, Module, NewWorkspace, Page,
+    Patch, Plan,
     Workspace, WorkspacePatch, is_currency, is_timezone,
 };
 use crate::acl::{Grants, Permission, Role, RoleGrants, authorize};
@@ -58,7 +60,44 @@ fn is_color(s: &str) -> bool {
     s.len() == 7 && s.starts_with('#') && s[1..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
-fn workspace_target(id: &WorkspaceId) -> Target {
+/// An event in the scope's workspace log, by the scope's principal.
+pub(super) fn ws_event(
+    scope: &TenantScope,
+    action: &'static str,
+    target: Target,
+) -> AuditEvent {
+    AuditEvent::new(
+        AuditLog::Workspace(scope.workspace_id().clone()),
+        action,
+        Actor::of(scope.principal()),
+        target,
+    )
+}
+
+/// A page from `limit + 1` rows: the extra row only says there is a next page.
+pub(super) fn page_of<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(cursor)
+    } else {
+        None
+    };
+    Page {
+        data: rows,
+        next_cursor,
+    }
+}
+
+/// Collection and field names (DAT-1): `^[a-z][a-z0-9_]{0,62}$`.
+pub fn is_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+pub(super) fn workspace_target(id: &WorkspaceId) -> Target {
     Target {
         kind: "workspace".into(),
         id: id.to_string(),
@@ -103,6 +142,26 @@ fn apply<T>(slot: &mut Option<T>, patch: Patch<T>) {
     }
 }
 
+/// A new workspace's name and optional slug.
+pub(super) fn check_new_workspace(checks: &mut Checks, name: &str, slug: Option<&str>) {
+    checks.text("/name", name, 1, 200);
+    if let Some(slug) = slug
+        && !is_slug(slug)
+    {
+        checks.fail(
+            "/slug",
+            "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
+        );
+    }
+}
+
+/// A child workspace being created (TEN-3): under `parent`, owned by the caller or, with
+/// `owner_email`, by whoever accepts the owner invitation.
+pub(super) struct ChildOf<'a> {
+    pub parent: &'a Workspace,
+    pub owner_email: Option<String>,
+}
+
 /// A required field: `null` is refused, absent leaves it alone.
 fn required<T>(checks: &mut Checks, pointer: &str, patch: &Patch<T>) {
     if matches!(patch, Patch::Null) {
@@ -111,7 +170,7 @@ fn required<T>(checks: &mut Checks, pointer: &str, patch: &Patch<T>) {
 }
 
 /// The workspace's auth policy against how and when the caller signed in (TEN-4).
-fn check_auth_policy(
+pub(super) fn check_auth_policy(
     policy: &AuthPolicy,
     principal: &Principal,
     now: time::OffsetDateTime,
@@ -141,22 +200,27 @@ impl Services {
         input: NewWorkspace,
         meta: &RequestMeta,
     ) -> Result<Workspace> {
-        let name = input.name;
         let mut checks = Checks::new();
-        checks.text("/name", &name, 1, 200);
-        if let Some(slug) = &input.slug
-            && !is_slug(slug)
-        {
-            checks.fail(
-                "/slug",
-                "must be 3 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
-            );
-        }
+        check_new_workspace(&mut checks, &input.name, input.slug.as_deref());
         checks.finish()?;
+        let (workspace, _) = self
+            .new_workspace(principal, &input.name, input.slug, None, meta)
+            .await?;
+        Ok(workspace)
+    }
 
-        let explicit = input.slug.is_some();
-        let base = input.slug.unwrap_or_else(|| slugify(&name));
-        // A derived slug that is taken gets a random suffix; an explicit one is a conflict.
+    /// Inserts a workspace with a free slug: a derived slug that is taken gets a random
+    /// suffix; an explicit one is a conflict.
+    pub(super) async fn new_workspace(
+        &self,
+        principal: &Principal,
+        name: &str,
+        slug: Option<String>,
+        child: Option<&ChildOf<'_>>,
+        meta: &RequestMeta,
+    ) -> Result<(Workspace, Option<(Invitation, SecretString)>)> {
+        let explicit = slug.is_some();
+        let base = slug.unwrap_or_else(|| slugify(name));
         let mut attempt = 0;
         loop {
             let slug = if attempt == 0 {
@@ -168,7 +232,10 @@ impl Services {
                     random::suffix(6)?
                 )
             };
-            match self.insert_workspace(principal, &name, slug, meta).await {
+            match self
+                .insert_workspace(principal, name, slug, child, meta)
+                .await
+            {
                 Err(Error::Conflict(ConflictKind::SlugTaken)) if !explicit && attempt < 3 => {
                     attempt += 1
                 }
@@ -182,41 +249,42 @@ impl Services {
         principal: &Principal,
         name: &str,
         slug: String,
+        child: Option<&ChildOf<'_>>,
         meta: &RequestMeta,
-    ) -> Result<Workspace> {
+    ) -> Result<(Workspace, Option<(Invitation, SecretString)>)> {
         let now = self.now();
+        let parent = child.map(|c| c.parent);
         let workspace = Workspace {
             id: WorkspaceId::generate(),
             slug,
             name: name.to_owned(),
             branding: Branding::default(),
-            region: self
-                .settings
-                .regions
-                .first()
-                .map_or(DEFAULT_REGION, String::as_str)
-                .to_owned(),
+            // A child lives where its parent does, on its parent's plan.
+            region: parent.map_or_else(
+                || {
+                    self.settings
+                        .regions
+                        .first()
+                        .map_or(DEFAULT_REGION, String::as_str)
+                        .to_owned()
+                },
+                |p| p.region.clone(),
+            ),
             timezone: DEFAULT_TIMEZONE.to_owned(),
             currency: DEFAULT_CURRENCY.to_owned(),
-            plan: Plan::Starter,
+            plan: parent.map_or(Plan::Starter, |p| p.plan),
             modules: Vec::new(),
-            parent_id: None,
+            parent_id: parent.map(|p| p.id.clone()),
             auth_policy: AuthPolicy::default(),
             suspended_at: None,
             deleted_at: None,
             created_at: now,
             updated_at: now,
         };
-        let scope = TenantScope::for_creator(workspace.id.clone(), principal.clone());
-        let member = Member {
-            id: MemberId::generate(),
-            workspace_id: workspace.id.clone(),
-            user_id: principal.user_id().clone(),
-            role: Role::Owner,
-            custom_role_id: None,
-            active: true,
-            created_at: now,
-            updated_at: now,
+        let owner_email = child.and_then(|c| c.owner_email.as_deref());
+        let scope = match owner_email {
+            Some(_) => TenantScope::for_parent_owner(workspace.id.clone(), principal.clone()),
+            None => TenantScope::for_creator(workspace.id.clone(), principal.clone()),
         };
         let mut tx = self.store.tenant(&scope, Access::Write).await?;
         match tx.workspace_insert(&workspace).await {
@@ -226,29 +294,45 @@ impl Services {
         let key = self.new_audit_key(workspace.id.as_str(), now)?;
         tx.audit_log_create(&self.audit_origin(workspace.id.as_str()), &key, now)
             .await?;
-        tx.member_insert(&member).await?;
-        let mut event = AuditEvent::new(
-            AuditLog::Workspace(workspace.id.clone()),
-            "workspace.create",
-            Actor::of(principal),
-            workspace_target(&workspace.id),
-        );
+        let mut event = ws_event(&scope, "workspace.create", workspace_target(&workspace.id));
         event.diff_field("/name", Value::Null, json!(workspace.name));
         event.diff_field("/slug", Value::Null, json!(workspace.slug));
+        if let Some(parent) = parent {
+            event.diff_field("/parent_id", Value::Null, json!(parent.id.as_str()));
+        }
         tx.audit_append(&event.seal(meta, now)?).await?;
-        let mut owner = AuditEvent::new(
-            AuditLog::Workspace(workspace.id.clone()),
-            "member.create",
-            Actor::of(principal),
-            Target {
-                kind: "member".into(),
-                id: member.id.to_string(),
-            },
-        );
-        owner.diff_field("/role", Value::Null, json!(Role::Owner.as_str()));
-        tx.audit_append(&owner.seal(meta, now)?).await?;
+        let invitation = match owner_email {
+            Some(email) => Some(
+                self.new_invitation(&mut tx, &scope, email, Role::Owner, None, meta, now)
+                    .await?,
+            ),
+            None => {
+                let member = Member {
+                    id: MemberId::generate(),
+                    workspace_id: workspace.id.clone(),
+                    user_id: principal.user_id().clone(),
+                    role: Role::Owner,
+                    custom_role_id: None,
+                    active: true,
+                    created_at: now,
+                    updated_at: now,
+                };
+                tx.member_insert(&member).await?;
+                let mut owner = ws_event(
+                    &scope,
+                    "member.create",
+                    Target {
+                        kind: "member".into(),
+                        id: member.id.to_string(),
+                    },
+                );
+                owner.diff_field("/role", Value::Null, json!(Role::Owner.as_str()));
+                tx.audit_append(&owner.seal(meta, now)?).await?;
+                None
+            }
+        };
         tx.commit().await?;
-        Ok(workspace)
+        Ok((workspace, invitation))
     }
 
     /// The caller's workspaces, oldest first, `limit` at a time after `after`.
@@ -309,11 +393,9 @@ impl Services {
         }
         let workspace = membership.workspace;
         check_auth_policy(&workspace.auth_policy, principal, self.now())?;
-        // A custom role counts only while the workspace has the module (ACL-3); without it
-        // the member falls back to their enum role, never to more.
-        let custom = custom_role
-            .filter(|_| workspace.has_module(Module::AdvancedRbac))
-            .map(|r| RoleGrants {
+        // A custom role only narrows, so it keeps applying even if the module is turned off
+        // later: dropping it would widen the member's access.
+        let custom = custom_role.map(|r| RoleGrants {
                 permissions: r.permissions,
                 fields: r.fields,
             });
