@@ -11,7 +11,7 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use palisade_core::ids::{SessionId, WorkspaceId};
+use palisade_core::ids::{CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId};
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;
@@ -141,11 +141,17 @@ impl CursorId for WorkspaceId {
     }
 }
 
-impl CursorId for SessionId {
-    fn parse_cursor(text: &str) -> Option<Self> {
-        SessionId::parse(text)
-    }
+macro_rules! cursor_ids {
+    ($($id:ty),*) => {$(
+        impl CursorId for $id {
+            fn parse_cursor(text: &str) -> Option<Self> {
+                <$id>::parse(text)
+            }
+        }
+    )*};
 }
+
+cursor_ids!(SessionId, MemberId, InvitationId, TeamId, CustomRoleId);
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
 #[derive(Debug)]

@@ -62,7 +62,7 @@ impl Modify for BearerAuth {
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, auth, meta, quotas, sessions, workspaces};
+    use routes::{admin, audit, auth, children, members, meta, quotas, sessions, teams, workspaces};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -84,6 +84,35 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::create, workspaces::list))
         .routes(routes!(workspaces::get, workspaces::update))
         .routes(routes!(admin::update_workspace))
+        .routes(routes!(members::permissions))
+        .routes(routes!(members::list_members))
+        .routes(routes!(
+            members::get_member,
+            members::update_member,
+            members::remove_member
+        ))
+        .routes(routes!(members::leave))
+        .routes(routes!(members::invite, members::list_invitations))
+        .routes(routes!(members::revoke_invitation))
+        .routes(routes!(members::accept_invitation))
+        .routes(routes!(teams::create_team, teams::list_teams))
+        .routes(routes!(
+            teams::get_team,
+            teams::update_team,
+            teams::delete_team
+        ))
+        .routes(routes!(teams::list_team_members))
+        .routes(routes!(teams::add_team_member, teams::remove_team_member))
+        .routes(routes!(teams::create_role, teams::list_roles))
+        .routes(routes!(teams::get_role, teams::update_role, teams::delete_role))
+        .routes(routes!(children::create_child, children::list_children))
+        .routes(routes!(children::suspend_child))
+        .routes(routes!(children::resume_child))
+        .routes(routes!(children::delete_child))
+        .routes(routes!(
+            children::get_auth_policy,
+            children::update_auth_policy
+        ))
         .routes(routes!(audit::events, audit::record_event))
         .routes(routes!(audit::entries))
         .routes(routes!(audit::checkpoint))
@@ -189,6 +218,7 @@ pub fn router(state: AppState) -> Router {
     )
     .route("/auth/magic", get(routes::pages::magic_link))
     .route("/auth/verify-email", get(routes::pages::verify_email))
+    .route("/auth/invitation", get(routes::pages::invitation))
     .route("/api/redoc/", get(routes::meta::redoc_page))
     .route(
         "/api/redoc/redoc.standalone.js",

@@ -201,6 +201,69 @@ fn domain(e: Error) -> Parts {
             "Checkpoint not found",
             "No checkpoint has been signed for this log (or for that date) yet; the latest one is signed within a minute of the log growing.",
         ),
+        Error::NotFound(Resource::Member) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Member not found",
+            "This workspace has no member with this id.",
+        ),
+        Error::NotFound(Resource::Invitation) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Invitation not found",
+            "This workspace has no open invitation with this id.",
+        ),
+        Error::NotFound(Resource::Team) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Team not found",
+            "This workspace has no team with this id.",
+        ),
+        Error::NotFound(Resource::CustomRole) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Role not found",
+            "This workspace has no custom role with this id.",
+        ),
+        Error::NotFound(Resource::Child) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Child workspace not found",
+            "This workspace has no child with this id or slug.",
+        ),
+        Error::ModuleDisabled(module) => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Module not enabled",
+            format!("This needs the module {module}, which this workspace's plan does not include."),
+        ),
+        Error::WorkspaceSuspended => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Workspace suspended",
+            "The workspace is suspended by its parent; only its owners can still read its settings.",
+        ),
+        Error::MembershipInactive => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Membership deactivated",
+            "Your membership of this workspace is deactivated; ask one of its admins.",
+        ),
+        Error::ReauthenticationRequired(why) => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Sign in again",
+            match why {
+                "sign_in_method" => "This workspace does not allow the way this session was signed in; sign in with an allowed method.",
+                _ => "This workspace limits how long a session may last; sign in again.",
+            },
+        ),
+        Error::InvitationMismatch => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Invitation addressed to someone else",
+            "The invitation was sent to another address; sign in with the invited address.",
+        ),
         Error::PermissionDenied(p) => Parts::new(
             StatusCode::FORBIDDEN,
             code,
@@ -224,6 +287,36 @@ fn domain(e: Error) -> Parts {
             code,
             "Slug taken",
             "Another workspace already uses this slug.",
+        ),
+        Error::Conflict(ConflictKind::AlreadyMember) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Already a member",
+            "This person is already a member of the workspace.",
+        ),
+        Error::Conflict(ConflictKind::NameTaken) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Name taken",
+            "Another team or role of this workspace already has this name.",
+        ),
+        Error::Conflict(ConflictKind::LastOwner) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Last owner",
+            "This would leave the workspace without an active owner; make someone else an owner first.",
+        ),
+        Error::Conflict(ConflictKind::RoleInUse) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Role in use",
+            "Members or open invitations still hold this role; assign them another first.",
+        ),
+        Error::Conflict(ConflictKind::HasChildren) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Workspace has children",
+            "Delete or move this workspace's own children first.",
         ),
         Error::RateLimited(limited) => {
             let wait = limited.retry_after_secs();

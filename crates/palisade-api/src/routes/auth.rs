@@ -24,6 +24,12 @@ pub struct SignupIn {
     pub password: SecretString,
     #[schema(example = "Ada Lovelace", min_length = 1, max_length = 200)]
     pub name: String,
+    /// The token of an invitation to this address: admits sign-up on an `invite_only`
+    /// instance, and proves the address (no verification mail). Accept the invitation after
+    /// signing in.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub invitation_token: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -128,8 +134,9 @@ impl From<TokenPair> for TokenOut {
 /// Create an account.
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupIn,
     responses(
-        (status = 201, description = "Account created; a verification link was emailed", body = UserOut),
-        (status = 403, description = "`signup_closed` or `invitation_required` (config `accounts.signup_mode`)", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Account created; a verification link was emailed (none with an invitation token)", body = UserOut),
+        (status = 400, description = "`invalid_token`: the invitation is unknown, used, revoked or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`signup_closed` or `invitation_required` (config `accounts.signup_mode`); `invitation_mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `errors` names each field", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -145,6 +152,7 @@ pub async fn signup(
                 email: input.email,
                 password: input.password,
                 name: input.name,
+                invitation_token: input.invitation_token,
             },
             &meta,
         )

@@ -3,10 +3,13 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod children;
+pub mod members;
 pub mod meta;
 pub mod pages;
 pub mod quotas;
 pub mod sessions;
+pub mod teams;
 pub mod workspaces;
 
 /// `data` + `next_cursor`: the shape of every list.

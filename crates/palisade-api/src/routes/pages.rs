@@ -1,4 +1,4 @@
-//! The two pages emailed links open (IDN-1, IDN-4): small, self-contained HTML served by the
+//! The pages emailed links open (IDN-1, IDN-4, ACL-7): small, self-contained HTML served by the
 //! binary, with no third-party asset. The token travels in the link's fragment (`#token=…`),
 //! which browsers never send to a server; the page reads it, drops it from the address bar and
 //! POSTs it only when the person presses the button, so a link scanner that fetches the URL
@@ -28,6 +28,11 @@ const SCRIPT: &str = r#"(function () {
   if (!token) { out.textContent = 'This link is incomplete. Open the link from the email again.'; button.disabled = true; return; }
   button.addEventListener('click', function () {
     button.disabled = true;
+    if (data.kind === 'invite') {
+      if (data.redirect) { location.replace(data.redirect + '#invitation_token=' + encodeURIComponent(token)); return; }
+      out.textContent = 'Sign in to the app with the invited address, then accept with this invitation code: ' + token;
+      return;
+    }
     out.textContent = 'One moment…';
     var path = data.kind === 'magic' ? '/auth/magic-link/consume' : '/auth/verify-email';
     fetch(data.api + path, { method: 'POST', credentials: 'omit', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token: token }) })
@@ -110,5 +115,17 @@ pub async fn verify_email(State(state): State<AppState>) -> Response {
         "Confirm your email address",
         "Press the button to confirm this email address.",
         "Confirm",
+    )
+}
+
+/// `GET /auth/invitation#token=…`: hands the invitation to the app (`after_sign_in_url`,
+/// as `#invitation_token=…`), which signs the person in or up and accepts it.
+pub async fn invitation(State(state): State<AppState>) -> Response {
+    page(
+        &state,
+        "invite",
+        "You are invited",
+        "Press the button to continue to the app, sign in or create an account with the invited address, and accept.",
+        "Continue",
     )
 }

@@ -87,6 +87,8 @@ pub struct WorkspaceOut {
     /// Enabled modules; set by instance administrators.
     pub modules: Vec<String>,
     pub parent_id: Option<String>,
+    /// Set while the parent's owners suspend the workspace (only owners can read it then).
+    pub suspended_at: Option<String>,
     /// The caller's role here (absent for instance-administrator responses).
     pub role: Option<String>,
     pub created_at: String,
@@ -106,6 +108,7 @@ impl WorkspaceOut {
             plan: w.plan.as_str().to_owned(),
             modules: w.modules.iter().map(|m| m.as_str().to_owned()).collect(),
             parent_id: w.parent_id.map(|p| p.to_string()),
+            suspended_at: w.suspended_at.map(rfc3339),
             role: role.map(|r| r.as_str().to_owned()),
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
