@@ -51,6 +51,7 @@ async fn daily_and_latest_checkpoints_follow_the_clock() {
                     email: "c@example.com".into(),
                     password: "correct horse battery".to_owned().into(),
                     name: "C".into(),
+                    invitation_token: None,
                 },
                 &meta,
             )
@@ -59,6 +60,8 @@ async fn daily_and_latest_checkpoints_follow_the_clock() {
         let principal = Principal::User {
             user_id: user.id.clone(),
             session_id: SessionId::generate(),
+            method: palisade_core::principal::SignInMethod::Password,
+            signed_in_at: time::OffsetDateTime::now_utc(),
         };
         let ws = services
             .create_workspace(

@@ -44,6 +44,8 @@ async fn workspace_audit(server: &Server, ws_id: &str) -> Vec<Ev> {
     let principal = Principal::User {
         user_id: UserId::generate(),
         session_id: SessionId::generate(),
+        method: palisade_core::principal::SignInMethod::Password,
+        signed_in_at: time::OffsetDateTime::now_utc(),
     };
     let scope = TenantScope::for_tests(WorkspaceId::parse(ws_id).unwrap(), principal, Role::Owner);
     let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
