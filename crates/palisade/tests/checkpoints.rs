@@ -61,7 +61,7 @@ async fn daily_and_latest_checkpoints_follow_the_clock() {
             user_id: user.id.clone(),
             session_id: SessionId::generate(),
             method: palisade_core::principal::SignInMethod::Password,
-            signed_in_at: time::OffsetDateTime::now_utc(),
+            signed_in_at: OffsetDateTime::now_utc(),
         };
         let ws = services
             .create_workspace(
