@@ -12,10 +12,10 @@ use std::time::Instant;
 use palisade_core::acl::Role;
 use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
 use palisade_core::ids::{SessionId, UserId, WorkspaceId};
-use palisade_core::principal::{Principal, RequestMeta};
+use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{Access, Store, StoredAuditKey};
 use palisade_core::tenancy::TenantScope;
-use palisade_core::workspaces::model::{Branding, Plan, Workspace};
+use palisade_core::workspaces::model::{AuthPolicy, Branding, Plan, Workspace};
 use palisade_store::testing::databases;
 use palisade_store::{Migrations, open};
 use time::OffsetDateTime;
@@ -74,12 +74,17 @@ async fn main() {
             plan: Plan::Starter,
             modules: vec![],
             parent_id: None,
+            auth_policy: AuthPolicy::default(),
+            suspended_at: None,
+            deleted_at: None,
             created_at: now,
             updated_at: now,
         };
         let principal = Principal::User {
             user_id: UserId::generate(),
             session_id: SessionId::generate(),
+            method: SignInMethod::Password,
+            signed_in_at: now,
         };
         let scope = TenantScope::for_tests(ws.id.clone(), principal, Role::Owner);
         let mut tx = store.tenant(&scope, Access::Write).await.unwrap();

@@ -4,6 +4,7 @@
 mod postgres;
 mod rows;
 mod sql;
+mod sql_members;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -20,6 +21,10 @@ pub use sqlite::SqliteStore;
 pub const TENANT_TABLES: &[&str] = &[
     "workspaces",
     "members",
+    "teams",
+    "team_members",
+    "custom_roles",
+    "invitations",
     "audit_heads",
     "audit_entries",
     "audit_tree",

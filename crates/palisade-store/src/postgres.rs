@@ -15,11 +15,12 @@ mod statements {
         "SELECT tat, logged_until FROM rate_limits WHERE key = $1 FOR UPDATE";
     pub const AUDIT_HEAD_LOCKED: &str =
         "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1 FOR UPDATE";
-    pub const WORKSPACE_GET_LOCKED: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, \
-         w.plan, w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1 FOR UPDATE";
+    pub const WORKSPACE_GET_LOCKED: &str =
+        crate::sql::workspace_select!("WHERE w.id = $1 FOR UPDATE");
 }
 
 crate::sql::impl_transactions!(sqlx::Postgres, statements);
+crate::sql_members::impl_members_tx!(sqlx::Postgres);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {

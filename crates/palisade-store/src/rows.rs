@@ -4,13 +4,19 @@
 use palisade_core::accounts::model::{
     AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
-use palisade_core::acl::Role;
+use palisade_core::acl::{FieldGrant, PermissionSet, Role, TeamGrant};
 use palisade_core::error::StoreError;
-use palisade_core::ids::{MemberId, ResetCodeId, SessionId, UserId, WorkspaceId};
+use palisade_core::ids::{
+    CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId, WorkspaceId,
+};
+use palisade_core::principal::SignInMethod;
 use palisade_core::store::{
     StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey,
 };
-use palisade_core::workspaces::model::{Branding, Membership, Module, Plan, Workspace};
+use palisade_core::workspaces::model::{
+    AuthPolicy, Branding, CustomRole, Invitation, Member, MemberView, Membership, Module, Plan,
+    Team, Workspace,
+};
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
@@ -79,21 +85,24 @@ pub(crate) struct SessionRow {
     pub last_used_at: Option<OffsetDateTime>,
     pub user_agent: Option<String>,
     pub ip_prefix: Option<String>,
+    pub method: String,
 }
 
-impl From<SessionRow> for Session {
-    fn from(r: SessionRow) -> Self {
-        Session {
-            id: SessionId::from_trusted(r.id),
-            user_id: UserId::from_trusted(r.user_id),
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-            revoked_reason: r.revoked_reason,
-            last_used_at: r.last_used_at.unwrap_or(r.created_at),
-            user_agent: r.user_agent,
-            ip_prefix: r.ip_prefix,
-        }
+impl SessionRow {
+    pub fn into_session(self) -> StoreResult<Session> {
+        Ok(Session {
+            method: SignInMethod::parse(&self.method)
+                .ok_or_else(|| corrupt("sessions", "unknown sign-in method"))?,
+            id: SessionId::from_trusted(self.id),
+            user_id: UserId::from_trusted(self.user_id),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            revoked_reason: self.revoked_reason,
+            last_used_at: self.last_used_at.unwrap_or(self.created_at),
+            user_agent: self.user_agent,
+            ip_prefix: self.ip_prefix,
+        })
     }
 }
 
@@ -183,6 +192,9 @@ pub(crate) struct WorkspaceRow {
     pub plan: String,
     pub modules: Json<Vec<Module>>,
     pub parent_id: Option<String>,
+    pub auth_policy: Json<AuthPolicy>,
+    pub suspended_at: Option<OffsetDateTime>,
+    pub deleted_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -200,6 +212,9 @@ impl WorkspaceRow {
             currency: self.currency,
             modules: self.modules.0,
             parent_id: self.parent_id.map(WorkspaceId::from_trusted),
+            auth_policy: self.auth_policy.0,
+            suspended_at: self.suspended_at,
+            deleted_at: self.deleted_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -212,14 +227,164 @@ pub(crate) struct MembershipRow {
     pub workspace: WorkspaceRow,
     pub member_id: String,
     pub role: String,
+    pub active: bool,
 }
 
 impl MembershipRow {
     pub fn into_membership(self) -> Result<Membership, StoreError> {
         Ok(Membership {
-            role: Role::parse(&self.role).ok_or_else(|| corrupt("members", "role"))?,
+            role: role("members", &self.role)?,
             member_id: MemberId::from_trusted(self.member_id),
+            active: self.active,
             workspace: self.workspace.into_workspace()?,
+        })
+    }
+}
+
+/// A membership with the custom role it names, if any (`MEMBER_ACCESS`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberAccessRow {
+    #[sqlx(flatten)]
+    pub membership: MembershipRow,
+    pub custom_role_id: Option<String>,
+}
+
+fn role(table: &'static str, text: &str) -> StoreResult<Role> {
+    Role::parse(text).ok_or_else(|| corrupt(table, "unknown role"))
+}
+
+/// The columns every member read selects (`MEMBER_COLUMNS`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub user_id: String,
+    pub role: String,
+    pub custom_role_id: Option<String>,
+    pub active: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl MemberRow {
+    pub fn into_member(self) -> StoreResult<Member> {
+        Ok(Member {
+            role: role("members", &self.role)?,
+            id: MemberId::from_trusted(self.id),
+            workspace_id: WorkspaceId::from_trusted(self.workspace_id),
+            user_id: UserId::from_trusted(self.user_id),
+            custom_role_id: self.custom_role_id.map(CustomRoleId::from_trusted),
+            active: self.active,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A member joined with their user (`MEMBER_VIEW_COLUMNS`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberViewRow {
+    #[sqlx(flatten)]
+    pub member: MemberRow,
+    pub email: String,
+    pub name: String,
+}
+
+impl MemberViewRow {
+    pub fn into_view(self) -> StoreResult<MemberView> {
+        Ok(MemberView {
+            member: self.member.into_member()?,
+            email: self.email,
+            name: self.name,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CustomRoleRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub base_role: String,
+    pub permissions: Json<PermissionSet>,
+    pub fields: Json<Vec<FieldGrant>>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl CustomRoleRow {
+    pub fn into_role(self) -> StoreResult<CustomRole> {
+        Ok(CustomRole {
+            base_role: role("custom_roles", &self.base_role)?,
+            id: CustomRoleId::from_trusted(self.id),
+            workspace_id: WorkspaceId::from_trusted(self.workspace_id),
+            name: self.name,
+            description: self.description,
+            permissions: self.permissions.0,
+            fields: self.fields.0,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TeamRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub grants: Json<Vec<TeamGrant>>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<TeamRow> for Team {
+    fn from(r: TeamRow) -> Self {
+        Team {
+            id: TeamId::from_trusted(r.id),
+            workspace_id: WorkspaceId::from_trusted(r.workspace_id),
+            name: r.name,
+            description: r.description,
+            grants: r.grants.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct InvitationRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub custom_role_id: Option<String>,
+    pub token_hash: Vec<u8>,
+    pub invited_by: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub accepted_at: Option<OffsetDateTime>,
+    pub accepted_by: Option<String>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl InvitationRow {
+    pub fn into_invitation(self) -> StoreResult<Invitation> {
+        Ok(Invitation {
+            role: role("invitations", &self.role)?,
+            token_hash: hash32("invitations", self.token_hash)?,
+            id: InvitationId::from_trusted(self.id),
+            workspace_id: WorkspaceId::from_trusted(self.workspace_id),
+            email: self.email,
+            custom_role_id: self.custom_role_id.map(CustomRoleId::from_trusted),
+            invited_by: UserId::from_trusted(self.invited_by),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            accepted_at: self.accepted_at,
+            accepted_by: self.accepted_by.map(UserId::from_trusted),
+            revoked_at: self.revoked_at,
         })
     }
 }

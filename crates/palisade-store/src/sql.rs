@@ -24,13 +24,76 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     if let Some(db) = e.as_database_error()
         && db.is_unique_violation()
     {
-        return StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned());
+        let name = db
+            .constraint()
+            .or_else(|| sqlite_unique_index(db.message()))
+            .unwrap_or("unique");
+        return StoreError::Conflict(name.to_owned());
     }
     StoreError::Database(Box::new(e))
 }
 
-pub(crate) const WORKSPACE_GET: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
-     w.modules, w.parent_id, w.created_at, w.updated_at FROM workspaces w WHERE w.id = $1";
+/// PostgreSQL names the violated unique index; SQLite names only its columns ("UNIQUE constraint
+/// failed: teams.workspace_id, teams.name"). The unique indexes by those columns, so a conflict
+/// carries the same name on both backends.
+const SQLITE_UNIQUE_INDEXES: &[(&str, &str)] = &[
+    ("users.email", "users_email"),
+    ("workspaces.slug", "workspaces_slug"),
+    (
+        "members.workspace_id, members.user_id",
+        "members_workspace_user",
+    ),
+    ("teams.workspace_id, teams.name", "teams_name"),
+    (
+        "custom_roles.workspace_id, custom_roles.name",
+        "custom_roles_name",
+    ),
+    ("invitations.token_hash", "invitations_token"),
+    (
+        "data_keys.owner, data_keys.version, data_keys.id",
+        "data_keys_owner_version",
+    ),
+    (
+        "audit_checkpoints.log_id, audit_checkpoints.size",
+        "audit_checkpoints_latest",
+    ),
+    (
+        "audit_checkpoints.log_id, audit_checkpoints.day",
+        "audit_checkpoints_day",
+    ),
+];
+
+fn sqlite_unique_index(message: &str) -> Option<&'static str> {
+    let columns = message.strip_prefix("UNIQUE constraint failed: ")?;
+    SQLITE_UNIQUE_INDEXES
+        .iter()
+        .find(|(c, _)| *c == columns)
+        .map(|(_, name)| *name)
+}
+
+/// The columns `WorkspaceRow` maps, from `workspaces w` (joins add their own).
+macro_rules! workspace_columns {
+    () => {
+        "w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, w.modules, w.parent_id, \
+         w.auth_policy, w.suspended_at, w.deleted_at, w.created_at, w.updated_at"
+    };
+}
+pub(crate) use workspace_columns;
+
+/// Workspace reads: `WorkspaceRow`'s columns from `workspaces w`, then `$tail`.
+macro_rules! workspace_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT ",
+            crate::sql::workspace_columns!(),
+            " FROM workspaces w ",
+            $tail
+        )
+    };
+}
+pub(crate) use workspace_select;
+
+pub(crate) const WORKSPACE_GET: &str = workspace_select!("WHERE w.id = $1");
 
 /// The audit log's shared statements; `$backend::AUDIT_HEAD_LOCKED` differs per backend.
 pub(crate) const AUDIT_HEAD: &str =
@@ -71,8 +134,8 @@ pub(crate) const USER_BY_ID: &str = user_select!("id = $1");
 macro_rules! session_select {
     ($tail:literal) => {
         concat!(
-            "SELECT id, user_id, created_at, expires_at, revoked_at, revoked_reason, last_used_at, user_agent, ip_prefix \
-             FROM sessions WHERE ",
+            "SELECT id, user_id, created_at, expires_at, revoked_at, revoked_reason, last_used_at, user_agent, ip_prefix, \
+             method FROM sessions WHERE ",
             $tail
         )
     };
@@ -82,15 +145,31 @@ pub(crate) const SESSION_GET: &str = session_select!("id = $1");
 pub(crate) const SESSIONS_UNREVOKED: &str =
     session_select!("user_id = $1 AND revoked_at IS NULL AND id < $2 ORDER BY id DESC LIMIT $3");
 
-pub(crate) const MEMBERSHIP: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
-     w.modules, w.parent_id, w.created_at, w.updated_at, m.id AS member_id, m.role \
-     FROM members m JOIN workspaces w ON w.id = m.workspace_id \
-     WHERE m.user_id = $1 AND (w.id = $2 OR w.slug = $2)";
+/// Memberships: `MembershipRow`'s columns, the user's (`$1`) rows of workspaces not deleted.
+macro_rules! membership_select {
+    ($extra:literal, $tail:literal) => {
+        concat!(
+            "SELECT ",
+            workspace_columns!(),
+            ", m.id AS member_id, m.role, m.active",
+            $extra,
+            " FROM members m JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE m.user_id = $1 AND w.deleted_at IS NULL ",
+            $tail
+        )
+    };
+}
 
-pub(crate) const MEMBERSHIPS: &str = "SELECT w.id, w.slug, w.name, w.branding, w.region, w.timezone, w.currency, w.plan, \
-     w.modules, w.parent_id, w.created_at, w.updated_at, m.id AS member_id, m.role \
-     FROM members m JOIN workspaces w ON w.id = m.workspace_id \
-     WHERE m.user_id = $1 AND w.id > $2 ORDER BY w.id LIMIT $3";
+/// `$2` is the workspace's id or slug; active or not (the check decides what inactive means).
+pub(crate) const MEMBER_ACCESS: &str =
+    membership_select!(", m.custom_role_id", "AND (w.id = $2 OR w.slug = $2)");
+pub(crate) const MEMBERSHIPS: &str =
+    membership_select!("", "AND m.active AND w.id > $2 ORDER BY w.id LIMIT $3");
+
+/// The grants of every team a member (`$1` workspace, `$2` member) belongs to, in team id order.
+pub(crate) const MEMBER_TEAM_GRANTS: &str = "SELECT t.grants FROM team_members tm \
+     JOIN teams t ON t.workspace_id = tm.workspace_id AND t.id = tm.team_id \
+     WHERE tm.workspace_id = $1 AND tm.member_id = $2 ORDER BY t.id";
 
 /// Implements the store traits for `SqlTx<$db>`; `$backend` is the module with the SQL that
 /// differs per backend (`WORKSPACE_GET_LOCKED`).
@@ -109,12 +188,14 @@ macro_rules! impl_transactions {
         use palisade_audit::merkle::{Frontier, NodeId};
         use palisade_audit::Hash;
         use std::collections::HashMap;
-        use palisade_core::workspaces::model::{Member, Membership, Workspace};
+        use palisade_core::workspaces::model::{Invitation, Member, MemberAccess, Membership, Workspace};
+        use palisade_core::acl::TeamGrant;
         use sqlx::types::Json;
         use time::OffsetDateTime;
 
         use crate::rows::{
-            AccountTokenRow, AuditKeyRow, CheckpointRow, hash32, DataKeyRow, ResetCodeRow, MembershipRow, RefreshRow, SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
+            AccountTokenRow, AuditKeyRow, CheckpointRow, CustomRoleRow, hash32, DataKeyRow, InvitationRow, ResetCodeRow, MemberAccessRow, MembershipRow, RefreshRow,
+            SessionRow, SigningKeyRow, UserRow, WorkspaceRow, corrupt,
         };
         use crate::sql::{SqlTx, map_err};
 
@@ -603,8 +684,8 @@ macro_rules! impl_transactions {
 
             async fn session_insert(&mut self, s: &Session) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, revoked_reason, last_used_at, user_agent, ip_prefix) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, revoked_reason, last_used_at, user_agent, ip_prefix, method) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(s.id.as_str())
                 .bind(s.user_id.as_str())
@@ -615,6 +696,7 @@ macro_rules! impl_transactions {
                 .bind(s.last_used_at)
                 .bind(s.user_agent.as_deref())
                 .bind(s.ip_prefix.as_deref())
+                .bind(s.method.as_str())
                 .execute(&mut *self.tx)
                 .await
                 .map_err(map_err)?;
@@ -627,7 +709,7 @@ macro_rules! impl_transactions {
                     .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
-                Ok(row.map(Session::from))
+                row.map(SessionRow::into_session).transpose()
             }
 
             async fn session_touch(&mut self, id: &SessionId, at: OffsetDateTime, user_agent: Option<&str>, ip_prefix: Option<&str>) -> StoreResult<()> {
@@ -650,7 +732,7 @@ macro_rules! impl_transactions {
                     .fetch_all(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
-                Ok(rows.into_iter().map(Session::from).collect())
+                rows.into_iter().map(SessionRow::into_session).collect()
             }
 
             async fn session_revoke(&mut self, id: &SessionId, at: OffsetDateTime, reason: &str) -> StoreResult<bool> {
@@ -828,16 +910,42 @@ macro_rules! impl_transactions {
                 rows.into_iter().map(MembershipRow::into_membership).collect()
             }
 
-            async fn membership(&mut self, user: &UserId, key: &str) -> StoreResult<Option<Membership>> {
-                let row = sqlx::query_as::<_, MembershipRow>(crate::sql::MEMBERSHIP)
+            async fn member_access(&mut self, user: &UserId, key: &str) -> StoreResult<Option<MemberAccess>> {
+                let row = sqlx::query_as::<_, MemberAccessRow>(crate::sql::MEMBER_ACCESS)
                     .bind(user.as_str())
                     .bind(key)
                     .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
-                row.map(MembershipRow::into_membership).transpose()
+                let Some(MemberAccessRow { membership, custom_role_id }) = row else {
+                    return Ok(None);
+                };
+                let membership = membership.into_membership()?;
+                let ws = membership.workspace.id.as_str();
+                // A role deleted since it was assigned grants nothing (there is no foreign key).
+                let custom_role = match custom_role_id {
+                    Some(id) => sqlx::query_as::<_, CustomRoleRow>(crate::sql_members::CUSTOM_ROLE_GET)
+                        .bind(ws)
+                        .bind(id)
+                        .fetch_optional(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?
+                        .map(CustomRoleRow::into_role)
+                        .transpose()?,
+                    None => None,
+                };
+                let grants: Vec<Json<Vec<TeamGrant>>> = sqlx::query_scalar(crate::sql::MEMBER_TEAM_GRANTS)
+                    .bind(ws)
+                    .bind(membership.member_id.as_str())
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(Some(MemberAccess {
+                    membership,
+                    custom_role,
+                    team_grants: grants.into_iter().flat_map(|g| g.0).collect(),
+                }))
             }
-
         }
 
         #[async_trait::async_trait]
@@ -847,8 +955,8 @@ macro_rules! impl_transactions {
                     return Err(corrupt("workspaces", "insert outside the scope's workspace"));
                 }
                 sqlx::query(
-                    "INSERT INTO workspaces (id, slug, name, branding, region, timezone, currency, plan, modules, parent_id, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO workspaces (id, slug, name, branding, region, timezone, currency, plan, modules, parent_id, auth_policy, \
+                     suspended_at, deleted_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(w.id.as_str())
                 .bind(&w.slug)
@@ -860,6 +968,9 @@ macro_rules! impl_transactions {
                 .bind(w.plan.as_str())
                 .bind(Json(&w.modules))
                 .bind(w.parent_id.as_ref().map(WorkspaceId::as_str))
+                .bind(Json(&w.auth_policy))
+                .bind(w.suspended_at)
+                .bind(w.deleted_at)
                 .bind(w.created_at)
                 .bind(w.updated_at)
                 .execute(&mut *self.tx)
@@ -879,11 +990,15 @@ macro_rules! impl_transactions {
                 row.map(WorkspaceRow::into_workspace).transpose()
             }
 
+            // parent_id is not written: a workspace cannot move itself under another parent.
             async fn workspace_update(&mut self, w: &Workspace) -> StoreResult<()> {
                 let id = self.workspace()?.to_owned();
+                if w.id.as_str() != id {
+                    return Err(corrupt("workspaces", "update outside the scope's workspace"));
+                }
                 let done = sqlx::query(
                     "UPDATE workspaces SET slug = $2, name = $3, branding = $4, region = $5, timezone = $6, currency = $7, \
-                     plan = $8, modules = $9, updated_at = $10 WHERE id = $1",
+                     plan = $8, modules = $9, auth_policy = $10, suspended_at = $11, deleted_at = $12, updated_at = $13 WHERE id = $1",
                 )
                 .bind(id)
                 .bind(&w.slug)
@@ -894,6 +1009,9 @@ macro_rules! impl_transactions {
                 .bind(&w.currency)
                 .bind(w.plan.as_str())
                 .bind(Json(&w.modules))
+                .bind(Json(&w.auth_policy))
+                .bind(w.suspended_at)
+                .bind(w.deleted_at)
                 .bind(w.updated_at)
                 .execute(&mut *self.tx)
                 .await
@@ -909,15 +1027,21 @@ macro_rules! impl_transactions {
                 if m.workspace_id.as_str() != ws {
                     return Err(corrupt("members", "insert outside the scope's workspace"));
                 }
-                sqlx::query("INSERT INTO members (workspace_id, id, user_id, role, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(ws)
-                    .bind(m.id.as_str())
-                    .bind(m.user_id.as_str())
-                    .bind(m.role.as_str())
-                    .bind(m.created_at)
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO members (workspace_id, id, user_id, role, custom_role_id, active, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(ws)
+                .bind(m.id.as_str())
+                .bind(m.user_id.as_str())
+                .bind(m.role.as_str())
+                .bind(m.custom_role_id.as_ref().map(|r| r.as_str()))
+                .bind(m.active)
+                .bind(m.created_at)
+                .bind(m.updated_at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
                 Ok(())
             }
 
@@ -926,12 +1050,22 @@ macro_rules! impl_transactions {
         #[async_trait::async_trait]
         impl SystemTx for SqlTx<$db> {
             async fn workspace_resolve(&mut self, key: &str) -> StoreResult<Option<WorkspaceId>> {
-                let id: Option<String> = sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1 OR slug = $1")
-                    .bind(key)
+                let id: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM workspaces WHERE (id = $1 OR slug = $1) AND deleted_at IS NULL")
+                        .bind(key)
+                        .fetch_optional(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                Ok(id.map(WorkspaceId::from_trusted))
+            }
+
+            async fn invitation_by_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<Invitation>> {
+                let row = sqlx::query_as::<_, InvitationRow>(crate::sql_members::INVITATION_BY_TOKEN)
+                    .bind(&hash[..])
                     .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
-                Ok(id.map(WorkspaceId::from_trusted))
+                row.map(InvitationRow::into_invitation).transpose()
             }
 
             async fn data_keys(&mut self, owner: &str) -> StoreResult<Vec<StoredDataKey>> {

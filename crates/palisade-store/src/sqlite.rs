@@ -22,6 +22,7 @@ mod statements {
 }
 
 crate::sql::impl_transactions!(sqlx::Sqlite, statements);
+crate::sql_members::impl_members_tx!(sqlx::Sqlite);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

@@ -8,16 +8,20 @@ use std::sync::Arc;
 use palisade_core::accounts::model::{
     AccountToken, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
-use palisade_core::acl::Role;
+use palisade_core::acl::{FieldGrant, Permission, PermissionSet, Role, TeamGrant};
 use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
 use palisade_core::error::StoreError;
-use palisade_core::ids::{MemberId, ResetCodeId, SessionId, UserId, WorkspaceId};
-use palisade_core::principal::{Principal, RequestMeta};
+use palisade_core::ids::{
+    CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId, WorkspaceId,
+};
+use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{
-    Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint,
+    Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint, TenantTx,
 };
 use palisade_core::tenancy::{SystemScope, TenantScope};
-use palisade_core::workspaces::model::{Branding, Member, Plan, Workspace};
+use palisade_core::workspaces::model::{
+    AuthPolicy, Branding, CustomRole, Invitation, Member, Plan, Team, Workspace,
+};
 use palisade_store::testing::{TestDb, databases, postgres_base, postgres_database};
 use palisade_store::{Migrations, OpenError, TENANT_TABLES, open};
 use sqlx::Connection as _;
@@ -53,6 +57,8 @@ fn principal(u: &User) -> Principal {
     Principal::User {
         user_id: u.id.clone(),
         session_id: SessionId::generate(),
+        method: SignInMethod::Password,
+        signed_in_at: t0(),
     }
 }
 
@@ -68,6 +74,9 @@ fn workspace(slug: &str) -> Workspace {
         plan: Plan::Starter,
         modules: vec![],
         parent_id: None,
+        auth_policy: AuthPolicy::default(),
+        suspended_at: None,
+        deleted_at: None,
         created_at: t0(),
         updated_at: t0(),
     }
@@ -124,6 +133,19 @@ async fn entries(tx: &mut dyn AuditLogTx) -> Vec<serde_json::Value> {
         .collect()
 }
 
+fn member(ws: &Workspace, u: &User, role: Role) -> Member {
+    Member {
+        id: MemberId::generate(),
+        workspace_id: ws.id.clone(),
+        user_id: u.id.clone(),
+        role,
+        custom_role_id: None,
+        active: true,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
 /// Creates a workspace owned by `owner`, with one audit event carrying an IP commitment.
 async fn add_workspace(store: &dyn Store, owner: &User, slug: &str) -> (Workspace, TenantScope) {
     let ws = workspace(slug);
@@ -133,15 +155,9 @@ async fn add_workspace(store: &dyn Store, owner: &User, slug: &str) -> (Workspac
     tx.audit_log_create(&format!("test.example/ws/{}", ws.id), &test_key(), t0())
         .await
         .unwrap();
-    tx.member_insert(&Member {
-        id: MemberId::generate(),
-        workspace_id: ws.id.clone(),
-        user_id: owner.id.clone(),
-        role: Role::Owner,
-        created_at: t0(),
-    })
-    .await
-    .unwrap();
+    tx.member_insert(&member(&ws, owner, Role::Owner))
+        .await
+        .unwrap();
     let meta = RequestMeta {
         request_id: Some("req_1".into()),
         ip: Some("203.0.113.7".parse().unwrap()),
@@ -207,6 +223,7 @@ async fn refresh_token_can_be_used_once_and_sessions_revoke_once() {
             last_used_at: t0(),
             user_agent: Some("test-agent/1".into()),
             ip_prefix: Some("192.0.2.0/24".into()),
+            method: SignInMethod::MagicLink,
         };
         let token = RefreshToken {
             hash: [7; 32],
@@ -273,6 +290,7 @@ fn session_of(u: &User, created: OffsetDateTime) -> Session {
         last_used_at: created,
         user_agent: None,
         ip_prefix: None,
+        method: SignInMethod::Password,
     }
 }
 
@@ -556,16 +574,17 @@ async fn memberships_show_only_the_users_own_workspaces() {
             .collect();
         assert_eq!(page2, vec![wa2.id.clone()], "{}", db.backend);
         let m = tx
-            .membership(&a.id, "alpha")
+            .member_access(&a.id, "alpha")
             .await
             .unwrap()
-            .expect("by slug");
+            .expect("by slug")
+            .membership;
         assert_eq!(
-            (m.workspace.id.clone(), m.role),
-            (wa.id.clone(), Role::Owner)
+            (m.workspace.id.clone(), m.role, m.active),
+            (wa.id.clone(), Role::Owner, true)
         );
         assert!(
-            tx.membership(&a.id, wa.id.as_str())
+            tx.member_access(&a.id, wa.id.as_str())
                 .await
                 .unwrap()
                 .is_some(),
@@ -573,12 +592,12 @@ async fn memberships_show_only_the_users_own_workspaces() {
         );
         // Cross-tenant: B's workspace does not exist for A, by id or by slug.
         assert!(
-            tx.membership(&a.id, "beta").await.unwrap().is_none(),
+            tx.member_access(&a.id, "beta").await.unwrap().is_none(),
             "{}",
             db.backend
         );
         assert!(
-            tx.membership(&a.id, wb.id.as_str())
+            tx.member_access(&a.id, wb.id.as_str())
                 .await
                 .unwrap()
                 .is_none(),
@@ -614,7 +633,10 @@ async fn tenant_transactions_see_only_their_workspace_rows() {
             workspace_id: wb.id.clone(),
             user_id: a.id.clone(),
             role: Role::Owner,
+            custom_role_id: None,
+            active: true,
             created_at: t0(),
+            updated_at: t0(),
         };
         assert!(tx.member_insert(&foreign).await.is_err(), "{}", db.backend);
         let event = AuditEvent::new(
@@ -785,9 +807,15 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
     let a = add_user(&*store, "a@example.com").await;
     let b = add_user(&*store, "b@example.com").await;
     let (wa, sa) = add_workspace(&*store, &a, "alpha").await;
-    let (_, sb) = add_workspace(&*store, &b, "beta").await;
+    let (wb, sb) = add_workspace(&*store, &b, "beta").await;
     add_checkpoint(&*store, &sa).await;
     add_checkpoint(&*store, &sb).await;
+    add_member_rows(&*store, &sa, &a, 1).await;
+    add_member_rows(&*store, &sb, &b, 2).await;
+    // A child of A's workspace, with rows of its own in every member table.
+    let c = add_user(&*store, "c@example.com").await;
+    let (wc, sc) = add_child(&*store, &c, "alpha-child", &wa).await;
+    add_member_rows(&*store, &sc, &c, 3).await;
 
     let mut owner = raw_pg(&url, false).await;
     let mut app = raw_pg(&url, true).await;
@@ -825,13 +853,14 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             scoped >= 1,
             "{table}: rows of the set workspace are visible"
         );
-        let column = match *table {
-            "workspaces" => "id",
-            t if t.starts_with("audit_") => "log_id",
-            _ => "workspace_id",
+        // A parent reads its children's workspace rows (parent_lifecycle), nothing else of theirs.
+        let other = match *table {
+            "workspaces" => "id <> $1 AND parent_id IS DISTINCT FROM $1",
+            t if t.starts_with("audit_") => "log_id <> $1",
+            _ => "workspace_id <> $1",
         };
         let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table} WHERE {column} <> $1"
+            "SELECT count(*) FROM {table} WHERE {other}"
         )))
         .bind(wa.id.as_str())
         .fetch_one(&mut *tx)
@@ -840,6 +869,88 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
         assert_eq!(foreign, 0, "{table}: another workspace's rows leak");
         tx.rollback().await.unwrap();
     }
+
+    // The parent's transaction lists its child's row but cannot write it.
+    let mut tx = app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+        .bind(wa.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let children: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM workspaces WHERE parent_id = $1")
+            .bind(wa.id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(children, [wc.id.to_string()]);
+    let done = sqlx::query("UPDATE workspaces SET name = 'taken' WHERE id = $1")
+        .bind(wc.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 0, "parent_lifecycle is read-only");
+    tx.rollback().await.unwrap();
+
+    // An account transaction (only app.user_id set) sees the user's own team memberships, those
+    // teams and the custom role they hold, and nothing else; it can change none of them.
+    for (user, ws) in [(&a, &wa), (&b, &wb), (&c, &wc)] {
+        let mut tx = app.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.user_id', $1, true)")
+            .bind(user.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for table in [
+            "members",
+            "teams",
+            "team_members",
+            "custom_roles",
+            "invitations",
+        ] {
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT workspace_id FROM {table}"
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+            let expected = if table == "invitations" {
+                vec![]
+            } else {
+                vec![ws.id.to_string()]
+            };
+            assert_eq!(rows, expected, "{table} as {}", user.email);
+        }
+        for sql in [
+            "DELETE FROM members",
+            "DELETE FROM team_members",
+            "DELETE FROM teams",
+            "DELETE FROM custom_roles",
+            "UPDATE teams SET name = 'x'",
+            "UPDATE custom_roles SET name = 'x'",
+        ] {
+            let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
+            assert_eq!(done.rows_affected(), 0, "{sql} as {}", user.email);
+        }
+        tx.rollback().await.unwrap();
+    }
+    // Invitations are found by token only in a system transaction.
+    let mut tx = app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.system', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invitations")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let done = sqlx::query("UPDATE invitations SET revoked_at = now()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 0, "system_lookup is read-only");
+    tx.rollback().await.unwrap();
     // The setting is transaction-local: after the transaction, nothing is visible again.
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
         .fetch_one(&mut app)
@@ -853,10 +964,14 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let err = sqlx::query("INSERT INTO members (workspace_id, id, user_id, role, created_at) SELECT id, 'mem_x', $1, 'owner', now() FROM workspaces")
-        .bind(b.id.as_str())
-        .execute(&mut *tx)
-        .await;
+    let err = sqlx::query(
+        "INSERT INTO members (workspace_id, id, user_id, role, created_at, updated_at) \
+         SELECT id, 'mem_x', $1, 'owner', now(), now() FROM workspaces WHERE id = $2",
+    )
+    .bind(b.id.as_str())
+    .bind(wa.id.as_str())
+    .execute(&mut *tx)
+    .await;
     assert!(err.is_ok(), "own workspace insert allowed: {err:?}");
     let err = sqlx::query("UPDATE members SET workspace_id = 'ws_other' WHERE id = 'mem_x'")
         .execute(&mut *tx)
@@ -910,5 +1025,1243 @@ async fn postgres_refuses_to_start_when_rls_is_not_forced() {
             "expected RlsNotForced, got {:?}",
             other.map(|s| s.backend())
         ),
+    }
+}
+
+// ---- Members, invitations, teams, custom roles, children (MembersTx) ----
+
+async fn tenant_write(store: &dyn Store, scope: &TenantScope) -> Box<dyn TenantTx> {
+    store.tenant(scope, Access::Write).await.unwrap()
+}
+
+/// Adds `u` to the scope's workspace.
+async fn add_member(store: &dyn Store, scope: &TenantScope, u: &User, role: Role) -> Member {
+    let m = Member {
+        workspace_id: scope.workspace_id().clone(),
+        ..member(&workspace("unused"), u, role)
+    };
+    let mut tx = tenant_write(store, scope).await;
+    tx.member_insert(&m).await.unwrap();
+    tx.commit().await.unwrap();
+    m
+}
+
+fn team(ws: &WorkspaceId, name: &str, grants: Vec<TeamGrant>) -> Team {
+    Team {
+        id: TeamId::generate(),
+        workspace_id: ws.clone(),
+        name: name.into(),
+        description: Some(format!("{name} team")),
+        grants,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn grant(collection: Option<&str>, permissions: &[Permission]) -> TeamGrant {
+    TeamGrant {
+        collection: collection.map(str::to_owned),
+        permissions: permissions.iter().copied().collect(),
+    }
+}
+
+fn custom_role(ws: &WorkspaceId, name: &str) -> CustomRole {
+    CustomRole {
+        id: CustomRoleId::generate(),
+        workspace_id: ws.clone(),
+        name: name.into(),
+        description: None,
+        base_role: Role::Member,
+        permissions: [Permission::RecordsRead, Permission::MembersRead]
+            .into_iter()
+            .collect(),
+        fields: vec![FieldGrant {
+            collection: "posts".into(),
+            field: "body".into(),
+            read: true,
+            write: false,
+        }],
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn invitation(ws: &WorkspaceId, email: &str, by: &User, token: u8) -> Invitation {
+    Invitation {
+        id: InvitationId::generate(),
+        workspace_id: ws.clone(),
+        email: email.into(),
+        role: Role::Member,
+        custom_role_id: None,
+        token_hash: [token; 32],
+        invited_by: by.id.clone(),
+        created_at: t0(),
+        expires_at: t0() + time::Duration::days(7),
+        accepted_at: None,
+        accepted_by: None,
+        revoked_at: None,
+    }
+}
+
+/// A child of `parent` owned by `owner`, created through the child's own scope.
+async fn add_child(
+    store: &dyn Store,
+    owner: &User,
+    slug: &str,
+    parent: &Workspace,
+) -> (Workspace, TenantScope) {
+    let ws = Workspace {
+        parent_id: Some(parent.id.clone()),
+        ..workspace(slug)
+    };
+    let scope = TenantScope::for_tests(ws.id.clone(), principal(owner), Role::Owner);
+    let mut tx = tenant_write(store, &scope).await;
+    tx.workspace_insert(&ws).await.unwrap();
+    tx.member_insert(&member(&ws, owner, Role::Owner))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (ws, scope)
+}
+
+fn conflict_name<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Conflict(name)) => name,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn members_read_with_their_user_update_and_delete() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let c = add_user(&*store, "c@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let mb = add_member(&*store, &scope, &b, Role::Member).await;
+        let mc = add_member(&*store, &scope, &c, Role::Billing).await;
+
+        let mut tx = tenant_write(&*store, &scope).await;
+        let view = tx.member_get(&mb.id).await.unwrap().expect(db.backend);
+        assert_eq!(
+            (view.member.clone(), view.email.as_str(), view.name.as_str()),
+            (mb.clone(), "b@example.com", "Test"),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.member_of_user(&c.id).await.unwrap(),
+            Some(mc.clone()),
+            "{}",
+            db.backend
+        );
+
+        let all = tx.members_list(None, 10).await.unwrap();
+        let mut expected: Vec<MemberId> = all.iter().map(|v| v.member.id.clone()).collect();
+        expected.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        assert_eq!(
+            all.iter().map(|v| v.member.id.clone()).collect::<Vec<_>>(),
+            expected,
+            "{}: id order",
+            db.backend
+        );
+        let mut emails: Vec<&str> = all.iter().map(|v| v.email.as_str()).collect();
+        emails.sort_unstable();
+        assert_eq!(
+            emails,
+            ["a@example.com", "b@example.com", "c@example.com"],
+            "{}",
+            db.backend
+        );
+        let page = tx.members_list(Some(&expected[0]), 1).await.unwrap();
+        assert_eq!(
+            page.iter().map(|v| v.member.id.clone()).collect::<Vec<_>>(),
+            [expected[1].clone()],
+            "{}: after the cursor, at most limit",
+            db.backend
+        );
+
+        let role = custom_role(&ws.id, "Editors");
+        tx.custom_role_insert(&role).await.unwrap();
+        let changed = Member {
+            role: Role::Admin,
+            custom_role_id: Some(role.id.clone()),
+            active: false,
+            updated_at: t0() + time::Duration::hours(1),
+            ..mb.clone()
+        };
+        tx.member_update(&changed).await.unwrap();
+        assert_eq!(
+            tx.member_get(&mb.id).await.unwrap().map(|v| v.member),
+            Some(changed.clone()),
+            "{}",
+            db.backend
+        );
+
+        assert!(tx.member_delete(&mc.id).await.unwrap(), "{}", db.backend);
+        assert!(
+            !tx.member_delete(&mc.id).await.unwrap(),
+            "{}: already gone",
+            db.backend
+        );
+        assert_eq!(tx.member_get(&mc.id).await.unwrap(), None, "{}", db.backend);
+        assert_eq!(tx.member_of_user(&c.id).await.unwrap(), None);
+        tx.commit().await.unwrap();
+
+        // A deleted member may join again; a second membership may not.
+        add_member(&*store, &scope, &c, Role::Member).await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        let again = member(&ws, &b, Role::Member);
+        assert_eq!(
+            conflict_name(tx.member_insert(&again).await),
+            "members_workspace_user",
+            "{}",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn owners_active_counts_only_active_owners() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let c = add_user(&*store, "c@example.com").await;
+        let d = add_user(&*store, "d@example.com").await;
+        let (_, scope) = add_workspace(&*store, &a, "alpha").await;
+        let mb = add_member(&*store, &scope, &b, Role::Owner).await;
+        let mc = add_member(&*store, &scope, &c, Role::Owner).await;
+        add_member(&*store, &scope, &d, Role::Admin).await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.member_update(&Member {
+            active: false,
+            ..mc.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(tx.owners_active().await.unwrap(), 2, "{}", db.backend);
+        tx.member_update(&Member {
+            active: false,
+            ..mb.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(tx.owners_active().await.unwrap(), 1, "{}", db.backend);
+        tx.commit().await.unwrap();
+        // Another workspace's owners do not count.
+        let (_, other) = add_workspace(&*store, &b, "beta").await;
+        let mut tx = tenant_write(&*store, &other).await;
+        assert_eq!(tx.owners_active().await.unwrap(), 1, "{}", db.backend);
+    }
+}
+
+#[tokio::test]
+async fn invitations_list_newest_first_and_are_accepted_or_revoked_once() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let role = custom_role(&ws.id, "Editors");
+        let mut invites = vec![
+            invitation(&ws.id, "x@example.com", &a, 1),
+            invitation(&ws.id, "x@example.com", &a, 2),
+            invitation(&ws.id, "y@example.com", &a, 3),
+            Invitation {
+                custom_role_id: Some(role.id.clone()),
+                ..invitation(&ws.id, "z@example.com", &a, 4)
+            },
+        ];
+        // Ids are time-ordered; within one millisecond, sort to know "newest".
+        let mut ids: Vec<InvitationId> = invites.iter().map(|i| i.id.clone()).collect();
+        ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        for (i, id) in invites.iter_mut().zip(ids) {
+            i.id = id;
+        }
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.custom_role_insert(&role).await.unwrap();
+        for i in &invites {
+            tx.invitation_insert(i).await.unwrap();
+        }
+        assert_eq!(
+            tx.invitation_get(&invites[2].id).await.unwrap(),
+            Some(invites[2].clone()),
+            "{}",
+            db.backend
+        );
+        let page: Vec<_> = tx
+            .invitations_list(None, 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(
+            page,
+            [invites[3].id.clone(), invites[2].id.clone()],
+            "{}: newest first",
+            db.backend
+        );
+        let rest: Vec<_> = tx
+            .invitations_list(Some(&invites[2].id), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(
+            rest,
+            [invites[1].id.clone(), invites[0].id.clone()],
+            "{}: before the cursor",
+            db.backend
+        );
+        assert_eq!(
+            tx.invitations_with_custom_role(&role.id).await.unwrap(),
+            1,
+            "{}",
+            db.backend
+        );
+
+        // Accept once; a second accept and a revoke after it fail.
+        let later = t0() + time::Duration::minutes(5);
+        assert!(
+            tx.invitation_accept(&invites[0].id, &b.id, later)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !tx.invitation_accept(&invites[0].id, &b.id, later)
+                .await
+                .unwrap(),
+            "{}: single use",
+            db.backend
+        );
+        assert!(
+            !tx.invitation_revoke(&invites[0].id, later).await.unwrap(),
+            "{}: accepted cannot be revoked",
+            db.backend
+        );
+        let accepted = tx.invitation_get(&invites[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                accepted.accepted_at,
+                accepted.accepted_by,
+                accepted.revoked_at
+            ),
+            (Some(later), Some(b.id.clone()), None),
+            "{}",
+            db.backend
+        );
+
+        // Revoking x@'s open invitations leaves the accepted one and y@'s alone.
+        assert_eq!(
+            tx.invitations_revoke_open("x@example.com", later)
+                .await
+                .unwrap(),
+            [invites[1].id.clone()],
+            "{}",
+            db.backend
+        );
+        assert!(
+            tx.invitations_revoke_open("x@example.com", later)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !tx.invitation_accept(&invites[1].id, &b.id, later)
+                .await
+                .unwrap(),
+            "{}: revoked cannot be accepted",
+            db.backend
+        );
+        assert!(tx.invitation_revoke(&invites[3].id, later).await.unwrap());
+        assert!(
+            !tx.invitation_revoke(&invites[3].id, later).await.unwrap(),
+            "{}: revoked once",
+            db.backend
+        );
+        assert_eq!(
+            tx.invitations_with_custom_role(&role.id).await.unwrap(),
+            0,
+            "{}: only open invitations hold a role",
+            db.backend
+        );
+        assert_eq!(
+            tx.invitation_get(&invites[2].id)
+                .await
+                .unwrap()
+                .map(|i| i.revoked_at),
+            Some(None),
+            "{}",
+            db.backend
+        );
+        tx.commit().await.unwrap();
+        let mut tx = tenant_write(&*store, &scope).await;
+        let dup = invitation(&ws.id, "w@example.com", &a, 3);
+        assert_eq!(
+            conflict_name(tx.invitation_insert(&dup).await),
+            "invitations_token",
+            "{}",
+            db.backend
+        );
+        drop(tx);
+
+        // The bearer's lookup: by token, in whichever workspace.
+        let mut tx = store
+            .system(&SystemScope::new("test"), Access::Read)
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.invitation_by_token(&[3; 32]).await.unwrap(),
+            Some(invites[2].clone()),
+            "{}",
+            db.backend
+        );
+        assert_eq!(tx.invitation_by_token(&[9; 32]).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn teams_have_unique_names_and_their_memberships_end_with_the_team_or_member() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &b, "beta").await;
+        let mb = add_member(&*store, &scope, &b, Role::Member).await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        let ma = tx.member_of_user(&a.id).await.unwrap().unwrap();
+        let writers = team(
+            &ws.id,
+            "Writers",
+            vec![grant(Some("posts"), &[Permission::RecordsWrite])],
+        );
+        let readers = team(&ws.id, "Readers", vec![]);
+        tx.team_insert(&writers).await.unwrap();
+        tx.team_insert(&readers).await.unwrap();
+        tx.commit().await.unwrap();
+        // A failed statement ends a PostgreSQL transaction: each conflict gets its own.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(tx.team_insert(&team(&ws.id, "Writers", vec![])).await),
+            "teams_name",
+            "{}",
+            db.backend
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            tx.team_get(&writers.id).await.unwrap(),
+            Some(writers.clone()),
+            "{}",
+            db.backend
+        );
+        let mut by_id = vec![writers.id.clone(), readers.id.clone()];
+        by_id.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        assert_eq!(
+            tx.teams_list(None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>(),
+            by_id,
+            "{}",
+            db.backend
+        );
+        assert_eq!(tx.teams_list(Some(&by_id[0]), 10).await.unwrap().len(), 1);
+        let renamed = Team {
+            name: "Editors".into(),
+            description: None,
+            grants: vec![grant(None, &[Permission::RecordsReadDraft])],
+            updated_at: t0() + time::Duration::hours(1),
+            ..readers.clone()
+        };
+        tx.team_update(&renamed).await.unwrap();
+        assert_eq!(
+            tx.team_get(&readers.id).await.unwrap(),
+            Some(renamed.clone())
+        );
+        tx.commit().await.unwrap();
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(
+                tx.team_update(&Team {
+                    name: "Writers".into(),
+                    ..renamed.clone()
+                })
+                .await
+            ),
+            "teams_name",
+            "{}",
+            db.backend
+        );
+        drop(tx);
+
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(tx.team_member_add(&writers.id, &mb, t0()).await.unwrap());
+        assert!(
+            !tx.team_member_add(&writers.id, &mb, t0()).await.unwrap(),
+            "{}: already in the team",
+            db.backend
+        );
+        assert!(tx.team_member_add(&writers.id, &ma, t0()).await.unwrap());
+        assert!(tx.team_member_add(&readers.id, &mb, t0()).await.unwrap());
+        let listed = tx.team_members(&writers.id, None, 10).await.unwrap();
+        let mut expected = vec![
+            (ma.id.clone(), "a@example.com"),
+            (mb.id.clone(), "b@example.com"),
+        ];
+        expected.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+        assert_eq!(
+            listed
+                .iter()
+                .map(|v| (v.member.id.clone(), v.email.as_str()))
+                .collect::<Vec<_>>(),
+            expected,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.team_members(&writers.id, Some(&expected[0].0), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(tx.team_member_remove(&writers.id, &ma.id).await.unwrap());
+        assert!(
+            !tx.team_member_remove(&writers.id, &ma.id).await.unwrap(),
+            "{}",
+            db.backend
+        );
+
+        // Deleting the team ends its memberships; deleting a member ends theirs.
+        assert!(tx.team_delete(&writers.id).await.unwrap(), "{}", db.backend);
+        assert!(!tx.team_delete(&writers.id).await.unwrap());
+        assert_eq!(tx.team_get(&writers.id).await.unwrap(), None);
+        assert!(
+            tx.team_members(&writers.id, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(tx.member_delete(&mb.id).await.unwrap(), "{}", db.backend);
+        assert!(
+            tx.team_members(&readers.id, None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            db.backend
+        );
+        tx.commit().await.unwrap();
+
+        // Names are unique per workspace only.
+        let mut tx = tenant_write(&*store, &sb).await;
+        tx.team_insert(&team(&wb.id, "Editors", vec![]))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn custom_roles_round_trip_permissions_and_fields_and_have_unique_names() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &b, "beta").await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        let editors = custom_role(&ws.id, "Editors");
+        let viewers = CustomRole {
+            description: Some("Read only".into()),
+            base_role: Role::Billing,
+            permissions: PermissionSet::EMPTY,
+            fields: vec![],
+            ..custom_role(&ws.id, "Viewers")
+        };
+        tx.custom_role_insert(&editors).await.unwrap();
+        tx.custom_role_insert(&viewers).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            tx.custom_role_get(&editors.id).await.unwrap(),
+            Some(editors.clone()),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.custom_role_get(&viewers.id).await.unwrap(),
+            Some(viewers.clone()),
+            "{}",
+            db.backend
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(tx.custom_role_insert(&custom_role(&ws.id, "Editors")).await),
+            "custom_roles_name",
+            "{}",
+            db.backend
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        let mut by_id = vec![editors.id.clone(), viewers.id.clone()];
+        by_id.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        assert_eq!(
+            tx.custom_roles_list(None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
+            by_id,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.custom_roles_list(Some(&by_id[0]), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let changed = CustomRole {
+            name: "Writers".into(),
+            base_role: Role::Admin,
+            permissions: [Permission::RecordsWrite].into_iter().collect(),
+            fields: vec![FieldGrant {
+                collection: "posts".into(),
+                field: "*".into(),
+                read: true,
+                write: true,
+            }],
+            updated_at: t0() + time::Duration::hours(1),
+            ..editors.clone()
+        };
+        tx.custom_role_update(&changed).await.unwrap();
+        assert_eq!(
+            tx.custom_role_get(&editors.id).await.unwrap(),
+            Some(changed.clone())
+        );
+        tx.commit().await.unwrap();
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(
+                tx.custom_role_update(&CustomRole {
+                    name: "Viewers".into(),
+                    ..changed.clone()
+                })
+                .await
+            ),
+            "custom_roles_name",
+            "{}",
+            db.backend
+        );
+        drop(tx);
+
+        let mb = add_member(&*store, &scope, &b, Role::Member).await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.members_with_custom_role(&editors.id).await.unwrap(), 0);
+        tx.member_update(&Member {
+            custom_role_id: Some(editors.id.clone()),
+            ..mb.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            tx.members_with_custom_role(&editors.id).await.unwrap(),
+            1,
+            "{}",
+            db.backend
+        );
+        assert!(tx.custom_role_delete(&viewers.id).await.unwrap());
+        assert!(
+            !tx.custom_role_delete(&viewers.id).await.unwrap(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(tx.custom_role_get(&viewers.id).await.unwrap(), None);
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &sb).await;
+        tx.custom_role_insert(&custom_role(&wb.id, "Editors"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn member_access_resolves_the_custom_role_and_team_grants_of_that_user_only() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let c = add_user(&*store, "c@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let mb = add_member(&*store, &scope, &b, Role::Member).await;
+        let mc = add_member(&*store, &scope, &c, Role::Member).await;
+        let role = custom_role(&ws.id, "Editors");
+        let mut teams = vec![
+            team(
+                &ws.id,
+                "One",
+                vec![grant(None, &[Permission::MembersManage])],
+            ),
+            team(
+                &ws.id,
+                "Two",
+                vec![
+                    grant(Some("posts"), &[Permission::RecordsWrite]),
+                    grant(Some("pages"), &[Permission::RecordsRead]),
+                ],
+            ),
+            team(&ws.id, "Three", vec![grant(None, &[Permission::AuditRead])]),
+        ];
+        teams.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.custom_role_insert(&role).await.unwrap();
+        tx.member_update(&Member {
+            custom_role_id: Some(role.id.clone()),
+            ..mb.clone()
+        })
+        .await
+        .unwrap();
+        for t in &teams {
+            tx.team_insert(t).await.unwrap();
+        }
+        // b is in the first two teams, c only in the third.
+        tx.team_member_add(&teams[0].id, &mb, t0()).await.unwrap();
+        tx.team_member_add(&teams[1].id, &mb, t0()).await.unwrap();
+        tx.team_member_add(&teams[2].id, &mc, t0()).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.accounts(Some(&b.id), Access::Read).await.unwrap();
+        let access = tx
+            .member_access(&b.id, "alpha")
+            .await
+            .unwrap()
+            .expect(db.backend);
+        assert_eq!(
+            (access.membership.member_id.clone(), access.membership.role),
+            (mb.id.clone(), Role::Member),
+            "{}",
+            db.backend
+        );
+        assert_eq!(access.custom_role, Some(role.clone()), "{}", db.backend);
+        let expected: Vec<TeamGrant> = teams[..2].iter().flat_map(|t| t.grants.clone()).collect();
+        assert_eq!(access.team_grants, expected, "{}", db.backend);
+        drop(tx);
+
+        let mut tx = store.accounts(Some(&c.id), Access::Read).await.unwrap();
+        let access = tx
+            .member_access(&c.id, ws.id.as_str())
+            .await
+            .unwrap()
+            .expect(db.backend);
+        assert_eq!(access.custom_role, None, "{}", db.backend);
+        assert_eq!(access.team_grants, teams[2].grants, "{}", db.backend);
+        // On PostgreSQL RLS alone keeps b's membership from an account transaction acting as c.
+        if db.backend == "postgres" {
+            assert_eq!(
+                tx.member_access(&b.id, "alpha").await.unwrap(),
+                None,
+                "RLS shows only the acting user's membership"
+            );
+        }
+        drop(tx);
+
+        // A role deleted behind the membership grants nothing; inactive members still resolve.
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.member_update(&Member {
+            custom_role_id: None,
+            active: false,
+            ..mb.clone()
+        })
+        .await
+        .unwrap();
+        tx.custom_role_delete(&role.id).await.unwrap();
+        tx.member_update(&Member {
+            custom_role_id: Some(role.id.clone()),
+            active: false,
+            ..mb.clone()
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.accounts(Some(&b.id), Access::Read).await.unwrap();
+        let access = tx.member_access(&b.id, "alpha").await.unwrap().unwrap();
+        assert_eq!(
+            (access.membership.active, access.custom_role),
+            (false, None),
+            "{}",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn memberships_list_only_active_memberships_of_workspaces_not_deleted() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let (w1, s1) = add_workspace(&*store, &a, "one").await;
+        let (_, s2) = add_workspace(&*store, &a, "two").await;
+        let (w3, s3) = add_workspace(&*store, &a, "three").await;
+        let m = add_member(&*store, &s1, &b, Role::Member).await;
+        add_member(&*store, &s2, &b, Role::Member).await;
+        let m3 = add_member(&*store, &s3, &b, Role::Admin).await;
+
+        let mut tx = tenant_write(&*store, &s1).await;
+        tx.member_update(&Member {
+            active: false,
+            ..m.clone()
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = tenant_write(&*store, &s3).await;
+        let mut deleted = tx.workspace_get().await.unwrap().unwrap();
+        deleted.deleted_at = Some(t0());
+        tx.workspace_update(&deleted).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.accounts(Some(&b.id), Access::Read).await.unwrap();
+        let listed: Vec<_> = tx
+            .memberships(&b.id, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.workspace.slug, m.active))
+            .collect();
+        assert_eq!(listed, [("two".to_owned(), true)], "{}", db.backend);
+        assert!(
+            tx.member_access(&b.id, w1.id.as_str())
+                .await
+                .unwrap()
+                .is_some_and(|m| !m.membership.active),
+            "{}: an inactive membership still resolves",
+            db.backend
+        );
+        assert_eq!(
+            tx.member_access(&b.id, "three").await.unwrap(),
+            None,
+            "{}: a deleted workspace does not",
+            db.backend
+        );
+        assert_eq!(tx.member_access(&b.id, w3.id.as_str()).await.unwrap(), None);
+        drop(tx);
+        let mut tx = store
+            .system(&SystemScope::new("test"), Access::Read)
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.workspace_resolve("three").await.unwrap(),
+            None,
+            "{}",
+            db.backend
+        );
+        // The row stays for the retention job, and its own scope still reads it.
+        drop(tx);
+        let mut tx = tenant_write(&*store, &s3).await;
+        assert_eq!(
+            tx.workspace_get().await.unwrap().map(|w| w.deleted_at),
+            Some(Some(t0()))
+        );
+        assert_eq!(
+            tx.member_of_user(&b.id).await.unwrap(),
+            Some(m3.clone()),
+            "{}",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn workspace_update_writes_the_auth_policy_and_lifecycle_but_not_the_parent() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let (parent, _) = add_workspace(&*store, &a, "parent").await;
+        let (child, scope) = add_child(&*store, &a, "child", &parent).await;
+        assert_eq!(child.auth_policy, AuthPolicy::default());
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.workspace_get().await.unwrap(), Some(child.clone()));
+        let policy = AuthPolicy {
+            sign_in_methods: vec![SignInMethod::MagicLink],
+            session_max_secs: Some(3600),
+            password_min_length: Some(16),
+            mfa_required: true,
+        };
+        let changed = Workspace {
+            auth_policy: policy.clone(),
+            suspended_at: Some(t0() + time::Duration::hours(2)),
+            parent_id: None,
+            name: "Renamed".into(),
+            updated_at: t0() + time::Duration::hours(2),
+            ..child.clone()
+        };
+        tx.workspace_update(&changed).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            tx.workspace_get().await.unwrap(),
+            Some(Workspace {
+                parent_id: Some(parent.id.clone()),
+                ..changed.clone()
+            }),
+            "{}: every column but id, created_at and parent_id",
+            db.backend
+        );
+        drop(tx);
+        let mut tx = store.accounts(Some(&a.id), Access::Read).await.unwrap();
+        let m = tx.member_access(&a.id, "child").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                m.membership.workspace.auth_policy,
+                m.membership.workspace.suspended_at
+            ),
+            (policy, changed.suspended_at),
+            "{}",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn children_are_listed_only_for_their_parent_and_not_once_deleted() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let (parent, sp) = add_workspace(&*store, &a, "parent").await;
+        let (other, so) = add_workspace(&*store, &b, "other").await;
+        let (c1, _) = add_child(&*store, &a, "child-one", &parent).await;
+        let (c2, sc2) = add_child(&*store, &b, "child-two", &parent).await;
+        let (gone, sg) = add_child(&*store, &a, "child-gone", &parent).await;
+        let (foreign, _) = add_child(&*store, &b, "other-child", &other).await;
+        let mut tx = tenant_write(&*store, &sg).await;
+        tx.workspace_update(&Workspace {
+            deleted_at: Some(t0()),
+            ..gone.clone()
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sp, Access::Read).await.unwrap();
+        let mut expected = vec![c1.clone(), c2.clone()];
+        expected.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+        assert_eq!(
+            tx.children_list(None, 10).await.unwrap(),
+            expected,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            tx.children_list(Some(&expected[0].id), 10).await.unwrap(),
+            [expected[1].clone()],
+            "{}",
+            db.backend
+        );
+        assert_eq!(tx.children_list(None, 1).await.unwrap().len(), 1);
+        assert_eq!(tx.children_count().await.unwrap(), 2, "{}", db.backend);
+        assert_eq!(
+            tx.child_get("child-two").await.unwrap(),
+            Some(c2.clone()),
+            "{}: by slug",
+            db.backend
+        );
+        assert_eq!(
+            tx.child_get(c1.id.as_str()).await.unwrap(),
+            Some(c1.clone())
+        );
+        for key in [
+            "child-gone",
+            gone.id.as_str(),
+            "other-child",
+            foreign.id.as_str(),
+            "other",
+            "parent",
+        ] {
+            assert_eq!(
+                tx.child_get(key).await.unwrap(),
+                None,
+                "{}: {key}",
+                db.backend
+            );
+        }
+        // The parent sees its children's workspace rows, never their members.
+        assert_eq!(
+            tx.member_of_user(&b.id).await.unwrap(),
+            None,
+            "{}",
+            db.backend
+        );
+        drop(tx);
+
+        let mut tx = store.tenant(&so, Access::Read).await.unwrap();
+        assert_eq!(tx.children_list(None, 10).await.unwrap(), [foreign]);
+        assert_eq!(
+            tx.child_get("child-one").await.unwrap(),
+            None,
+            "{}",
+            db.backend
+        );
+        drop(tx);
+        let mut tx = store.tenant(&sc2, Access::Read).await.unwrap();
+        assert!(tx.children_list(None, 10).await.unwrap().is_empty());
+        assert_eq!(tx.children_count().await.unwrap(), 0, "{}", db.backend);
+    }
+}
+
+#[tokio::test]
+async fn member_rows_of_another_workspace_are_invisible_and_untouchable() {
+    for (db, store) in stores().await {
+        let a = add_user(&*store, "a@example.com").await;
+        let b = add_user(&*store, "b@example.com").await;
+        let (_, sa) = add_workspace(&*store, &a, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &b, "beta").await;
+        let mut tx = tenant_write(&*store, &sb).await;
+        let mb = tx.member_of_user(&b.id).await.unwrap().unwrap();
+        let tb = team(&wb.id, "Beta team", vec![]);
+        let rb = custom_role(&wb.id, "Beta role");
+        let ib = Invitation {
+            custom_role_id: Some(rb.id.clone()),
+            ..invitation(&wb.id, "x@example.com", &b, 5)
+        };
+        tx.team_insert(&tb).await.unwrap();
+        tx.custom_role_insert(&rb).await.unwrap();
+        tx.invitation_insert(&ib).await.unwrap();
+        tx.team_member_add(&tb.id, &mb, t0()).await.unwrap();
+        tx.member_update(&Member {
+            custom_role_id: Some(rb.id.clone()),
+            ..mb.clone()
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &sa).await;
+        let b = db.backend;
+        assert_eq!(tx.member_get(&mb.id).await.unwrap(), None, "{b}");
+        assert_eq!(tx.member_of_user(&mb.user_id).await.unwrap(), None, "{b}");
+        assert!(
+            tx.members_list(None, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|v| v.member.workspace_id != wb.id),
+            "{b}"
+        );
+        assert_eq!(tx.team_get(&tb.id).await.unwrap(), None, "{b}");
+        assert!(tx.teams_list(None, 10).await.unwrap().is_empty(), "{b}");
+        assert!(
+            tx.team_members(&tb.id, None, 10).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert_eq!(tx.custom_role_get(&rb.id).await.unwrap(), None, "{b}");
+        assert!(
+            tx.custom_roles_list(None, 10).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert_eq!(tx.members_with_custom_role(&rb.id).await.unwrap(), 0, "{b}");
+        assert_eq!(tx.invitation_get(&ib.id).await.unwrap(), None, "{b}");
+        assert!(
+            tx.invitations_list(None, 10).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert_eq!(
+            tx.invitations_with_custom_role(&rb.id).await.unwrap(),
+            0,
+            "{b}"
+        );
+
+        // Writes by id match nothing; writes of foreign values are refused before any SQL.
+        assert!(
+            !tx.invitation_accept(&ib.id, &a.id, t0()).await.unwrap(),
+            "{b}"
+        );
+        assert!(!tx.invitation_revoke(&ib.id, t0()).await.unwrap(), "{b}");
+        assert!(
+            tx.invitations_revoke_open("x@example.com", t0())
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert!(!tx.team_member_remove(&tb.id, &mb.id).await.unwrap(), "{b}");
+        assert!(tx.team_member_add(&tb.id, &mb, t0()).await.is_err(), "{b}");
+        assert!(tx.team_update(&tb).await.is_err(), "{b}");
+        assert!(tx.custom_role_update(&rb).await.is_err(), "{b}");
+        assert!(tx.member_update(&mb).await.is_err(), "{b}");
+        assert!(
+            tx.team_insert(&team(&wb.id, "Sneaky", vec![]))
+                .await
+                .is_err(),
+            "{b}"
+        );
+        assert!(
+            tx.invitation_insert(&invitation(&wb.id, "y@example.com", &a, 6))
+                .await
+                .is_err(),
+            "{b}"
+        );
+        assert!(!tx.team_delete(&tb.id).await.unwrap(), "{b}");
+        assert!(!tx.custom_role_delete(&rb.id).await.unwrap(), "{b}");
+        assert!(!tx.member_delete(&mb.id).await.unwrap(), "{b}");
+        tx.commit().await.unwrap();
+
+        // B's rows are intact.
+        let mut tx = tenant_write(&*store, &sb).await;
+        assert_eq!(
+            tx.team_members(&tb.id, None, 10).await.unwrap().len(),
+            1,
+            "{b}"
+        );
+        assert_eq!(tx.members_with_custom_role(&rb.id).await.unwrap(), 1, "{b}");
+        assert_eq!(
+            tx.invitation_get(&ib.id).await.unwrap(),
+            Some(ib.clone()),
+            "{b}"
+        );
+    }
+}
+
+/// Rows of every new tenant table for the scope's workspace: a team the owner is in, a custom
+/// role the owner holds, an invitation.
+async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, token: u8) {
+    let ws = scope.workspace_id();
+    let mut tx = tenant_write(store, scope).await;
+    let m = tx.member_of_user(&owner.id).await.unwrap().unwrap();
+    let t = team(ws, "Team", vec![grant(None, &[Permission::AuditRead])]);
+    let r = custom_role(ws, "Role");
+    tx.team_insert(&t).await.unwrap();
+    tx.custom_role_insert(&r).await.unwrap();
+    tx.team_member_add(&t.id, &m, t0()).await.unwrap();
+    tx.member_update(&Member {
+        custom_role_id: Some(r.id.clone()),
+        ..m
+    })
+    .await
+    .unwrap();
+    tx.invitation_insert(&invitation(ws, "invitee@example.com", owner, token))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_migrations_default_auth_policy_is_the_serde_default() {
+    let default = serde_json::to_string(&AuthPolicy::default()).unwrap();
+    for migration in [
+        include_str!("../migrations/sqlite/0005_members.sql"),
+        include_str!("../migrations/postgres/0005_members.sql"),
+    ] {
+        assert!(
+            migration.contains(&format!("DEFAULT '{default}'")),
+            "{default}"
+        );
+    }
+}
+
+/// Rows written before migration 0005 (members, sessions, workspaces) come through it whole:
+/// `updated_at` from `created_at`, active, the default auth policy, password sessions. On
+/// PostgreSQL the backfill runs under FORCE ROW LEVEL SECURITY with no workspace set.
+#[tokio::test]
+async fn migration_0005_carries_existing_rows_over() {
+    const BEFORE: [&str; 4] = [
+        "INSERT INTO users (id, email, name, password_hash, created_at, updated_at) \
+         VALUES ('usr_old', 'old@example.com', 'Old', 'h', $1, $1)",
+        "INSERT INTO workspaces (id, slug, name, branding, region, timezone, currency, plan, modules, parent_id, \
+         created_at, updated_at) VALUES ('ws_old', 'old', 'Old', '{}', 'eu', 'UTC', 'EUR', 'starter', '[]', NULL, $1, $1)",
+        "INSERT INTO members (workspace_id, id, user_id, role, created_at) VALUES ('ws_old', 'mem_old', 'usr_old', 'owner', $1)",
+        "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ('ses_old', 'usr_old', $1, $1)",
+    ];
+    for db in databases().await {
+        if db.backend == "sqlite" {
+            let path = db.url.strip_prefix("sqlite:").unwrap();
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
+            sqlx::migrate!("migrations/sqlite")
+                .run_to(4, &mut conn)
+                .await
+                .unwrap();
+            for sql in BEFORE {
+                sqlx::query(sql)
+                    .bind(t0())
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            conn.close().await.unwrap();
+        } else {
+            let mut conn = raw_pg(&db.url, false).await;
+            sqlx::migrate!("migrations/postgres")
+                .run_to(4, &mut conn)
+                .await
+                .unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("SELECT set_config('app.workspace_id', 'ws_old', true)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            for sql in BEFORE {
+                sqlx::query(sql).bind(t0()).execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        let store = open(&db.url, Migrations::Apply)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", db.backend));
+        let user = UserId::from_trusted("usr_old".into());
+        let mut tx = store.accounts(Some(&user), Access::Read).await.unwrap();
+        let session = tx
+            .session_get(&SessionId::from_trusted("ses_old".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(session.method, SignInMethod::Password, "{}", db.backend);
+        let access = tx
+            .member_access(&user, "old")
+            .await
+            .unwrap()
+            .expect(db.backend);
+        assert_eq!(
+            (
+                access.membership.active,
+                &access.membership.workspace.auth_policy,
+                access.membership.workspace.suspended_at,
+                access.membership.workspace.deleted_at,
+            ),
+            (true, &AuthPolicy::default(), None, None),
+            "{}",
+            db.backend
+        );
+        drop(tx);
+        let scope = TenantScope::for_tests(
+            access.membership.workspace.id.clone(),
+            Principal::User {
+                user_id: user.clone(),
+                session_id: session.id.clone(),
+                method: session.method,
+                signed_in_at: t0(),
+            },
+            Role::Owner,
+        );
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        let m = tx.member_of_user(&user).await.unwrap().expect(db.backend);
+        assert_eq!(
+            (m.updated_at, m.created_at, m.custom_role_id, m.active),
+            (t0(), t0(), None, true),
+            "{}",
+            db.backend
+        );
     }
 }
