@@ -198,11 +198,9 @@ async fn users_round_trip_and_duplicate_email_is_a_conflict() {
         );
         assert_eq!(tx.user_by_id(&u.id).await.unwrap(), Some(u.clone()));
         let again = user("ada@example.com");
-        assert!(
-            matches!(
-                tx.user_insert(&again, "x").await,
-                Err(StoreError::Conflict(_))
-            ),
+        assert_eq!(
+            conflict_name(tx.user_insert(&again, "x").await),
+            "users_email",
             "{}",
             db.backend
         );
@@ -265,8 +263,12 @@ async fn refresh_token_can_be_used_once_and_sessions_revoke_once() {
         let mut tx = store.accounts(Some(&u.id), Access::Read).await.unwrap();
         let s = tx.session_get(&session.id).await.unwrap().unwrap();
         assert_eq!(
-            (s.user_agent.as_deref(), s.ip_prefix.as_deref()),
-            (Some("test-agent/1"), Some("192.0.2.0/24")),
+            (s.user_agent.as_deref(), s.ip_prefix.as_deref(), s.method),
+            (
+                Some("test-agent/1"),
+                Some("192.0.2.0/24"),
+                SignInMethod::MagicLink
+            ),
             "{}",
             db.backend
         );
@@ -534,8 +536,9 @@ async fn slug_is_unique_across_workspaces() {
         let ws = workspace("acme");
         let scope = TenantScope::for_tests(ws.id.clone(), principal(&a), Role::Owner);
         let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
-        assert!(
-            matches!(tx.workspace_insert(&ws).await, Err(StoreError::Conflict(_))),
+        assert_eq!(
+            conflict_name(tx.workspace_insert(&ws).await),
+            "workspaces_slug",
             "{}",
             db.backend
         );
