@@ -62,7 +62,9 @@ impl Modify for BearerAuth {
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
-    use routes::{admin, audit, auth, children, members, meta, quotas, sessions, teams, workspaces};
+    use routes::{
+        admin, audit, auth, children, members, meta, quotas, sessions, teams, workspaces,
+    };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
         .routes(routes!(auth::login))
@@ -104,7 +106,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(teams::list_team_members))
         .routes(routes!(teams::add_team_member, teams::remove_team_member))
         .routes(routes!(teams::create_role, teams::list_roles))
-        .routes(routes!(teams::get_role, teams::update_role, teams::delete_role))
+        .routes(routes!(
+            teams::get_role,
+            teams::update_role,
+            teams::delete_role
+        ))
         .routes(routes!(children::create_child, children::list_children))
         .routes(routes!(children::suspend_child))
         .routes(routes!(children::resume_child))

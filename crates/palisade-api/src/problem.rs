@@ -235,7 +235,9 @@ fn domain(e: Error) -> Parts {
             StatusCode::FORBIDDEN,
             code,
             "Module not enabled",
-            format!("This needs the module {module}, which this workspace's plan does not include."),
+            format!(
+                "This needs the module {module}, which this workspace's plan does not include."
+            ),
         ),
         Error::WorkspaceSuspended => Parts::new(
             StatusCode::FORBIDDEN,
@@ -254,7 +256,9 @@ fn domain(e: Error) -> Parts {
             code,
             "Sign in again",
             match why {
-                "sign_in_method" => "This workspace does not allow the way this session was signed in; sign in with an allowed method.",
+                "sign_in_method" => {
+                    "This workspace does not allow the way this session was signed in; sign in with an allowed method."
+                }
                 _ => "This workspace limits how long a session may last; sign in again.",
             },
         ),

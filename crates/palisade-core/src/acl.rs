@@ -306,9 +306,7 @@ impl Grants {
             self.workspace.contains(Permission::RecordsWrite),
         );
         if let Some(grants) = self.fields.get(collection) {
-            let matching = grants
-                .iter()
-                .filter(|g| g.field == field || g.field == "*");
+            let matching = grants.iter().filter(|g| g.field == field || g.field == "*");
             let (r, w) = matching.fold((false, false), |(r, w), g| (r || g.read, w || g.write));
             read &= r;
             write &= w;
@@ -447,7 +445,10 @@ mod tests {
         ];
         let g = Grants::resolve(Role::Member, Some(&viewer), &teams);
         assert!(g.on_collection("tasks").contains(P::RecordsWrite));
-        assert!(!g.on_collection("tasks").contains(P::CollectionsManage), "capped");
+        assert!(
+            !g.on_collection("tasks").contains(P::CollectionsManage),
+            "capped"
+        );
         assert!(!g.on_collection("notes").contains(P::RecordsWrite));
         assert!(g.permissions().contains(P::MembersRead));
         assert!(!g.permissions().contains(P::BillingManage), "capped");
@@ -481,18 +482,28 @@ mod tests {
         assert_eq!(rw("invoices", "amount"), (true, false));
         assert_eq!(rw("invoices", "note"), (true, true));
         assert_eq!(rw("invoices", "iban"), (false, false));
-        assert_eq!(rw("tasks", "title"), (true, true), "other collections unchanged");
+        assert_eq!(
+            rw("tasks", "title"),
+            (true, true),
+            "other collections unchanged"
+        );
         let team = [TeamGrant {
             collection: Some("invoices".into()),
             permissions: set(&[P::RecordsWrite]),
         }];
         let g = Grants::resolve(Role::Member, Some(&custom), &team);
         assert_eq!(
-            (g.field("invoices", "amount").read, g.field("invoices", "amount").write),
+            (
+                g.field("invoices", "amount").read,
+                g.field("invoices", "amount").write
+            ),
             (true, true)
         );
         let billing = Grants::resolve(Role::Billing, Some(&custom), &team);
-        assert!(!billing.field("invoices", "amount").read, "capped by billing");
+        assert!(
+            !billing.field("invoices", "amount").read,
+            "capped by billing"
+        );
     }
 
     #[test]

@@ -172,8 +172,11 @@ pub trait AccountTx: LimitTx {
     /// The acting user's membership (active or not) in the workspace, not deleted, whose id or
     /// slug is `key`, with their custom role and their teams' grants: what the membership
     /// check resolves.
-    async fn member_access(&mut self, user: &UserId, key: &str)
-    -> StoreResult<Option<MemberAccess>>;
+    async fn member_access(
+        &mut self,
+        user: &UserId,
+        key: &str,
+    ) -> StoreResult<Option<MemberAccess>>;
 }
 
 #[async_trait::async_trait]
@@ -225,8 +228,11 @@ pub trait MembersTx: Send {
         at: OffsetDateTime,
     ) -> StoreResult<Vec<InvitationId>>;
     /// Revokes an open invitation; false when it was accepted or revoked first.
-    async fn invitation_revoke(&mut self, id: &InvitationId, at: OffsetDateTime)
-    -> StoreResult<bool>;
+    async fn invitation_revoke(
+        &mut self,
+        id: &InvitationId,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
     /// Marks an open invitation accepted by `user`, atomically: false when it was accepted or
     /// revoked first (single use).
     async fn invitation_accept(

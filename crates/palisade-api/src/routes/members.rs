@@ -144,7 +144,9 @@ pub async fn get_member(
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<MemberOut>> {
     let (_, member) = path;
-    Ok(Json(state.services.get_member(&scope, &member).await?.into()))
+    Ok(Json(
+        state.services.get_member(&scope, &member).await?.into(),
+    ))
 }
 
 /// Change a member's role, custom role or active flag (needs `members.manage`; owners and

@@ -451,7 +451,9 @@ pub async fn get_role(
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<RoleOut>> {
     let (_, role) = path;
-    Ok(Json(state.services.get_custom_role(&scope, &role).await?.into()))
+    Ok(Json(
+        state.services.get_custom_role(&scope, &role).await?.into(),
+    ))
 }
 
 /// Change a custom role (merge patch); its holders' access changes with their next request.

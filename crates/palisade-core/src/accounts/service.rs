@@ -231,7 +231,9 @@ impl Services {
         match strictest {
             Some(min) if len < min as usize => Err(Error::field(
                 pointer,
-                &format!("must be at least {min} characters (a workspace you belong to requires it)"),
+                &format!(
+                    "must be at least {min} characters (a workspace you belong to requires it)"
+                ),
             )),
             _ => Ok(()),
         }
@@ -427,7 +429,9 @@ impl Services {
             user_actor(user),
             session_target(&session.id),
         );
-        event.extra.insert("method".into(), Value::from(method.as_str()));
+        event
+            .extra
+            .insert("method".into(), Value::from(method.as_str()));
         tx.audit_append(&event.seal(meta, now)?).await?;
         self.token_pair(user, &session.id, refresh)
     }

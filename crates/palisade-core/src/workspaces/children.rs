@@ -153,8 +153,14 @@ impl Services {
         tx.workspace_update(&after).await?;
         let (own, parents) = op.actions();
         let mut event = ws_event(&child_scope, own, workspace_target(&after.id));
-        let ts = |t: Option<OffsetDateTime>| t.map_or(Value::Null, |t| json!(crate::audit::format_ts(t)));
-        event.diff_field("/suspended_at", ts(before.suspended_at), ts(after.suspended_at));
+        let ts = |t: Option<OffsetDateTime>| {
+            t.map_or(Value::Null, |t| json!(crate::audit::format_ts(t)))
+        };
+        event.diff_field(
+            "/suspended_at",
+            ts(before.suspended_at),
+            ts(after.suspended_at),
+        );
         event.diff_field("/deleted_at", ts(before.deleted_at), ts(after.deleted_at));
         event
             .extra
@@ -185,7 +191,10 @@ impl Services {
         authorize(scope, Permission::AuthPolicyManage)?;
         let mut checks = Checks::new();
         for (pointer, null) in [
-            ("/sign_in_methods", matches!(patch.sign_in_methods, Patch::Null)),
+            (
+                "/sign_in_methods",
+                matches!(patch.sign_in_methods, Patch::Null),
+            ),
             ("/mfa_required", matches!(patch.mfa_required, Patch::Null)),
         ] {
             if null {
@@ -272,10 +281,19 @@ impl Services {
         workspace.auth_policy = after.clone();
         workspace.updated_at = now;
         tx.workspace_update(&workspace).await?;
-        let mut event = ws_event(scope, "workspace.auth_policy_update", workspace_target(&workspace.id));
+        let mut event = ws_event(
+            scope,
+            "workspace.auth_policy_update",
+            workspace_target(&workspace.id),
+        );
         let json_of = |p: &AuthPolicy| serde_json::to_value(p).unwrap_or(Value::Null);
         let (b, a) = (json_of(&before), json_of(&after));
-        for key in ["sign_in_methods", "session_max_secs", "password_min_length", "mfa_required"] {
+        for key in [
+            "sign_in_methods",
+            "session_max_secs",
+            "password_min_length",
+            "mfa_required",
+        ] {
             event.diff_field(&format!("/{key}"), b[key].clone(), a[key].clone());
         }
         tx.audit_append(&event.seal(meta, now)?).await?;

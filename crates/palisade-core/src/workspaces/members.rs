@@ -297,7 +297,9 @@ impl Services {
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let workspace = lock_workspace(&mut tx).await?;
         let custom = match custom_role {
-            Some(text) => Some(assignable_role(&mut tx, &workspace, "/custom_role", text, role).await?),
+            Some(text) => {
+                Some(assignable_role(&mut tx, &workspace, "/custom_role", text, role).await?)
+            }
             None => None,
         };
         if let Some(user) = &existing
@@ -305,10 +307,20 @@ impl Services {
         {
             return Err(Error::Conflict(ConflictKind::AlreadyMember));
         }
-        let (invitation, token) =
-            self.new_invitation(&mut tx, scope, &email, role, custom.map(|c| c.id), meta, now).await?;
+        let (invitation, token) = self
+            .new_invitation(
+                &mut tx,
+                scope,
+                &email,
+                role,
+                custom.map(|c| c.id),
+                meta,
+                now,
+            )
+            .await?;
         tx.commit().await?;
-        self.outbox.send(self.invitation_mail(&workspace, &inviter.name, &invitation, &token));
+        self.outbox
+            .send(self.invitation_mail(&workspace, &inviter.name, &invitation, &token));
         Ok(invitation)
     }
 
@@ -346,8 +358,12 @@ impl Services {
             revoked_at: None,
         };
         tx.invitation_insert(&invitation).await?;
-        let mut event = ws_event(scope, "invitation.create", invitation_target(&invitation.id))
-            .personal("/email", json!(invitation.email));
+        let mut event = ws_event(
+            scope,
+            "invitation.create",
+            invitation_target(&invitation.id),
+        )
+        .personal("/email", json!(invitation.email));
         event.diff_field("/role", Value::Null, json!(role.as_str()));
         if let Some(custom) = &invitation.custom_role_id {
             event.diff_field("/custom_role", Value::Null, json!(custom.as_str()));
@@ -432,7 +448,10 @@ impl Services {
         let invitation = {
             let mut tx = self
                 .store
-                .system(&SystemScope::new("invitation lookup by token"), Access::Read)
+                .system(
+                    &SystemScope::new("invitation lookup by token"),
+                    Access::Read,
+                )
                 .await?;
             tx.invitation_by_token(&hash).await?
         }
@@ -473,7 +492,11 @@ impl Services {
             }
             other => other?,
         }
-        let accepted = ws_event(&scope, "invitation.accept", invitation_target(&invitation.id));
+        let accepted = ws_event(
+            &scope,
+            "invitation.accept",
+            invitation_target(&invitation.id),
+        );
         tx.audit_append(&accepted.seal(meta, now)?).await?;
         let mut joined = ws_event(&scope, "member.create", member_target(&member.id));
         member_diff(&mut joined, None, Some(&member));
@@ -483,7 +506,8 @@ impl Services {
         tx.audit_append(&joined.seal(meta, now)?).await?;
         tx.commit().await?;
         if user.email_verified_at.is_none() {
-            self.verify_by_invitation(&user.id, &user.email, meta).await?;
+            self.verify_by_invitation(&user.id, &user.email, meta)
+                .await?;
         }
         Ok((workspace, member))
     }
@@ -499,7 +523,10 @@ impl Services {
         let invitation = {
             let mut tx = self
                 .store
-                .system(&SystemScope::new("invitation lookup by token"), Access::Read)
+                .system(
+                    &SystemScope::new("invitation lookup by token"),
+                    Access::Read,
+                )
                 .await?;
             tx.invitation_by_token(&hash).await?
         };

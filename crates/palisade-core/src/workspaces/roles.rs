@@ -43,7 +43,11 @@ async fn require_module(tx: &mut Box<dyn TenantTx>) -> Result<()> {
 }
 
 /// Validates and applies a custom-role merge patch.
-fn apply_role_input(scope: &TenantScope, role: &mut CustomRole, input: CustomRoleInput) -> Result<()> {
+fn apply_role_input(
+    scope: &TenantScope,
+    role: &mut CustomRole,
+    input: CustomRoleInput,
+) -> Result<()> {
     let mut checks = Checks::new();
     for (pointer, null) in [
         ("/name", matches!(input.name, Patch::Null)),
@@ -88,7 +92,10 @@ fn apply_role_input(scope: &TenantScope, role: &mut CustomRole, input: CustomRol
         _ => {
             // A narrower base role must still cover the stored permissions.
             for p in role.permissions.difference(baseline).iter() {
-                checks.fail("/base_role", format!("does not hold {}, which the role grants", p.key()));
+                checks.fail(
+                    "/base_role",
+                    format!("does not hold {}, which the role grants", p.key()),
+                );
             }
             role.permissions
         }
@@ -103,16 +110,25 @@ fn apply_role_input(scope: &TenantScope, role: &mut CustomRole, input: CustomRol
     }
     for (i, f) in fields.iter().enumerate() {
         if !is_name(&f.collection) {
-            checks.fail(&format!("/fields/{i}/collection"), "must be a collection name");
+            checks.fail(
+                &format!("/fields/{i}/collection"),
+                "must be a collection name",
+            );
         }
         if f.field != "*" && !is_name(&f.field) {
             checks.fail(&format!("/fields/{i}/field"), "must be a field name or *");
         }
         if f.read && !permissions.contains(Permission::RecordsRead) {
-            checks.fail(&format!("/fields/{i}/read"), "needs records.read in permissions");
+            checks.fail(
+                &format!("/fields/{i}/read"),
+                "needs records.read in permissions",
+            );
         }
         if f.write && !permissions.contains(Permission::RecordsWrite) {
-            checks.fail(&format!("/fields/{i}/write"), "needs records.write in permissions");
+            checks.fail(
+                &format!("/fields/{i}/write"),
+                "needs records.write in permissions",
+            );
         }
     }
     checks.finish()?;

@@ -8,8 +8,7 @@ use tracing::instrument;
 use super::model::{
     AdminWorkspacePatch, AuthPolicy, Branding, BrandingPatch, DEFAULT_CURRENCY, DEFAULT_REGION,
     DEFAULT_TIMEZONE, Invitation, Member, MemberAccess, Membership, Module, NewWorkspace, Page,
-    Patch, Plan,
-    Workspace, WorkspacePatch, is_currency, is_timezone,
+    Patch, Plan, Workspace, WorkspacePatch, is_currency, is_timezone,
 };
 use crate::acl::{Grants, Permission, Role, RoleGrants, authorize};
 use crate::app::Services;
@@ -61,11 +60,7 @@ fn is_color(s: &str) -> bool {
 }
 
 /// An event in the scope's workspace log, by the scope's principal.
-pub(super) fn ws_event(
-    scope: &TenantScope,
-    action: &'static str,
-    target: Target,
-) -> AuditEvent {
+pub(super) fn ws_event(scope: &TenantScope, action: &'static str, target: Target) -> AuditEvent {
     AuditEvent::new(
         AuditLog::Workspace(scope.workspace_id().clone()),
         action,
@@ -396,9 +391,9 @@ impl Services {
         // A custom role only narrows, so it keeps applying even if the module is turned off
         // later: dropping it would widen the member's access.
         let custom = custom_role.map(|r| RoleGrants {
-                permissions: r.permissions,
-                fields: r.fields,
-            });
+            permissions: r.permissions,
+            fields: r.fields,
+        });
         let grants = Grants::resolve(membership.role, custom.as_ref(), &team_grants);
         let scope = TenantScope::for_member(
             workspace.id,

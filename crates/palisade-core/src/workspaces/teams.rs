@@ -152,7 +152,9 @@ impl Services {
         authorize(scope, Permission::MembersRead)?;
         let id = TeamId::parse(id).ok_or(Error::NotFound(Resource::Team))?;
         let mut tx = self.store.tenant(scope, Access::Read).await?;
-        tx.team_get(&id).await?.ok_or(Error::NotFound(Resource::Team))
+        tx.team_get(&id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Team))
     }
 
     /// Renames a team or changes its grants (merge patch).
@@ -200,7 +202,12 @@ impl Services {
     }
 
     #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
-    pub async fn delete_team(&self, scope: &TenantScope, id: &str, meta: &RequestMeta) -> Result<()> {
+    pub async fn delete_team(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         authorize(scope, Permission::MembersManage)?;
         let id = TeamId::parse(id).ok_or(Error::NotFound(Resource::Team))?;
         let now = self.now();

@@ -369,6 +369,18 @@ impl Server {
             task.await.unwrap().unwrap();
         }
     }
+
+    /// How many messages of `kind` to `to` the outbox holds right now (no waiting): read it
+    /// before an action, then wait for [`Server::nth_mail`] `count + 1`.
+    pub fn mail_count(&self, to: &str, kind: &str) -> usize {
+        self.outbox()
+            .into_iter()
+            .filter(|(name, raw)| {
+                name.contains(&format!("-{kind}-"))
+                    && smtp::header(raw, "To").is_some_and(|t| t.contains(to))
+            })
+            .count()
+    }
 }
 
 /// The token of an emailed link (`…#token=<token>`).
