@@ -186,7 +186,7 @@ pub trait TenantTx: LimitTx + MembersTx {
     /// The scope's workspace (deleted or not); in a write transaction its row is locked until
     /// commit, which serializes every membership change of the workspace (ACL-5).
     async fn workspace_get(&mut self) -> StoreResult<Option<Workspace>>;
-    /// Writes every column but `id` and `created_at`.
+    /// Writes every column but `id`, `created_at` and `parent_id`.
     async fn workspace_update(&mut self, workspace: &Workspace) -> StoreResult<()>;
 
     /// Fails with `StoreError::Conflict("members_workspace_user")` for a second membership.
@@ -281,6 +281,8 @@ pub trait MembersTx: Send {
     ) -> StoreResult<Vec<CustomRole>>;
     /// Writes name, description, base role, permissions, fields and `updated_at`.
     async fn custom_role_update(&mut self, role: &CustomRole) -> StoreResult<()>;
+    /// Nothing in the database stops deleting a role someone holds: callers check
+    /// `members_with_custom_role` and `invitations_with_custom_role` first.
     async fn custom_role_delete(&mut self, id: &CustomRoleId) -> StoreResult<bool>;
 
     /// This workspace's children that are not deleted, in id order, after `after`.
@@ -297,7 +299,7 @@ pub trait MembersTx: Send {
 
 #[async_trait::async_trait]
 pub trait SystemTx: Send {
-    /// The id of the workspace whose id or slug is `key`, whoever its members are.
+    /// The id of the workspace, not deleted, whose id or slug is `key`, whoever its members are.
     async fn workspace_resolve(&mut self, key: &str) -> StoreResult<Option<WorkspaceId>>;
     /// The invitation whose token hashes to `hash`, in whichever workspace (the token is the
     /// only thing its bearer knows).
