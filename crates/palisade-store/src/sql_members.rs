@@ -135,39 +135,60 @@ macro_rules! impl_members_tx {
             Ok(ws.to_owned())
         }
 
+        /// The row of this workspace whose key is `key` (`$1` the workspace, `$2` the key).
+        async fn one<R>(tx: &mut SqlTx<$db>, sql: &'static str, key: &str) -> StoreResult<Option<R>>
+        where
+            R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+        {
+            let ws = tx.workspace()?.to_owned();
+            sqlx::query_as::<_, R>(sql)
+                .bind(ws)
+                .bind(key.to_owned())
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(map_err)
+        }
+
+        /// A page of this workspace's rows (`$1` the workspace, `$2` the cursor, `$3` the limit).
+        async fn page<R>(tx: &mut SqlTx<$db>, sql: &'static str, cursor: &str, limit: u32) -> StoreResult<Vec<R>>
+        where
+            R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+        {
+            let ws = tx.workspace()?.to_owned();
+            sqlx::query_as::<_, R>(sql)
+                .bind(ws)
+                .bind(cursor.to_owned())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx.tx)
+                .await
+                .map_err(map_err)
+        }
+
+        /// `COUNT(*)` of this workspace's rows (`$1` the workspace, `$2` the key if any).
+        async fn count_in(tx: &mut SqlTx<$db>, table: &'static str, sql: &'static str, key: Option<&str>) -> StoreResult<u64> {
+            let ws = tx.workspace()?.to_owned();
+            let mut query = sqlx::query_scalar(sql).bind(ws);
+            if let Some(key) = key {
+                query = query.bind(key.to_owned());
+            }
+            let n: i64 = query.fetch_one(&mut *tx.tx).await.map_err(map_err)?;
+            count(table, n)
+        }
+
         #[async_trait::async_trait]
         impl MembersTx for SqlTx<$db> {
             async fn member_get(&mut self, id: &MemberId) -> StoreResult<Option<MemberView>> {
-                let ws = self.workspace()?.to_owned();
-                let row = sqlx::query_as::<_, MemberViewRow>(q::MEMBER_GET)
-                    .bind(ws)
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let row: Option<MemberViewRow> = one(self, q::MEMBER_GET, id.as_str()).await?;
                 row.map(MemberViewRow::into_view).transpose()
             }
 
             async fn member_of_user(&mut self, user: &UserId) -> StoreResult<Option<Member>> {
-                let ws = self.workspace()?.to_owned();
-                let row = sqlx::query_as::<_, MemberRow>(q::MEMBER_OF_USER)
-                    .bind(ws)
-                    .bind(user.as_str())
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let row: Option<MemberRow> = one(self, q::MEMBER_OF_USER, user.as_str()).await?;
                 row.map(MemberRow::into_member).transpose()
             }
 
             async fn members_list(&mut self, after: Option<&MemberId>, limit: u32) -> StoreResult<Vec<MemberView>> {
-                let ws = self.workspace()?.to_owned();
-                let rows = sqlx::query_as::<_, MemberViewRow>(q::MEMBERS_LIST)
-                    .bind(ws)
-                    .bind(after.map_or("", MemberId::as_str))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let rows: Vec<MemberViewRow> = page(self, q::MEMBERS_LIST, after.map_or("", MemberId::as_str), limit).await?;
                 rows.into_iter().map(MemberViewRow::into_view).collect()
             }
 
@@ -206,24 +227,11 @@ macro_rules! impl_members_tx {
             }
 
             async fn owners_active(&mut self) -> StoreResult<u64> {
-                let ws = self.workspace()?.to_owned();
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND role = 'owner' AND active")
-                    .bind(ws)
-                    .fetch_one(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-                count("members", n)
+                count_in(self, "members", "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND role = 'owner' AND active", None).await
             }
 
             async fn members_with_custom_role(&mut self, id: &CustomRoleId) -> StoreResult<u64> {
-                let ws = self.workspace()?.to_owned();
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND custom_role_id = $2")
-                    .bind(ws)
-                    .bind(id.as_str())
-                    .fetch_one(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-                count("members", n)
+                count_in(self, "members", "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND custom_role_id = $2", Some(id.as_str())).await
             }
 
             async fn invitation_insert(&mut self, i: &Invitation) -> StoreResult<()> {
@@ -251,25 +259,12 @@ macro_rules! impl_members_tx {
             }
 
             async fn invitation_get(&mut self, id: &InvitationId) -> StoreResult<Option<Invitation>> {
-                let ws = self.workspace()?.to_owned();
-                let row = sqlx::query_as::<_, InvitationRow>(q::INVITATION_GET)
-                    .bind(ws)
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let row: Option<InvitationRow> = one(self, q::INVITATION_GET, id.as_str()).await?;
                 row.map(InvitationRow::into_invitation).transpose()
             }
 
             async fn invitations_list(&mut self, before: Option<&InvitationId>, limit: u32) -> StoreResult<Vec<Invitation>> {
-                let ws = self.workspace()?.to_owned();
-                let rows = sqlx::query_as::<_, InvitationRow>(q::INVITATIONS_LIST)
-                    .bind(ws)
-                    .bind(before.map_or("~", InvitationId::as_str))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let rows: Vec<InvitationRow> = page(self, q::INVITATIONS_LIST, before.map_or("~", InvitationId::as_str), limit).await?;
                 rows.into_iter().map(InvitationRow::into_invitation).collect()
             }
 
@@ -322,17 +317,8 @@ macro_rules! impl_members_tx {
             }
 
             async fn invitations_with_custom_role(&mut self, id: &CustomRoleId) -> StoreResult<u64> {
-                let ws = self.workspace()?.to_owned();
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM invitations WHERE workspace_id = $1 AND custom_role_id = $2 \
-                     AND accepted_at IS NULL AND revoked_at IS NULL",
-                )
-                .bind(ws)
-                .bind(id.as_str())
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-                count("invitations", n)
+                count_in(self, "invitations", "SELECT COUNT(*) FROM invitations WHERE workspace_id = $1 AND custom_role_id = $2 \
+                     AND accepted_at IS NULL AND revoked_at IS NULL", Some(id.as_str())).await
             }
 
             async fn team_insert(&mut self, t: &Team) -> StoreResult<()> {
@@ -354,25 +340,12 @@ macro_rules! impl_members_tx {
             }
 
             async fn team_get(&mut self, id: &TeamId) -> StoreResult<Option<Team>> {
-                let ws = self.workspace()?.to_owned();
-                let row = sqlx::query_as::<_, TeamRow>(q::TEAM_GET)
-                    .bind(ws)
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let row: Option<TeamRow> = one(self, q::TEAM_GET, id.as_str()).await?;
                 Ok(row.map(Team::from))
             }
 
             async fn teams_list(&mut self, after: Option<&TeamId>, limit: u32) -> StoreResult<Vec<Team>> {
-                let ws = self.workspace()?.to_owned();
-                let rows = sqlx::query_as::<_, TeamRow>(q::TEAMS_LIST)
-                    .bind(ws)
-                    .bind(after.map_or("", TeamId::as_str))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let rows: Vec<TeamRow> = page(self, q::TEAMS_LIST, after.map_or("", TeamId::as_str), limit).await?;
                 Ok(rows.into_iter().map(Team::from).collect())
             }
 
@@ -474,25 +447,12 @@ macro_rules! impl_members_tx {
             }
 
             async fn custom_role_get(&mut self, id: &CustomRoleId) -> StoreResult<Option<CustomRole>> {
-                let ws = self.workspace()?.to_owned();
-                let row = sqlx::query_as::<_, CustomRoleRow>(q::CUSTOM_ROLE_GET)
-                    .bind(ws)
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let row: Option<CustomRoleRow> = one(self, q::CUSTOM_ROLE_GET, id.as_str()).await?;
                 row.map(CustomRoleRow::into_role).transpose()
             }
 
             async fn custom_roles_list(&mut self, after: Option<&CustomRoleId>, limit: u32) -> StoreResult<Vec<CustomRole>> {
-                let ws = self.workspace()?.to_owned();
-                let rows = sqlx::query_as::<_, CustomRoleRow>(q::CUSTOM_ROLES_LIST)
-                    .bind(ws)
-                    .bind(after.map_or("", CustomRoleId::as_str))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let rows: Vec<CustomRoleRow> = page(self, q::CUSTOM_ROLES_LIST, after.map_or("", CustomRoleId::as_str), limit).await?;
                 rows.into_iter().map(CustomRoleRow::into_role).collect()
             }
 
@@ -528,36 +488,17 @@ macro_rules! impl_members_tx {
             }
 
             async fn children_list(&mut self, after: Option<&WorkspaceId>, limit: u32) -> StoreResult<Vec<Workspace>> {
-                let ws = self.workspace()?.to_owned();
-                let rows = sqlx::query_as::<_, WorkspaceRow>(q::CHILDREN_LIST)
-                    .bind(ws)
-                    .bind(after.map_or("", WorkspaceId::as_str))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let rows: Vec<WorkspaceRow> = page(self, q::CHILDREN_LIST, after.map_or("", WorkspaceId::as_str), limit).await?;
                 rows.into_iter().map(WorkspaceRow::into_workspace).collect()
             }
 
             async fn child_get(&mut self, key: &str) -> StoreResult<Option<Workspace>> {
-                let ws = self.workspace()?.to_owned();
-                let row = sqlx::query_as::<_, WorkspaceRow>(q::CHILD_GET)
-                    .bind(ws)
-                    .bind(key)
-                    .fetch_optional(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
+                let row: Option<WorkspaceRow> = one(self, q::CHILD_GET, key).await?;
                 row.map(WorkspaceRow::into_workspace).transpose()
             }
 
             async fn children_count(&mut self) -> StoreResult<u64> {
-                let ws = self.workspace()?.to_owned();
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM workspaces WHERE parent_id = $1 AND deleted_at IS NULL")
-                    .bind(ws)
-                    .fetch_one(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-                count("workspaces", n)
+                count_in(self, "workspaces", "SELECT COUNT(*) FROM workspaces WHERE parent_id = $1 AND deleted_at IS NULL", None).await
             }
         }
         }
