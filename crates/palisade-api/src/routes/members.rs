@@ -388,15 +388,8 @@ pub async fn accept_invitation(
         .services
         .accept_invitation(&principal, &input.token, &meta)
         .await?;
-    let user = state.services.me(&principal).await?;
-    let role = member.role;
     Ok(Json(AcceptedOut {
-        workspace: WorkspaceOut::new(workspace, Some(role)),
-        member: MemberView {
-            member,
-            email: user.email,
-            name: user.name,
-        }
-        .into(),
+        workspace: WorkspaceOut::new(workspace, Some(member.member.role)),
+        member: member.into(),
     }))
 }

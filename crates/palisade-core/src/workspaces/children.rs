@@ -129,9 +129,11 @@ impl Services {
         let now = self.now();
         let child_scope = TenantScope::for_parent_owner(child_id, scope.principal().clone());
         let mut tx = self.store.tenant(&child_scope, Access::Write).await?;
-        let before = lock_workspace(&mut tx)
-            .await
-            .map_err(|_| Error::NotFound(Resource::Child))?;
+        // Only a missing child is a 404; a database error stays an error.
+        let before = match lock_workspace(&mut tx).await {
+            Err(Error::NotFound(_)) => return Err(Error::NotFound(Resource::Child)),
+            other => other?,
+        };
         if before.parent_id.as_ref() != Some(scope.workspace_id()) {
             return Err(Error::NotFound(Resource::Child));
         }

@@ -443,7 +443,7 @@ impl Services {
         principal: &Principal,
         token: &SecretString,
         meta: &RequestMeta,
-    ) -> Result<(Workspace, Member)> {
+    ) -> Result<(Workspace, MemberView)> {
         let hash = sha256(token.expose_secret().as_bytes());
         let invitation = {
             let mut tx = self
@@ -509,7 +509,14 @@ impl Services {
             self.verify_by_invitation(&user.id, &user.email, meta)
                 .await?;
         }
-        Ok((workspace, member))
+        Ok((
+            workspace,
+            MemberView {
+                member,
+                email: user.email,
+                name: user.name,
+            },
+        ))
     }
 
     /// The open invitation `token` names, for sign-up on an `invite_only` instance: it must be

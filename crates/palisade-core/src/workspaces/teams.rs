@@ -4,7 +4,6 @@
 use serde_json::{Value, json};
 use tracing::instrument;
 
-use super::members::member_target;
 use super::model::{MemberView, Page, Patch, Team, TeamGrantInput, TeamInput};
 use super::service::{LIST_LIMIT_MAX, is_name, page_of, ws_event};
 use crate::acl::{COLLECTION_PERMISSIONS, Permission, PermissionSet, TeamGrant, authorize};
@@ -295,7 +294,7 @@ impl Services {
             let mut event = ws_event(scope, action, team_target(&team_id));
             event
                 .extra
-                .insert("member".into(), json!(member_target(&member_id).id));
+                .insert("member".into(), json!(member_id.as_str()));
             tx.audit_append(&event.seal(meta, now)?).await?;
             tx.commit().await?;
         }
