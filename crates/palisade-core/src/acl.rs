@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::tenancy::TenantScope;
 
 /// A member's enum role in a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,
@@ -235,8 +235,9 @@ pub struct FieldAccess {
 }
 
 /// A member's resolved access, computed once per request at the membership check: the enum
-/// role is the ceiling, a custom role narrows it, teams add back within it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// role is the ceiling, a custom role narrows it, teams add back within it. An API key stores
+/// its creator's grants narrowed to its scopes (serialized, as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grants {
     role: Role,
     workspace: PermissionSet,
@@ -279,6 +280,22 @@ impl Grants {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// These grants with nothing outside `allowed`, workspace-wide and per collection (an API
+    /// key's scopes). Field grants stay: they only ever narrow.
+    pub fn restrict(&self, allowed: PermissionSet) -> Grants {
+        Grants {
+            role: self.role,
+            workspace: self.workspace.intersection(allowed),
+            collections: self
+                .collections
+                .iter()
+                .map(|(c, p)| (c.clone(), p.intersection(allowed)))
+                .filter(|(_, p)| !p.is_empty())
+                .collect(),
+            fields: self.fields.clone(),
+        }
     }
 
     /// Workspace-wide permissions.

@@ -116,6 +116,10 @@ id_type!(
     DataKeyId, "dek"
 );
 id_type!(
+    /// A workspace API key (KEY-1); the secret itself is never stored.
+    ApiKeyId, "key"
+);
+id_type!(
     /// A team inside a workspace (ACL-4).
     TeamId, "team"
 );

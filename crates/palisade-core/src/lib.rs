@@ -3,6 +3,7 @@
 //! never reads the clock, the environment or the network itself.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod acl;
 pub mod app;
 pub mod audit;

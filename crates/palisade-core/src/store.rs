@@ -9,13 +9,14 @@ use palisade_audit::Hash;
 use palisade_audit::merkle::NodeId;
 use time::OffsetDateTime;
 
+use crate::api_keys::model::ApiKey;
 use crate::accounts::model::{
     AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
 use crate::audit::AuditRecord;
 use crate::error::StoreError;
 use crate::ids::{
-    CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
+    ApiKeyId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
     WorkspaceId,
 };
 use crate::tenancy::{SystemScope, TenantScope};
@@ -180,7 +181,7 @@ pub trait AccountTx: LimitTx {
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: LimitTx + MembersTx {
+pub trait TenantTx: LimitTx + MembersTx + ApiKeysTx {
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
     /// The scope's workspace (deleted or not); in a write transaction its row is locked until
@@ -319,7 +320,50 @@ pub trait SystemTx: Send {
         before: OffsetDateTime,
     ) -> StoreResult<Vec<String>>;
 
+    /// The live or revoked key whose secret hashes to `hash`, with its workspace (deleted or
+    /// not), in whichever workspace: the secret is all its bearer presents.
+    async fn api_key_by_hash(&mut self, hash: &[u8; 32])
+    -> StoreResult<Option<(ApiKey, Workspace)>>;
+    /// Key-cache invalidations recorded at or after `since`, oldest first: `(seq, workspace)`.
+    async fn api_key_changes_since(
+        &mut self,
+        since: OffsetDateTime,
+    ) -> StoreResult<Vec<(i64, WorkspaceId)>>;
+    /// Deletes invalidations recorded before `before`.
+    async fn api_key_changes_prune(&mut self, before: OffsetDateTime) -> StoreResult<u64>;
+    /// Records when keys were last used; an older time never replaces a newer one.
+    async fn api_key_usage_record(&mut self, usage: &[(ApiKeyId, OffsetDateTime)])
+    -> StoreResult<()>;
+
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// A workspace's API keys (KEY-1, KEY-2), bound to the transaction's workspace.
+#[async_trait::async_trait]
+pub trait ApiKeysTx: Send {
+    /// Stores a new key with the SHA-256 of its secret.
+    async fn api_key_insert(&mut self, key: &ApiKey, hash: &[u8; 32]) -> StoreResult<()>;
+    /// A key, revoked or not, with its `last_used_at`.
+    async fn api_key_get(&mut self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>>;
+    /// Keys not revoked, by id, after the cursor.
+    async fn api_keys_list(
+        &mut self,
+        after: Option<&ApiKeyId>,
+        limit: u32,
+    ) -> StoreResult<Vec<ApiKey>>;
+    /// Replaces a live key's secret hash and prefix; false if it is unknown or revoked.
+    async fn api_key_rotate(
+        &mut self,
+        id: &ApiKeyId,
+        hash: &[u8; 32],
+        prefix: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Marks a live key revoked; false if it is unknown or already revoked.
+    async fn api_key_revoke(&mut self, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<bool>;
+    /// Records that cached keys of this workspace are stale (revoke, rotate, workspace change),
+    /// so every node drops them; committed with the change itself.
+    async fn api_keys_changed(&mut self, at: OffsetDateTime) -> StoreResult<()>;
 }
 
 /// A data key as stored: only wrapped by a master key.
