@@ -11,8 +11,11 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use palisade_core::ids::{CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId};
+use palisade_core::ids::{
+    ApiKeyId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
+};
 use palisade_core::limits::LimitReport;
+use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;
 use palisade_core::workspaces::service::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
@@ -151,7 +154,7 @@ macro_rules! cursor_ids {
     )*};
 }
 
-cursor_ids!(SessionId, MemberId, InvitationId, TeamId, CustomRoleId);
+cursor_ids!(SessionId, MemberId, InvitationId, TeamId, CustomRoleId, ApiKeyId);
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
 #[derive(Debug)]
@@ -260,11 +263,14 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let key = workspace_param(parts, state).await?;
         let state = AppState::from_ref(state);
-        let principal = state.services.authenticate(bearer(parts)?).await?;
-        let scope = state
-            .services
-            .tenant_scope(&principal, &key, &request_meta(parts))
-            .await?;
+        let bearer = bearer(parts)?;
+        let meta = request_meta(parts);
+        let scope = if ApiKeySecret::looks_like(bearer) {
+            state.services.api_key_scope(bearer, &key, &meta).await?
+        } else {
+            let principal = state.services.authenticate(bearer).await?;
+            state.services.tenant_scope(&principal, &key, &meta).await?
+        };
         Ok(Tenant(scope))
     }
 }

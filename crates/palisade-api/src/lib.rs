@@ -37,6 +37,7 @@ use crate::problem::ApiError;
     tags(
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "workspaces", description = "Workspaces (tenants)"),
+        (name = "api-keys", description = "Workspace API keys: `Authorization: Bearer pal_…`"),
         (name = "quotas", description = "Budgets applications spend before costly work"),
         (name = "admin", description = "Instance administration"),
         (name = "operations", description = "Health and discovery"),
@@ -54,7 +55,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .bearer_format("JWT access token, or a workspace API key pal_…")
                     .build(),
             ),
         );
@@ -63,7 +64,8 @@ impl Modify for BearerAuth {
 
 fn api_router() -> OpenApiRouter<AppState> {
     use routes::{
-        admin, audit, auth, children, members, meta, quotas, sessions, teams, workspaces,
+        admin, api_keys, audit, auth, children, members, meta, quotas, sessions, teams,
+        workspaces,
     };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
@@ -111,6 +113,9 @@ fn api_router() -> OpenApiRouter<AppState> {
             teams::update_role,
             teams::delete_role
         ))
+        .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
+        .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
+        .routes(routes!(api_keys::rotate_api_key))
         .routes(routes!(children::create_child, children::list_children))
         .routes(routes!(children::suspend_child))
         .routes(routes!(children::resume_child))

@@ -141,6 +141,24 @@ fn domain(e: Error) -> Parts {
             "Invalid credentials",
             "The email or password is incorrect.",
         ),
+        Error::InvalidApiKey => Parts::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            "Invalid API key",
+            "The API key is malformed, fails its checksum, or is unknown or revoked.",
+        ),
+        Error::ApiKeyExpired => Parts::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            "API key expired",
+            "The API key has passed its expiry; create or rotate a key.",
+        ),
+        Error::UserRequired => Parts::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Signed-in user required",
+            "This endpoint acts for a person: use an access token, not an API key. API keys work on the endpoints of their own workspace.",
+        ),
         Error::InvalidRefreshToken => Parts::new(
             StatusCode::UNAUTHORIZED,
             code,
@@ -224,6 +242,12 @@ fn domain(e: Error) -> Parts {
             code,
             "Role not found",
             "This workspace has no custom role with this id.",
+        ),
+        Error::NotFound(Resource::ApiKey) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "API key not found",
+            "This workspace has no API key with this id.",
         ),
         Error::NotFound(Resource::Child) => Parts::new(
             StatusCode::NOT_FOUND,
@@ -460,6 +484,10 @@ mod tests {
             (Error::field("/email", "bad"), 422, "validation_failed"),
             (Error::Unauthenticated, 401, "unauthenticated"),
             (Error::InvalidCredentials, 401, "invalid_credentials"),
+            (Error::InvalidApiKey, 401, "invalid_api_key"),
+            (Error::ApiKeyExpired, 401, "api_key_expired"),
+            (Error::UserRequired, 403, "user_required"),
+            (Error::NotFound(Resource::ApiKey), 404, "api_key_not_found"),
             (Error::InvalidRefreshToken, 401, "invalid_refresh_token"),
             (Error::EmailNotVerified, 403, "email_not_verified"),
             (Error::SignupClosed, 403, "signup_closed"),

@@ -45,6 +45,8 @@ pub struct Services {
     pub(crate) data_keys: Arc<DataKeys>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) outbox: Outbox,
+    /// Verified API keys and their pending last-use times (KEY-2).
+    pub(crate) keys: Arc<crate::api_keys::KeyState>,
 }
 
 impl Services {
@@ -66,6 +68,7 @@ impl Services {
             settings: Arc::new(settings),
             data_keys: Arc::new(data_keys),
             outbox,
+            keys: Arc::default(),
         }
     }
 

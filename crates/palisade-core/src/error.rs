@@ -36,6 +36,7 @@ pub enum Resource {
     CustomRole,
     /// A child of the caller's workspace (TEN-3).
     Child,
+    ApiKey,
 }
 
 /// Which uniqueness rule a change broke.
@@ -78,6 +79,16 @@ pub enum Error {
     /// A reset code is wrong, spent, replaced or expired, or the address has none.
     #[error("invalid or expired reset code")]
     InvalidResetCode,
+    /// A `pal_…` bearer that is malformed, fails its checksum, or is unknown or revoked.
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// The API key's `expires_at` has passed.
+    #[error("API key expired")]
+    ApiKeyExpired,
+    /// The endpoint acts for a person (account endpoints, leaving a workspace); an API key
+    /// cannot use it.
+    #[error("a signed-in user is required")]
+    UserRequired,
     #[error("{0:?} not found")]
     NotFound(Resource),
     #[error("missing permission {}", .0.key())]
@@ -121,6 +132,9 @@ impl Error {
             Error::InvitationRequired => "invitation_required",
             Error::InvalidToken => "invalid_token",
             Error::InvalidResetCode => "invalid_reset_code",
+            Error::InvalidApiKey => "invalid_api_key",
+            Error::ApiKeyExpired => "api_key_expired",
+            Error::UserRequired => "user_required",
             Error::NotFound(Resource::Workspace) => "workspace_not_found",
             Error::NotFound(Resource::User) => "user_not_found",
             Error::NotFound(Resource::Checkpoint) => "checkpoint_not_found",
@@ -130,6 +144,7 @@ impl Error {
             Error::NotFound(Resource::Team) => "team_not_found",
             Error::NotFound(Resource::CustomRole) => "role_not_found",
             Error::NotFound(Resource::Child) => "child_not_found",
+            Error::NotFound(Resource::ApiKey) => "api_key_not_found",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::ModuleDisabled(_) => "module_disabled",

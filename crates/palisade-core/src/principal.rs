@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
-use crate::ids::{SessionId, UserId};
+use crate::error::{Error, Result};
+use crate::ids::{ApiKeyId, SessionId, UserId, WorkspaceId};
 
 /// How a session was started; workspaces may allow only some (TEN-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -29,7 +30,7 @@ impl SignInMethod {
     }
 }
 
-/// An authenticated caller. API keys join as a variant when they land.
+/// An authenticated caller: a signed-in user, or a workspace API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     User {
@@ -39,12 +40,38 @@ pub enum Principal {
         method: SignInMethod,
         signed_in_at: OffsetDateTime,
     },
+    /// A workspace API key (KEY-1): it exists only inside its own workspace's scope.
+    ApiKey {
+        key_id: ApiKeyId,
+        workspace_id: WorkspaceId,
+        /// The person answerable for the key: its creator, or its creating key's.
+        on_behalf_of: UserId,
+    },
 }
 
 impl Principal {
-    pub fn user_id(&self) -> &UserId {
+    /// The signed-in user. An API key is not one: account endpoints and the few workspace
+    /// actions that only a person can take (leaving) refuse it.
+    pub fn user_id(&self) -> Result<&UserId> {
+        match self {
+            Principal::User { user_id, .. } => Ok(user_id),
+            Principal::ApiKey { .. } => Err(Error::UserRequired),
+        }
+    }
+
+    /// The signed-in session, for endpoints about sessions.
+    pub fn session_id(&self) -> Result<&SessionId> {
+        match self {
+            Principal::User { session_id, .. } => Ok(session_id),
+            Principal::ApiKey { .. } => Err(Error::UserRequired),
+        }
+    }
+
+    /// The person answerable for the request: the user, or the key's creator.
+    pub fn on_behalf_of(&self) -> &UserId {
         match self {
             Principal::User { user_id, .. } => user_id,
+            Principal::ApiKey { on_behalf_of, .. } => on_behalf_of,
         }
     }
 }

@@ -29,6 +29,8 @@ enum Access {
     ParentOwner,
     /// A user accepting an invitation: may write their own membership, nothing else.
     Invitee,
+    /// A workspace API key: its scopes intersected with its creator's grants at creation.
+    ApiKey(Box<Grants>),
 }
 
 impl TenantScope {
@@ -42,6 +44,21 @@ impl TenantScope {
             workspace_id,
             principal,
             access: Access::Member(Box::new(grants)),
+            suspended,
+        }
+    }
+
+    /// A verified API key of this workspace (KEY-1).
+    pub(crate) fn for_api_key(
+        workspace_id: WorkspaceId,
+        principal: Principal,
+        grants: Grants,
+        suspended: bool,
+    ) -> Self {
+        Self {
+            workspace_id,
+            principal,
+            access: Access::ApiKey(Box::new(grants)),
             suspended,
         }
     }
@@ -102,7 +119,8 @@ impl TenantScope {
         &self.principal
     }
 
-    /// The member's enum role; none for scopes that are not a membership.
+    /// The member's enum role; none for scopes that are not a membership (API keys included:
+    /// a key is never an owner).
     pub fn role(&self) -> Option<Role> {
         match &self.access {
             Access::Member(g) => Some(g.role()),
@@ -110,15 +128,15 @@ impl TenantScope {
         }
     }
 
-    /// The member's resolved grants; none for scopes that are not a membership.
+    /// The resolved grants of a member or an API key; none for other scopes.
     pub fn grants(&self) -> Option<&Grants> {
         match &self.access {
-            Access::Member(g) => Some(g),
+            Access::Member(g) | Access::ApiKey(g) => Some(g),
             _ => None,
         }
     }
 
-    /// The member's workspace-wide permissions (empty for other scopes).
+    /// The workspace-wide permissions of a member or an API key (empty for other scopes).
     pub fn permissions(&self) -> PermissionSet {
         self.grants()
             .map_or(PermissionSet::EMPTY, Grants::permissions)

@@ -4,6 +4,7 @@
 mod postgres;
 mod rows;
 mod sql;
+mod sql_api_keys;
 mod sql_members;
 mod sqlite;
 #[cfg(feature = "test-support")]
@@ -25,6 +26,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "team_members",
     "custom_roles",
     "invitations",
+    "api_keys",
     "audit_heads",
     "audit_entries",
     "audit_tree",

@@ -4,10 +4,12 @@
 use palisade_core::accounts::model::{
     AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
-use palisade_core::acl::{FieldGrant, PermissionSet, Role, TeamGrant};
+use palisade_core::acl::{FieldGrant, Grants, PermissionSet, Role, TeamGrant};
+use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId, WorkspaceId,
+    ApiKeyId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
+    WorkspaceId,
 };
 use palisade_core::principal::SignInMethod;
 use palisade_core::store::{
@@ -387,6 +389,70 @@ impl InvitationRow {
             revoked_at: self.revoked_at,
         })
     }
+}
+
+/// An API key with its last use (`api_key_columns!`). The columns a workspace also has are
+/// aliased, so the row can sit beside a `WorkspaceRow` in one join.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    pub workspace_id: String,
+    pub key_id: String,
+    pub key_name: String,
+    pub prefix: String,
+    pub scopes: Json<Vec<Scope>>,
+    pub grants: Json<Grants>,
+    pub created_by: String,
+    pub on_behalf_of: String,
+    pub key_created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub rotated_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    /// µs since the epoch, from `api_key_usage`.
+    pub last_used_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    pub fn into_key(self) -> StoreResult<ApiKey> {
+        Ok(ApiKey {
+            last_used_at: self
+                .last_used_at
+                .map(|us| from_micros("api_key_usage", us))
+                .transpose()?,
+            id: ApiKeyId::from_trusted(self.key_id),
+            workspace_id: WorkspaceId::from_trusted(self.workspace_id),
+            name: self.key_name,
+            prefix: self.prefix,
+            scopes: self.scopes.0,
+            grants: self.grants.0,
+            created_by: Creator::from_stored(self.created_by),
+            on_behalf_of: UserId::from_trusted(self.on_behalf_of),
+            created_at: self.key_created_at,
+            expires_at: self.expires_at,
+            rotated_at: self.rotated_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+/// A key found by its hash, with its workspace (`SystemTx::api_key_by_hash`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApiKeyWorkspaceRow {
+    #[sqlx(flatten)]
+    pub key: ApiKeyRow,
+    #[sqlx(flatten)]
+    pub workspace: WorkspaceRow,
+}
+
+/// A time as the instance tables `api_key_usage` and `api_key_changes` store it: µs since the
+/// Unix epoch (sub-µs digits dropped, the precision both backends keep elsewhere).
+pub(crate) fn micros(at: OffsetDateTime) -> StoreResult<i64> {
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000))
+        .map_err(|_| StoreError::Invalid(format!("time out of range: {at}")))
+}
+
+pub(crate) fn from_micros(table: &'static str, us: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .map_err(|_| corrupt(table, "time out of range"))
 }
 
 #[derive(sqlx::FromRow)]

@@ -49,6 +49,7 @@ const SQLITE_UNIQUE_INDEXES: &[(&str, &str)] = &[
         "custom_roles_name",
     ),
     ("invitations.token_hash", "invitations_token"),
+    ("api_keys.key_hash", "api_keys_hash"),
     (
         "data_keys.owner, data_keys.version, data_keys.id",
         "data_keys_owner_version",
@@ -172,7 +173,8 @@ pub(crate) const MEMBER_TEAM_GRANTS: &str = "SELECT t.grants FROM team_members t
      WHERE tm.workspace_id = $1 AND tm.member_id = $2 ORDER BY t.id";
 
 /// Implements the store traits for `SqlTx<$db>`; `$backend` is the module with the SQL that
-/// differs per backend (`WORKSPACE_GET_LOCKED`).
+/// differs per backend (`WORKSPACE_GET_LOCKED`). `SystemTx`'s API-key methods call the functions
+/// `impl_api_keys_tx!` defines beside it.
 macro_rules! impl_transactions {
     ($db:ty, $backend:ident) => {
         mod transactions {
@@ -180,7 +182,8 @@ macro_rules! impl_transactions {
         use palisade_core::accounts::model::{AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User};
         use palisade_core::audit::AuditRecord;
         use palisade_core::error::StoreError;
-        use palisade_core::ids::{ResetCodeId, SessionId, UserId, WorkspaceId};
+        use palisade_core::api_keys::model::ApiKey;
+        use palisade_core::ids::{ApiKeyId, ResetCodeId, SessionId, UserId, WorkspaceId};
         use palisade_core::store::{
             AccountTx, AppendedEntry, AuditHead, AuditLogTx, AuditQuery, LimitState, LimitTx, StoreResult, StoredAuditKey, StoredCheckpoint,
             StoredDataKey, StoredEntry, StoredOpening, StoredSigningKey, SystemTx, TenantTx,
@@ -1135,6 +1138,22 @@ macro_rules! impl_transactions {
                 .fetch_all(&mut *self.tx)
                 .await
                 .map_err(map_err)
+            }
+
+            async fn api_key_by_hash(&mut self, hash: &[u8; 32]) -> StoreResult<Option<(ApiKey, Workspace)>> {
+                super::api_keys_tx::by_hash(self, hash).await
+            }
+
+            async fn api_key_changes_since(&mut self, since: OffsetDateTime) -> StoreResult<Vec<(i64, WorkspaceId)>> {
+                super::api_keys_tx::changes_since(self, since).await
+            }
+
+            async fn api_key_changes_prune(&mut self, before: OffsetDateTime) -> StoreResult<u64> {
+                super::api_keys_tx::changes_prune(self, before).await
+            }
+
+            async fn api_key_usage_record(&mut self, usage: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<()> {
+                super::api_keys_tx::usage_record(self, usage).await
             }
 
             async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -99,7 +99,8 @@ pub(crate) const CHILD_GET: &str = crate::sql::workspace_select!(
     "WHERE w.parent_id = $1 AND w.deleted_at IS NULL AND (w.id = $2 OR w.slug = $2)"
 );
 
-/// Implements `MembersTx` for `SqlTx<$db>`.
+/// Implements `MembersTx` for `SqlTx<$db>`; its helpers `in_scope`, `one` and `page` serve
+/// `impl_api_keys_tx!` too.
 macro_rules! impl_members_tx {
     ($db:ty) => {
         mod members_tx {
@@ -127,7 +128,7 @@ macro_rules! impl_members_tx {
         }
 
         /// Refuses a value of another workspace before any SQL runs.
-        fn in_scope(tx: &SqlTx<$db>, table: &'static str, workspace: &WorkspaceId) -> StoreResult<String> {
+        pub(super) fn in_scope(tx: &SqlTx<$db>, table: &'static str, workspace: &WorkspaceId) -> StoreResult<String> {
             let ws = tx.workspace()?;
             if workspace.as_str() != ws {
                 return Err(corrupt(table, "write outside the scope's workspace"));
@@ -136,7 +137,7 @@ macro_rules! impl_members_tx {
         }
 
         /// The row of this workspace whose key is `key` (`$1` the workspace, `$2` the key).
-        async fn one<R>(tx: &mut SqlTx<$db>, sql: &'static str, key: &str) -> StoreResult<Option<R>>
+        pub(super) async fn one<R>(tx: &mut SqlTx<$db>, sql: &'static str, key: &str) -> StoreResult<Option<R>>
         where
             R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
         {
@@ -150,7 +151,7 @@ macro_rules! impl_members_tx {
         }
 
         /// A page of this workspace's rows (`$1` the workspace, `$2` the cursor, `$3` the limit).
-        async fn page<R>(tx: &mut SqlTx<$db>, sql: &'static str, cursor: &str, limit: u32) -> StoreResult<Vec<R>>
+        pub(super) async fn page<R>(tx: &mut SqlTx<$db>, sql: &'static str, cursor: &str, limit: u32) -> StoreResult<Vec<R>>
         where
             R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
         {

@@ -8,11 +8,15 @@ use std::sync::Arc;
 use palisade_core::accounts::model::{
     AccountToken, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
-use palisade_core::acl::{FieldGrant, Permission, PermissionSet, Role, TeamGrant};
+use palisade_core::acl::{
+    FieldGrant, Grants, Permission, PermissionSet, Role, RoleGrants, TeamGrant,
+};
+use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
 use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId, WorkspaceId,
+    ApiKeyId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
+    WorkspaceId,
 };
 use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{
@@ -910,6 +914,7 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "team_members",
             "custom_roles",
             "invitations",
+            "api_keys",
         ] {
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT workspace_id FROM {table}"
@@ -917,7 +922,7 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             .fetch_all(&mut *tx)
             .await
             .unwrap();
-            let expected = if table == "invitations" {
+            let expected = if matches!(table, "invitations" | "api_keys") {
                 vec![]
             } else {
                 vec![ws.id.to_string()]
@@ -931,29 +936,39 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "DELETE FROM custom_roles",
             "UPDATE teams SET name = 'x'",
             "UPDATE custom_roles SET name = 'x'",
+            "UPDATE api_keys SET name = 'x'",
         ] {
             let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
             assert_eq!(done.rows_affected(), 0, "{sql} as {}", user.email);
         }
         tx.rollback().await.unwrap();
     }
-    // Invitations are found by token only in a system transaction.
-    let mut tx = app.begin().await.unwrap();
-    sqlx::query("SELECT set_config('app.system', 'on', true)")
+    // Invitations and API keys are found by hash only in a system transaction.
+    for table in ["invitations", "api_keys"] {
+        let mut tx = app.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.system', 'on', true)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(n, 3, "{table}");
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET revoked_at = now()"
+        )))
         .execute(&mut *tx)
         .await
         .unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invitations")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(n, 3);
-    let done = sqlx::query("UPDATE invitations SET revoked_at = now()")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(done.rows_affected(), 0, "system_lookup is read-only");
-    tx.rollback().await.unwrap();
+        assert_eq!(
+            done.rows_affected(),
+            0,
+            "{table}: system_lookup is read-only"
+        );
+        tx.rollback().await.unwrap();
+    }
     // The setting is transaction-local: after the transaction, nothing is visible again.
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
         .fetch_one(&mut app)
@@ -2134,7 +2149,7 @@ async fn member_rows_of_another_workspace_are_invisible_and_untouchable() {
 }
 
 /// Rows of every new tenant table for the scope's workspace: a team the owner is in, a custom
-/// role the owner holds, an invitation.
+/// role the owner holds, an invitation, an API key.
 async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, token: u8) {
     let ws = scope.workspace_id();
     let mut tx = tenant_write(store, scope).await;
@@ -2151,6 +2166,9 @@ async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, t
     .await
     .unwrap();
     tx.invitation_insert(&invitation(ws, "invitee@example.com", owner, token))
+        .await
+        .unwrap();
+    tx.api_key_insert(&api_key(ws, "Key", owner), &[token; 32])
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -2266,5 +2284,475 @@ async fn migration_0005_carries_existing_rows_over() {
             "{}",
             db.backend
         );
+    }
+}
+
+// ---- API keys (ApiKeysTx and the key lookups of SystemTx) ----
+
+/// A live key of `ws` created by `by`: read and write scopes, an admin's grants narrowed to them.
+fn api_key(ws: &WorkspaceId, name: &str, by: &User) -> ApiKey {
+    let scopes = vec![Scope::Read, Scope::Write];
+    ApiKey {
+        id: ApiKeyId::generate(),
+        workspace_id: ws.clone(),
+        name: name.into(),
+        prefix: "pal_Ab12Cd".into(),
+        grants: Grants::resolve(Role::Admin, None, &[]).restrict(Scope::union(&scopes)),
+        scopes,
+        created_by: Creator::User(by.id.clone()),
+        on_behalf_of: by.id.clone(),
+        created_at: t0(),
+        expires_at: None,
+        rotated_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+/// A time `us` microseconds after `t0()`: both backends keep µs exactly.
+fn t_us(us: i64) -> OffsetDateTime {
+    t0() + time::Duration::microseconds(us)
+}
+
+async fn system_write(store: &dyn Store) -> Box<dyn palisade_core::store::SystemTx> {
+    store
+        .system(&SystemScope::new("test"), Access::Write)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn api_keys_round_trip_every_field() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        // Grants with a custom role's field grants and team grants per collection: every part
+        // of the JSON is exercised.
+        let custom = RoleGrants {
+            permissions: [Permission::RecordsRead, Permission::RecordsWrite]
+                .into_iter()
+                .collect(),
+            fields: vec![FieldGrant {
+                collection: "posts".into(),
+                field: "body".into(),
+                read: true,
+                write: false,
+            }],
+        };
+        let teams = [
+            grant(Some("posts"), &[Permission::RecordsReadDraft]),
+            grant(Some("drafts"), &[Permission::RecordsWrite]),
+            grant(None, &[Permission::AuditRead]),
+        ];
+        let by_user = ApiKey {
+            scopes: Scope::ALL.to_vec(),
+            grants: Grants::resolve(Role::Member, Some(&custom), &teams),
+            created_at: t_us(1),
+            expires_at: Some(t_us(30 * 86_400_000_000 + 123_456)),
+            ..api_key(&ws.id, "Deploy bot", &a)
+        };
+        let by_key = ApiKey {
+            scopes: vec![Scope::ReadDraft],
+            grants: by_user.grants.restrict(Scope::ReadDraft.permissions()),
+            created_by: Creator::ApiKey(by_user.id.clone()),
+            created_at: t_us(2),
+            rotated_at: Some(t_us(3)),
+            revoked_at: Some(t_us(4)),
+            ..api_key(&ws.id, "Child key", &a)
+        };
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.api_key_insert(&by_user, &[1; 32]).await.unwrap();
+        tx.api_key_insert(&by_key, &[2; 32]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.api_key_get(&by_user.id).await.unwrap(),
+            Some(by_user.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.api_key_get(&by_key.id).await.unwrap(),
+            Some(by_key.clone()),
+            "{b}: revoked keys are read too"
+        );
+        assert_eq!(
+            tx.api_key_get(&ApiKeyId::generate()).await.unwrap(),
+            None,
+            "{b}"
+        );
+        drop(tx);
+
+        // The secret's hash is unique across the instance; a key of another workspace is
+        // refused before any SQL runs.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(
+                tx.api_key_insert(&api_key(&ws.id, "Same secret", &a), &[1; 32])
+                    .await
+            ),
+            "api_keys_hash",
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        let other = WorkspaceId::generate();
+        assert!(
+            tx.api_key_insert(&api_key(&other, "Foreign", &a), &[3; 32])
+                .await
+                .is_err(),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_keys_list_live_keys_by_id_and_rotate_or_revoke_only_live_ones() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let keys: Vec<ApiKey> = (0..5)
+            .map(|i| api_key(&ws.id, &format!("Key {i}"), &a))
+            .collect();
+        let mut tx = tenant_write(&*store, &scope).await;
+        for (i, k) in keys.iter().enumerate() {
+            tx.api_key_insert(k, &[10 + i as u8; 32]).await.unwrap();
+        }
+        let revoked = &keys[2];
+        assert!(
+            tx.api_key_revoke(&revoked.id, t_us(5)).await.unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.api_key_revoke(&revoked.id, t_us(6)).await.unwrap(),
+            "{b}: revoked once only"
+        );
+        assert!(
+            !tx.api_key_revoke(&ApiKeyId::generate(), t_us(6))
+                .await
+                .unwrap(),
+            "{b}: unknown key"
+        );
+        assert_eq!(
+            tx.api_key_get(&revoked.id)
+                .await
+                .unwrap()
+                .and_then(|k| k.revoked_at),
+            Some(t_us(5)),
+            "{b}: the first revocation's time stays"
+        );
+        tx.commit().await.unwrap();
+
+        let mut live: Vec<ApiKeyId> = keys
+            .iter()
+            .filter(|k| k.id != revoked.id)
+            .map(|k| k.id.clone())
+            .collect();
+        live.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        let mut tx = tenant_write(&*store, &scope).await;
+        let ids = |page: Vec<ApiKey>| page.into_iter().map(|k| k.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(tx.api_keys_list(None, 10).await.unwrap()),
+            live,
+            "{b}: live keys in id order"
+        );
+        assert_eq!(
+            ids(tx.api_keys_list(None, 2).await.unwrap()),
+            live[..2],
+            "{b}"
+        );
+        assert_eq!(
+            ids(tx.api_keys_list(Some(&live[1]), 2).await.unwrap()),
+            live[2..4],
+            "{b}: after the cursor, at most limit"
+        );
+        assert!(
+            tx.api_keys_list(Some(&live[3]), 2)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+
+        // Rotation replaces the hash and prefix of a live key only.
+        let rotated = &keys[0];
+        assert!(
+            tx.api_key_rotate(&rotated.id, &[99; 32], "pal_New123", t_us(7))
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.api_key_rotate(&revoked.id, &[98; 32], "pal_Nope00", t_us(7))
+                .await
+                .unwrap(),
+            "{b}: a revoked key is not rotated"
+        );
+        assert!(
+            !tx.api_key_rotate(&ApiKeyId::generate(), &[98; 32], "pal_Nope00", t_us(7))
+                .await
+                .unwrap(),
+            "{b}: unknown key"
+        );
+        assert_eq!(
+            conflict_name(
+                tx.api_key_rotate(&keys[1].id, &[13; 32], "pal_Dup000", t_us(7))
+                    .await
+            ),
+            "api_keys_hash",
+            "{b}: rotating onto another key's hash"
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            tx.api_key_rotate(&rotated.id, &[99; 32], "pal_New123", t_us(7))
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.api_key_get(&rotated.id).await.unwrap(),
+            Some(ApiKey {
+                prefix: "pal_New123".into(),
+                rotated_at: Some(t_us(7)),
+                ..rotated.clone()
+            }),
+            "{b}"
+        );
+        drop(tx);
+        let mut sys = system_write(&*store).await;
+        assert!(
+            sys.api_key_by_hash(&[10; 32]).await.unwrap().is_none(),
+            "{b}: the old secret no longer finds the key"
+        );
+        let (found, _) = sys.api_key_by_hash(&[99; 32]).await.unwrap().expect(b);
+        assert_eq!(found.id, rotated.id, "{b}");
+        let (found, _) = sys.api_key_by_hash(&[12; 32]).await.unwrap().expect(b);
+        assert_eq!(
+            (found.id, found.revoked_at),
+            (revoked.id.clone(), Some(t_us(5))),
+            "{b}: revoked keys are found (the service refuses them)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_keys_of_another_workspace_are_invisible_and_untouchable() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (_, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let kb = api_key(&wb.id, "Beta key", &ub);
+        let mut tx = tenant_write(&*store, &sb).await;
+        tx.api_key_insert(&kb, &[5; 32]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &sa).await;
+        assert_eq!(tx.api_key_get(&kb.id).await.unwrap(), None, "{b}");
+        assert!(tx.api_keys_list(None, 10).await.unwrap().is_empty(), "{b}");
+        assert!(
+            !tx.api_key_rotate(&kb.id, &[6; 32], "pal_Stolen", t0())
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(!tx.api_key_revoke(&kb.id, t0()).await.unwrap(), "{b}");
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.api_key_get(&kb.id).await.unwrap(),
+            Some(kb.clone()),
+            "{b}: intact"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_key_by_hash_finds_a_key_in_any_workspace_with_its_workspace() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let ka = api_key(&wa.id, "Alpha key", &ua);
+        let kb = api_key(&wb.id, "Beta key", &ub);
+        for (scope, key, hash) in [(&sa, &ka, [1; 32]), (&sb, &kb, [2; 32])] {
+            let mut tx = tenant_write(&*store, scope).await;
+            tx.api_key_insert(key, &hash).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+
+        let mut sys = system_write(&*store).await;
+        assert_eq!(
+            sys.api_key_by_hash(&[1; 32]).await.unwrap(),
+            Some((ka.clone(), wa.clone())),
+            "{b}"
+        );
+        assert_eq!(
+            sys.api_key_by_hash(&[2; 32]).await.unwrap(),
+            Some((kb.clone(), wb.clone())),
+            "{b}"
+        );
+        assert_eq!(sys.api_key_by_hash(&[3; 32]).await.unwrap(), None, "{b}");
+        drop(sys);
+
+        // A deleted workspace's keys are still found, with the workspace as it is now.
+        let deleted = Workspace {
+            deleted_at: Some(t_us(9)),
+            updated_at: t_us(9),
+            ..wb.clone()
+        };
+        let mut tx = tenant_write(&*store, &sb).await;
+        tx.workspace_update(&deleted).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut sys = system_write(&*store).await;
+        assert_eq!(
+            sys.api_key_by_hash(&[2; 32]).await.unwrap(),
+            Some((kb.clone(), deleted)),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_key_changes_are_read_in_order_since_a_time_and_pruned() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ua, "beta").await;
+        // Times that differ below the second: RFC 3339 text of these would not sort as time.
+        for (scope, at) in [(&sa, t_us(0)), (&sb, t_us(500_000)), (&sa, t_us(1_000_000))] {
+            let mut tx = tenant_write(&*store, scope).await;
+            tx.api_keys_changed(at).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        // Uncommitted changes are not recorded.
+        let mut tx = tenant_write(&*store, &sb).await;
+        tx.api_keys_changed(t_us(2_000_000)).await.unwrap();
+        drop(tx);
+
+        let mut sys = system_write(&*store).await;
+        let all = sys.api_key_changes_since(t_us(0)).await.unwrap();
+        assert_eq!(
+            all.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(),
+            [wa.id.clone(), wb.id.clone(), wa.id.clone()],
+            "{b}: oldest first, with their workspaces"
+        );
+        assert!(
+            all.windows(2).all(|p| p[0].0 < p[1].0),
+            "{b}: seqs increase: {all:?}"
+        );
+        assert_eq!(
+            sys.api_key_changes_since(t_us(1)).await.unwrap(),
+            all[1..],
+            "{b}: at or after `since`"
+        );
+        assert_eq!(
+            sys.api_key_changes_since(t_us(500_000)).await.unwrap(),
+            all[1..],
+            "{b}: `since` itself included"
+        );
+        assert!(
+            sys.api_key_changes_since(t_us(1_000_001))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+
+        assert_eq!(
+            sys.api_key_changes_prune(t_us(500_000)).await.unwrap(),
+            1,
+            "{b}: before `before` only"
+        );
+        sys.commit().await.unwrap();
+        let mut sys = system_write(&*store).await;
+        assert_eq!(
+            sys.api_key_changes_since(t_us(-1_000_000)).await.unwrap(),
+            all[1..],
+            "{b}"
+        );
+        assert_eq!(sys.api_key_changes_prune(t_us(500_000)).await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn api_key_usage_keeps_the_newest_time() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let k1 = api_key(&wa.id, "One", &ua);
+        let k2 = api_key(&wa.id, "Two", &ua);
+        let mut tx = tenant_write(&*store, &sa).await;
+        tx.api_key_insert(&k1, &[1; 32]).await.unwrap();
+        tx.api_key_insert(&k2, &[2; 32]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        // t2 is later than t1 by half a second: as RFC 3339 text, `…:00.5Z` sorts before `…:00Z`.
+        let (t1, t2) = (t_us(0), t_us(500_000));
+        let mut sys = system_write(&*store).await;
+        sys.api_key_usage_record(&[(k1.id.clone(), t2)])
+            .await
+            .unwrap();
+        sys.commit().await.unwrap();
+        let mut sys = system_write(&*store).await;
+        // An older flush, and one batch naming a key twice (the newest time wins).
+        sys.api_key_usage_record(&[(k1.id.clone(), t1)])
+            .await
+            .unwrap();
+        sys.api_key_usage_record(&[(k2.id.clone(), t2), (k2.id.clone(), t1)])
+            .await
+            .unwrap();
+        sys.api_key_usage_record(&[]).await.unwrap();
+        sys.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sa, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.api_key_get(&k1.id)
+                .await
+                .unwrap()
+                .and_then(|k| k.last_used_at),
+            Some(t2),
+            "{b}: an older time never replaces a newer one"
+        );
+        let listed: Vec<(ApiKeyId, Option<OffsetDateTime>)> = tx
+            .api_keys_list(None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.id, k.last_used_at))
+            .collect();
+        let mut expected = vec![(k1.id.clone(), Some(t2)), (k2.id.clone(), Some(t2))];
+        expected.sort_by(|x, y| x.0.as_str().cmp(y.0.as_str()));
+        assert_eq!(listed, expected, "{b}");
+        drop(tx);
+
+        // A newer time replaces it; the key lookup shows it too.
+        let t3 = t_us(60_000_000);
+        let mut sys = system_write(&*store).await;
+        sys.api_key_usage_record(&[(k1.id.clone(), t3)])
+            .await
+            .unwrap();
+        sys.commit().await.unwrap();
+        let mut sys = system_write(&*store).await;
+        let (found, _) = sys.api_key_by_hash(&[1; 32]).await.unwrap().expect(b);
+        assert_eq!(found.last_used_at, Some(t3), "{b}");
+
+        // Many keys in one flush (more than one batch statement).
+        let many: Vec<(ApiKeyId, OffsetDateTime)> = (0..1_200)
+            .map(|i| (ApiKeyId::generate(), t_us(i)))
+            .collect();
+        sys.api_key_usage_record(&many).await.unwrap();
+        sys.commit().await.unwrap();
     }
 }

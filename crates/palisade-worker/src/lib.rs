@@ -1,5 +1,5 @@
-//! Palisade's background jobs (checkpoint signing and rate-limit upkeep now; webhook delivery, retention and key
-//! rotation later), each claiming its work through the database so several nodes never do it
+//! Palisade's background jobs (checkpoint signing, rate-limit upkeep and the API key cache now;
+//! webhook delivery, retention and key rotation later), each claiming its work through the database so several nodes never do it
 //! twice: a checkpoint is signed under its log's head lock, after re-checking that no other
 //! node signed one within the interval. `mail` holds the two ways email leaves: an SMTP relay,
 //! or `.eml` files in an outbox directory.
@@ -42,6 +42,42 @@ pub async fn run_checkpoints(
             Ok(n) => debug!(logs = n, "signed latest audit checkpoints"),
             Err(e) => warn!(error = %e, "audit checkpoints failed; retrying next tick"),
         }
+    }
+}
+
+/// Keeps this node's API key cache honest and records key usage: syncs the cache with the
+/// change list every `SYNC_INTERVAL` (each sync renews the cache's lease; without syncs the
+/// request path reads the database), and writes `last_used_at` once per `flush_every`, and at
+/// shutdown.
+pub async fn run_api_keys(
+    services: Services,
+    flush_every: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut sync = tokio::time::interval(palisade_core::api_keys::cache::SYNC_INTERVAL);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = sync.tick() => {
+                if let Err(e) = services.sync_api_keys().await {
+                    warn!(error = %e, "API key cache sync failed; keys are checked in the database until one succeeds");
+                }
+            }
+            _ = flush.tick() => {
+                match services.flush_api_key_usage().await {
+                    Ok(0) => {}
+                    Ok(n) => debug!(keys = n, "recorded API key usage"),
+                    Err(e) => warn!(error = %e, "recording API key usage failed; retrying"),
+                }
+            }
+        }
+    }
+    if let Err(e) = services.flush_api_key_usage().await {
+        warn!(error = %e, "recording API key usage at shutdown failed");
     }
 }
 

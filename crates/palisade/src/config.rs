@@ -92,6 +92,9 @@ pub struct Config {
     /// Shortest time between two `latest` checkpoints of one audit log (AUDIT-SPEC §4).
     #[serde(default = "defaults::checkpoint_interval")]
     pub audit_checkpoint_interval_secs: u32,
+    /// How often API keys' `last_used_at` is written: at most once per interval per key.
+    #[serde(default = "defaults::api_key_usage_flush")]
+    pub api_key_usage_flush_secs: u32,
     /// Regions a workspace may live in; the first is the default.
     #[serde(default = "defaults::regions")]
     pub regions: Vec<String>,
@@ -171,6 +174,10 @@ mod defaults {
     pub fn access_token_ttl() -> u32 {
         15 * 60
     }
+    pub fn api_key_usage_flush() -> u32 {
+        60
+    }
+
     pub fn checkpoint_interval() -> u32 {
         60
     }
@@ -203,6 +210,7 @@ impl Default for Config {
             access_token_ttl_secs: defaults::access_token_ttl(),
             refresh_token_ttl_secs: defaults::refresh_token_ttl(),
             audit_checkpoint_interval_secs: defaults::checkpoint_interval(),
+            api_key_usage_flush_secs: defaults::api_key_usage_flush(),
             regions: defaults::regions(),
             log_format: LogFormat::Text,
             rate_limits: LimitsConfig::default(),
@@ -336,6 +344,9 @@ impl Config {
         }
         if !(60..=86_400).contains(&self.access_token_ttl_secs) {
             anyhow::bail!("access_token_ttl_secs must be between 60 and 86400");
+        }
+        if self.api_key_usage_flush_secs == 0 {
+            anyhow::bail!("api_key_usage_flush_secs must be at least 1");
         }
         if self.audit_checkpoint_interval_secs == 0 {
             anyhow::bail!("audit_checkpoint_interval_secs must be at least 1");

@@ -187,6 +187,14 @@ pub async fn run_with_clock(
             let _ = limits_stopped.await;
         },
     ));
+    let (stop_keys, keys_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_keys = tokio::spawn(palisade_worker::run_api_keys(
+        state.services.clone(),
+        std::time::Duration::from_secs(u64::from(config.api_key_usage_flush_secs)),
+        async move {
+            let _ = keys_stopped.await;
+        },
+    ));
     let outbox = state.services.outbox().clone();
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
@@ -219,8 +227,10 @@ pub async fn run_with_clock(
     }
     let _ = stop_worker.send(());
     let _ = stop_limits.send(());
+    let _ = stop_keys.send(());
     let _ = worker.await;
     let _ = limits.await;
+    let _ = api_keys.await;
     outbox.drain(std::time::Duration::from_secs(10)).await;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Members, invitations and the permission catalog (ACL-1, ACL-2, ACL-5, ACL-7).
 
 use axum::Json;
+use palisade_core::api_keys::model::Scope;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use palisade_core::acl::{Permission, Role};
@@ -24,6 +25,9 @@ pub struct PermissionOut {
     /// The enum roles whose baseline holds it.
     #[schema(example = json!(["owner", "admin"]))]
     pub roles: Vec<&'static str>,
+    /// The API key scopes that allow it (a key also needs its creator to have held it).
+    #[schema(example = json!(["management"]))]
+    pub api_key_scopes: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,7 +35,8 @@ pub struct PermissionsOut {
     pub data: Vec<PermissionOut>,
 }
 
-/// Every permission key, its meaning and the enum roles that hold it (ACL-2).
+/// Every permission key, its meaning, and the enum roles and API key scopes that hold it
+/// (ACL-2).
 #[utoipa::path(get, path = "/api/v1/permissions", tag = "members",
     responses((status = 200, description = "The catalog", body = PermissionsOut)))]
 pub async fn permissions() -> Json<PermissionsOut> {
@@ -45,6 +50,11 @@ pub async fn permissions() -> Json<PermissionsOut> {
                     .into_iter()
                     .filter(|r| r.grants(*p))
                     .map(Role::as_str)
+                    .collect(),
+                api_key_scopes: Scope::ALL
+                    .into_iter()
+                    .filter(|s| s.permissions().contains(*p))
+                    .map(Scope::as_str)
                     .collect(),
             })
             .collect(),

@@ -9,6 +9,7 @@ pub mod meta;
 pub mod pages;
 pub mod quotas;
 pub mod sessions;
+pub mod api_keys;
 pub mod teams;
 pub mod workspaces;
 

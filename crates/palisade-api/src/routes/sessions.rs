@@ -36,9 +36,8 @@ pub struct SessionOut {
 
 impl SessionOut {
     fn new(s: Session, principal: &Principal) -> Self {
-        let Principal::User { session_id, .. } = principal;
         Self {
-            current: &s.id == session_id,
+            current: principal.session_id().is_ok_and(|id| *id == s.id),
             id: s.id.to_string(),
             created_at: rfc3339(s.created_at),
             last_used_at: rfc3339(s.last_used_at),

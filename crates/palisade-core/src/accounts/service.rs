@@ -525,11 +525,7 @@ impl Services {
     /// Signs out: the session and all its tokens stop working at once.
     #[instrument(skip_all)]
     pub async fn sign_out(&self, principal: &Principal, meta: &RequestMeta) -> Result<()> {
-        let Principal::User {
-            user_id,
-            session_id,
-            ..
-        } = principal;
+        let (user_id, session_id) = (principal.user_id()?, principal.session_id()?);
         let now = self.now();
         let mut tx = self.store.accounts(Some(user_id), Access::Write).await?;
         tx.session_revoke(session_id, now, "logout").await?;
@@ -547,6 +543,10 @@ impl Services {
     /// expire.
     #[instrument(skip_all)]
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        if crate::api_keys::model::ApiKeySecret::looks_like(bearer) {
+            // API keys belong to a workspace; they work only on its endpoints.
+            return Err(Error::UserRequired);
+        }
         let verified = self.tokens.verify(bearer, self.now())?;
         let mut tx = self
             .store
@@ -571,11 +571,18 @@ impl Services {
     }
 
     pub async fn me(&self, principal: &Principal) -> Result<User> {
-        let mut tx = self
-            .store
-            .accounts(Some(principal.user_id()), Access::Read)
-            .await?;
-        tx.user_by_id(principal.user_id())
+        self.user(principal.user_id()?).await
+    }
+
+    /// The person answerable for the request (the user, or an API key's creator), e.g. to
+    /// sign an invitation.
+    pub async fn on_behalf_of(&self, principal: &Principal) -> Result<User> {
+        self.user(principal.on_behalf_of()).await
+    }
+
+    async fn user(&self, id: &UserId) -> Result<User> {
+        let mut tx = self.store.accounts(Some(id), Access::Read).await?;
+        tx.user_by_id(id)
             .await?
             .ok_or(Error::NotFound(Resource::User))
     }

@@ -25,10 +25,8 @@ pub struct SessionPage {
     pub next: Option<SessionId>,
 }
 
-fn current(principal: &Principal) -> &SessionId {
-    match principal {
-        Principal::User { session_id, .. } => session_id,
-    }
+fn current(principal: &Principal) -> Result<&SessionId> {
+    principal.session_id()
 }
 
 impl Services {
@@ -39,7 +37,7 @@ impl Services {
         before: Option<&SessionId>,
         limit: u32,
     ) -> Result<SessionPage> {
-        let user = principal.user_id();
+        let user = principal.user_id()?;
         let mut tx = self.store.accounts(Some(user), Access::Read).await?;
         let page = tx.sessions_unrevoked(user, before, limit).await?;
         let next = (page.len() == limit as usize)
@@ -60,7 +58,7 @@ impl Services {
         id: &SessionId,
         meta: &RequestMeta,
     ) -> Result<()> {
-        let user = principal.user_id();
+        let user = principal.user_id()?;
         let now = self.now();
         let mut tx = self.store.accounts(Some(user), Access::Write).await?;
         let owned = tx
@@ -86,11 +84,11 @@ impl Services {
         principal: &Principal,
         meta: &RequestMeta,
     ) -> Result<usize> {
-        let user = principal.user_id();
+        let user = principal.user_id()?;
         let now = self.now();
         let mut tx = self.store.accounts(Some(user), Access::Write).await?;
         let revoked = tx
-            .sessions_revoke_all(user, Some(current(principal)), now, "revoked_by_user")
+            .sessions_revoke_all(user, Some(current(principal)?), now, "revoked_by_user")
             .await?;
         let mut event = account_event(
             "auth.sessions_revoked",
@@ -120,7 +118,7 @@ impl Services {
         let mut checks = Checks::new();
         check_new_password(&mut checks, "/new_password", new_password);
         checks.finish()?;
-        let user_id = principal.user_id();
+        let user_id = principal.user_id()?;
         let (user, credentials) = {
             let mut tx = self.store.accounts(Some(user_id), Access::Read).await?;
             tx.user_with_credentials(user_id)
@@ -164,7 +162,7 @@ impl Services {
         let mut tx = self.store.accounts(Some(user_id), Access::Write).await?;
         tx.user_set_password(user_id, &hash, now).await?;
         let revoked = tx
-            .sessions_revoke_all(user_id, Some(current(principal)), now, "password_changed")
+            .sessions_revoke_all(user_id, Some(current(principal)?), now, "password_changed")
             .await?;
         let mut event = account_event(
             "auth.password_changed",

@@ -3,3 +3,7 @@
 //! request-path check), `cache` (verified keys in memory under a short lease).
 
 pub mod model;
+pub mod cache;
+pub mod service;
+
+pub use service::KeyState;

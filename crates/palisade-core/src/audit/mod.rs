@@ -53,6 +53,10 @@ impl Actor {
                 kind: "user",
                 id: user_id.to_string(),
             },
+            Principal::ApiKey { key_id, .. } => Actor {
+                kind: "api_key",
+                id: key_id.to_string(),
+            },
         }
     }
 

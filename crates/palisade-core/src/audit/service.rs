@@ -346,14 +346,14 @@ impl Services {
         limit: u32,
     ) -> Result<Page<EventView>> {
         let query = AuditQuery {
-            subject: Some(principal.user_id().to_string()),
+            subject: Some(principal.user_id()?.to_string()),
             before_seq: parse_cursor(cursor)?,
             limit,
             ..AuditQuery::default()
         };
         let mut tx = self
             .store
-            .accounts(Some(principal.user_id()), Access::Read)
+            .accounts(Some(principal.user_id()?), Access::Read)
             .await?;
         page_of(&mut *tx, query).await
     }

@@ -40,6 +40,7 @@ impl QuotaUsage {
 fn principal_key(principal: &Principal) -> String {
     match principal {
         Principal::User { user_id, .. } => user_id.to_string(),
+        Principal::ApiKey { key_id, .. } => key_id.to_string(),
     }
 }
 

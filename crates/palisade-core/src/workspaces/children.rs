@@ -63,7 +63,7 @@ impl Services {
         }
         checks.finish()?;
         let parent = self.get_workspace(scope).await?;
-        let inviter = self.me(scope.principal()).await?;
+        let inviter = self.on_behalf_of(scope.principal()).await?;
         let child_of = ChildOf {
             parent: &parent,
             owner_email,
@@ -153,6 +153,8 @@ impl Services {
         }
         after.updated_at = now;
         tx.workspace_update(&after).await?;
+        // The child's API keys must see a suspension or deletion on their next request.
+        tx.api_keys_changed(now).await?;
         let (own, parents) = op.actions();
         let mut event = ws_event(&child_scope, own, workspace_target(&after.id));
         let ts = |t: Option<OffsetDateTime>| {
@@ -174,6 +176,7 @@ impl Services {
         let event = ws_event(scope, parents, workspace_target(&after.id));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
+        self.propagate_key_change(&after.id).await;
         Ok(after)
     }
 

@@ -251,7 +251,7 @@ impl Services {
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         lock_workspace(&mut tx).await?;
         let member = tx
-            .member_of_user(scope.principal().user_id())
+            .member_of_user(scope.principal().user_id()?)
             .await?
             .ok_or(Error::NotFound(Resource::Workspace))?;
         keep_an_owner(&mut tx, &member, None).await?;
@@ -287,11 +287,11 @@ impl Services {
         let existing = {
             let mut tx = self
                 .store
-                .accounts(Some(scope.principal().user_id()), Access::Read)
+                .accounts(Some(scope.principal().on_behalf_of()), Access::Read)
                 .await?;
             tx.user_by_email(&email).await?.map(|(u, _)| u.id)
         };
-        let inviter = self.me(scope.principal()).await?;
+        let inviter = self.on_behalf_of(scope.principal()).await?;
 
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
@@ -350,7 +350,7 @@ impl Services {
             role,
             custom_role_id,
             token_hash: sha256(token.expose_secret().as_bytes()),
-            invited_by: scope.principal().user_id().clone(),
+            invited_by: scope.principal().on_behalf_of().clone(),
             created_at: now,
             expires_at: now + self.settings.accounts.invitation_ttl(),
             accepted_at: None,

@@ -60,7 +60,7 @@ fn is_color(s: &str) -> bool {
 }
 
 /// An event in the scope's workspace log, by the scope's principal.
-pub(super) fn ws_event(scope: &TenantScope, action: &'static str, target: Target) -> AuditEvent {
+pub(crate) fn ws_event(scope: &TenantScope, action: &'static str, target: Target) -> AuditEvent {
     AuditEvent::new(
         AuditLog::Workspace(scope.workspace_id().clone()),
         action,
@@ -70,7 +70,7 @@ pub(super) fn ws_event(scope: &TenantScope, action: &'static str, target: Target
 }
 
 /// A page from `limit + 1` rows: the extra row only says there is a next page.
-pub(super) fn page_of<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn page_of<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(cursor)
@@ -174,7 +174,11 @@ pub(super) fn check_auth_policy(
         method,
         signed_in_at,
         ..
-    } = principal;
+    } = principal
+    else {
+        // A key is not a session: sign-in methods and session lifetimes do not apply.
+        return Ok(());
+    };
     if !policy.sign_in_methods.contains(method) {
         return Err(Error::ReauthenticationRequired("sign_in_method"));
     }
@@ -305,7 +309,7 @@ impl Services {
                 let member = Member {
                     id: MemberId::generate(),
                     workspace_id: workspace.id.clone(),
-                    user_id: principal.user_id().clone(),
+                    user_id: principal.user_id()?.clone(),
                     role: Role::Owner,
                     custom_role_id: None,
                     active: true,
@@ -340,10 +344,10 @@ impl Services {
         let limit = limit.clamp(1, LIST_LIMIT_MAX);
         let mut tx = self
             .store
-            .accounts(Some(principal.user_id()), Access::Read)
+            .accounts(Some(principal.user_id()?), Access::Read)
             .await?;
         let mut rows = tx
-            .memberships(principal.user_id(), after.as_ref(), limit + 1)
+            .memberships(principal.user_id()?, after.as_ref(), limit + 1)
             .await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
@@ -372,9 +376,9 @@ impl Services {
         let access = {
             let mut tx = self
                 .store
-                .accounts(Some(principal.user_id()), Access::Read)
+                .accounts(Some(principal.user_id()?), Access::Read)
                 .await?;
-            tx.member_access(principal.user_id(), key)
+            tx.member_access(principal.user_id()?, key)
                 .await?
                 .ok_or(Error::NotFound(Resource::Workspace))?
         };
@@ -494,6 +498,8 @@ impl Services {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
             other => other?,
         }
+        // Cached API keys match the path by slug: every node must drop the old one.
+        tx.api_keys_changed(now).await?;
         let mut event = AuditEvent::new(
             AuditLog::Workspace(after.id.clone()),
             "workspace.update",
@@ -511,6 +517,7 @@ impl Services {
         );
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
+        self.invalidate_keys_locally(&after.id);
         Ok(after)
     }
 
@@ -596,6 +603,8 @@ impl Services {
         }
         after.updated_at = now;
         tx.workspace_update(&after).await?;
+        // Cached API keys carry the plan (their `api` budget).
+        tx.api_keys_changed(now).await?;
         let mut event = AuditEvent::new(
             AuditLog::Workspace(after.id.clone()),
             "workspace.admin_update",
@@ -607,6 +616,7 @@ impl Services {
         event.diff_field("/modules", json!(before.modules), json!(after.modules));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
+        self.invalidate_keys_locally(&after.id);
         Ok(after)
     }
 }
