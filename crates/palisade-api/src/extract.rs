@@ -11,11 +11,11 @@ use axum::extract::{
 };
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::ids::{
     ApiKeyId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
 };
 use palisade_core::limits::LimitReport;
-use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;
 use palisade_core::workspaces::service::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
@@ -154,7 +154,14 @@ macro_rules! cursor_ids {
     )*};
 }
 
-cursor_ids!(SessionId, MemberId, InvitationId, TeamId, CustomRoleId, ApiKeyId);
+cursor_ids!(
+    SessionId,
+    MemberId,
+    InvitationId,
+    TeamId,
+    CustomRoleId,
+    ApiKeyId
+);
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
 #[derive(Debug)]

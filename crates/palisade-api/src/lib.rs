@@ -64,8 +64,7 @@ impl Modify for BearerAuth {
 
 fn api_router() -> OpenApiRouter<AppState> {
     use routes::{
-        admin, api_keys, audit, auth, children, members, meta, quotas, sessions, teams,
-        workspaces,
+        admin, api_keys, audit, auth, children, members, meta, quotas, sessions, teams, workspaces,
     };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))

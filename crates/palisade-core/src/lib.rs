@@ -3,8 +3,8 @@
 //! never reads the clock, the environment or the network itself.
 
 pub mod accounts;
-pub mod api_keys;
 pub mod acl;
+pub mod api_keys;
 pub mod app;
 pub mod audit;
 pub mod clock;

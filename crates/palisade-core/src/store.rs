@@ -9,15 +9,15 @@ use palisade_audit::Hash;
 use palisade_audit::merkle::NodeId;
 use time::OffsetDateTime;
 
-use crate::api_keys::model::ApiKey;
 use crate::accounts::model::{
     AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
+use crate::api_keys::model::ApiKey;
 use crate::audit::AuditRecord;
 use crate::error::StoreError;
 use crate::ids::{
-    ApiKeyId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
-    WorkspaceId,
+    ApiKeyId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
+    UserId, WorkspaceId,
 };
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::workspaces::model::{
@@ -322,8 +322,10 @@ pub trait SystemTx: Send {
 
     /// The live or revoked key whose secret hashes to `hash`, with its workspace (deleted or
     /// not), in whichever workspace: the secret is all its bearer presents.
-    async fn api_key_by_hash(&mut self, hash: &[u8; 32])
-    -> StoreResult<Option<(ApiKey, Workspace)>>;
+    async fn api_key_by_hash(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> StoreResult<Option<(ApiKey, Workspace)>>;
     /// Key-cache invalidations recorded at or after `since`, oldest first: `(seq, workspace)`.
     async fn api_key_changes_since(
         &mut self,
@@ -332,8 +334,10 @@ pub trait SystemTx: Send {
     /// Deletes invalidations recorded before `before`.
     async fn api_key_changes_prune(&mut self, before: OffsetDateTime) -> StoreResult<u64>;
     /// Records when keys were last used; an older time never replaces a newer one.
-    async fn api_key_usage_record(&mut self, usage: &[(ApiKeyId, OffsetDateTime)])
-    -> StoreResult<()>;
+    async fn api_key_usage_record(
+        &mut self,
+        usage: &[(ApiKeyId, OffsetDateTime)],
+    ) -> StoreResult<()>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -56,7 +56,8 @@ pub async fn run_api_keys(
 ) {
     let mut sync = tokio::time::interval(palisade_core::api_keys::cache::SYNC_INTERVAL);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut flush = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
+    let mut flush =
+        tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {

@@ -69,7 +69,9 @@ fn report(name: &str, s: &Stats) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.get(1).expect("usage: api_key_bench <database-url> [iterations]");
+    let url = args
+        .get(1)
+        .expect("usage: api_key_bench <database-url> [iterations]");
     let n: usize = args.get(2).map_or(20_000, |v| v.parse().unwrap());
     let data = std::env::temp_dir().join(format!("palisade-key-bench-{}", std::process::id()));
     std::fs::create_dir_all(&data).unwrap();
@@ -155,16 +157,17 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let meta = RequestMeta::default();
-    let scope = services
-        .api_key_scope(&key, "bench", &meta)
-        .await
-        .unwrap();
+    let scope = services.api_key_scope(&key, "bench", &meta).await.unwrap();
     for _ in 0..1_000 {
         let s = services.api_key_scope(&key, "bench", &meta).await.unwrap();
         services.get_workspace(&s).await.unwrap();
     }
 
-    let backend = if url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
+    let backend = if url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
     println!("backend {backend}, {n} sequential iterations each");
     let mut no_auth = Vec::with_capacity(n);
     let mut with_key = Vec::with_capacity(n);

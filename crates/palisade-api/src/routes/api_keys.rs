@@ -129,24 +129,19 @@ pub async fn create_api_key(
 ) -> ApiResult<(StatusCode, Json<ApiKeySecretOut>)> {
     let expires_at = match input.expires_at {
         None => None,
-        Some(text) => Some(
-            time::OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
-                palisade_core::Error::field(
-                    "/expires_at",
-                    "must be an RFC 3339 date-time such as 2027-06-30T00:00:00Z",
-                )
-            })?,
-        ),
+        Some(text) => Some(time::OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
+            palisade_core::Error::field(
+                "/expires_at",
+                "must be an RFC 3339 date-time such as 2027-06-30T00:00:00Z",
+            )
+        })?),
     };
     let input = NewApiKey {
         name: input.name,
         scopes: input.scopes,
         expires_at,
     };
-    let issued = state
-        .services
-        .create_api_key(&scope, input, &meta)
-        .await?;
+    let issued = state.services.create_api_key(&scope, input, &meta).await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 

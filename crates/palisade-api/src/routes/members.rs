@@ -1,10 +1,10 @@
 //! Members, invitations and the permission catalog (ACL-1, ACL-2, ACL-5, ACL-7).
 
 use axum::Json;
-use palisade_core::api_keys::model::Scope;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use palisade_core::acl::{Permission, Role};
+use palisade_core::api_keys::model::Scope;
 use palisade_core::ids::{InvitationId, MemberId};
 use palisade_core::workspaces::model::{Invitation, MemberPatch, MemberView};
 use secrecy::SecretString;

@@ -1,6 +1,7 @@
 //! Handlers, grouped by feature, each with its wire types (`FooIn` / `FooOut` / `FooPatch`).
 
 pub mod admin;
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod children;
@@ -9,7 +10,6 @@ pub mod meta;
 pub mod pages;
 pub mod quotas;
 pub mod sessions;
-pub mod api_keys;
 pub mod teams;
 pub mod workspaces;
 

@@ -78,7 +78,9 @@ impl KeyCache {
     /// The cached key for `hash`, if the lease runs.
     pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<CachedKey>> {
         let inner = self.lock();
-        let fresh = inner.lease_until.is_some_and(|until| Instant::now() < until);
+        let fresh = inner
+            .lease_until
+            .is_some_and(|until| Instant::now() < until);
         if fresh {
             inner.entries.get(hash).cloned()
         } else {

@@ -2,8 +2,8 @@
 //! once. `model` (the secret's format, scopes), `service` (create, list, rotate, revoke and the
 //! request-path check), `cache` (verified keys in memory under a short lease).
 
-pub mod model;
 pub mod cache;
+pub mod model;
 pub mod service;
 
 pub use service::KeyState;

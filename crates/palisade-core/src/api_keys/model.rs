@@ -21,7 +21,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Read, Scope::ReadDraft, Scope::Write, Scope::Management];
+    pub const ALL: [Scope; 4] = [
+        Scope::Read,
+        Scope::ReadDraft,
+        Scope::Write,
+        Scope::Management,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,7 +47,12 @@ impl Scope {
     pub fn permissions(self) -> PermissionSet {
         use Permission as P;
         let list: &[Permission] = match self {
-            Scope::Read => &[P::WorkspaceRead, P::MembersRead, P::RecordsRead, P::AuditRead],
+            Scope::Read => &[
+                P::WorkspaceRead,
+                P::MembersRead,
+                P::RecordsRead,
+                P::AuditRead,
+            ],
             Scope::ReadDraft => &[P::RecordsReadDraft],
             Scope::Write => &[P::RecordsWrite, P::AuditWrite, P::QuotasConsume],
             Scope::Management => &[
@@ -80,7 +90,10 @@ impl ApiKeySecret {
     pub fn generate() -> Result<Self> {
         let random = zeroize::Zeroizing::new(random::bytes::<32>()?);
         let body = base62(&*random, BODY_LEN);
-        let checksum = base62(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CHECKSUM_LEN);
+        let checksum = base62(
+            &crc32fast::hash(body.as_bytes()).to_be_bytes(),
+            CHECKSUM_LEN,
+        );
         Ok(Self(SecretString::from(format!(
             "{KEY_PREFIX}{body}{checksum}"
         ))))
@@ -94,7 +107,10 @@ impl ApiKeySecret {
             return None;
         }
         let (body, checksum) = rest.split_at(BODY_LEN);
-        let expected = base62(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CHECKSUM_LEN);
+        let expected = base62(
+            &crc32fast::hash(body.as_bytes()).to_be_bytes(),
+            CHECKSUM_LEN,
+        );
         // Not secret (anyone can compute it), so an ordinary comparison is fine.
         (checksum == expected).then(|| Self(SecretString::from(text.to_owned())))
     }
@@ -274,8 +290,20 @@ mod tests {
         ] {
             assert!(!all.contains(p), "{}", p.key());
         }
-        assert!(!Scope::Read.permissions().contains(Permission::RecordsReadDraft));
-        assert!(!Scope::Write.permissions().contains(Permission::ApiKeysManage));
-        assert!(!Scope::Write.permissions().contains(Permission::MembersManage));
+        assert!(
+            !Scope::Read
+                .permissions()
+                .contains(Permission::RecordsReadDraft)
+        );
+        assert!(
+            !Scope::Write
+                .permissions()
+                .contains(Permission::ApiKeysManage)
+        );
+        assert!(
+            !Scope::Write
+                .permissions()
+                .contains(Permission::MembersManage)
+        );
     }
 }

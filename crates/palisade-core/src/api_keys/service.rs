@@ -116,10 +116,7 @@ impl Services {
         let creator = match scope.principal() {
             Principal::User { user_id, .. } => Creator::User(user_id.clone()),
             Principal::ApiKey { key_id, .. } => {
-                let own = tx
-                    .api_key_get(key_id)
-                    .await?
-                    .ok_or(Error::InvalidApiKey)?;
+                let own = tx.api_key_get(key_id).await?.ok_or(Error::InvalidApiKey)?;
                 for (i, s) in scopes.iter().enumerate() {
                     if !own.scopes.contains(s) {
                         checks.fail(
@@ -341,7 +338,9 @@ impl Services {
             grants: key.grants,
             expires_at: key.expires_at,
         });
-        self.keys.cache.insert(hash, Arc::clone(&cached), generation);
+        self.keys
+            .cache
+            .insert(hash, Arc::clone(&cached), generation);
         Ok(cached)
     }
 
