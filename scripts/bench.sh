@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load benchmark of the foundation's hot read path (JWT auth + session check + membership check +
-# workspace read) against a release build, on SQLite and on a throwaway PostgreSQL. Needs `wrk`.
+# Load benchmark of the hot read path (JWT auth + session check + membership check + workspace
+# read, and the same with an API key) against a release build, on SQLite and on a throwaway
+# PostgreSQL. Needs `wrk`.
 # Usage: scripts/bench.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +34,14 @@ run() { # backend-name extra-serve-args...
     -d '{"email":"bench@example.com","password":"benchmark password"}' | json access_token)
   curl -sf -X POST "$B/api/v1/workspaces" -H "authorization: Bearer $at" -H 'content-type: application/json' \
     -d '{"name":"Bench","slug":"bench"}' >/dev/null
+  local key; key=$(curl -sf -X POST "$B/api/v1/workspaces/bench/api-keys" -H "authorization: Bearer $at" \
+    -H 'content-type: application/json' -d '{"name":"bench","scopes":["read"]}' | json key)
   echo "== $name: GET /healthz (no auth, no database)"
   wrk -t2 -c"$conns" -d"${secs}s" --latency "$B/healthz" | grep -E 'Requests/sec|50%|99%'
   echo "== $name: GET /api/v1/workspaces/bench (JWT + session + membership + read)"
   wrk -t2 -c"$conns" -d"${secs}s" --latency -H "authorization: Bearer $at" "$B/api/v1/workspaces/bench" | grep -E 'Requests/sec|50%|99%|Non-2xx'
+  echo "== $name: GET /api/v1/workspaces/bench (API key + read)"
+  wrk -t2 -c"$conns" -d"${secs}s" --latency -H "authorization: Bearer $key" "$B/api/v1/workspaces/bench" | grep -E 'Requests/sec|50%|99%|Non-2xx'
   kill "$server"; wait "$server" 2>/dev/null || true; server=
 }
 
