@@ -5,11 +5,7 @@
 mod common;
 
 use common::{ADMIN, PASSWORD, Server, servers};
-use palisade_core::acl::Role;
-use palisade_core::ids::{SessionId, UserId, WorkspaceId};
-use palisade_core::principal::Principal;
 use palisade_core::store::{Access, AuditQuery, StoredEntry};
-use palisade_core::tenancy::TenantScope;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -40,22 +36,9 @@ fn ev(e: StoredEntry) -> Ev {
 
 /// The workspace's log, newest first.
 async fn workspace_audit(server: &Server, ws_id: &str) -> Vec<Ev> {
-    let store = server.store().await;
-    let principal = Principal::User {
-        user_id: UserId::generate(),
-        session_id: SessionId::generate(),
-        method: palisade_core::principal::SignInMethod::Password,
-        signed_in_at: time::OffsetDateTime::now_utc(),
-    };
-    let scope = TenantScope::for_tests(WorkspaceId::parse(ws_id).unwrap(), principal, Role::Owner);
-    let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
-    let q = AuditQuery {
-        limit: 1000,
-        ..AuditQuery::default()
-    };
-    tx.audit_query(&q)
+    server
+        .workspace_log(ws_id)
         .await
-        .unwrap()
         .into_iter()
         .map(ev)
         .collect()

@@ -9,11 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{ADMIN, PASSWORD, Reply, Server, link_token, servers};
-use palisade_core::acl::Role;
-use palisade_core::ids::{CustomRoleId, SessionId, UserId, WorkspaceId};
-use palisade_core::principal::{Principal, SignInMethod};
-use palisade_core::store::{Access, AuditQuery, StoredEntry};
-use palisade_core::tenancy::TenantScope;
+use palisade_core::ids::CustomRoleId;
+use palisade_core::store::StoredEntry;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -233,23 +230,9 @@ fn ev(e: StoredEntry) -> Ev {
 
 /// The workspace's log as stored, oldest first.
 async fn workspace_audit(server: &Server, ws_id: &str) -> Vec<Ev> {
-    let store = server.store().await;
-    let principal = Principal::User {
-        user_id: UserId::generate(),
-        session_id: SessionId::generate(),
-        method: SignInMethod::Password,
-        signed_in_at: time::OffsetDateTime::now_utc(),
-    };
-    let scope = TenantScope::for_tests(WorkspaceId::parse(ws_id).unwrap(), principal, Role::Owner);
-    let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
-    let q = AuditQuery {
-        limit: 1000,
-        ..AuditQuery::default()
-    };
-    let mut events: Vec<Ev> = tx
-        .audit_query(&q)
+    let mut events: Vec<Ev> = server
+        .workspace_log(ws_id)
         .await
-        .unwrap()
         .into_iter()
         .map(ev)
         .collect();

@@ -357,6 +357,34 @@ impl Server {
     }
 
     /// A second handle on the same database, to inspect what the server wrote.
+    /// The workspace's audit log as stored (up to 1,000 entries), newest first, read through
+    /// the store with a test scope.
+    pub async fn workspace_log(&self, ws_id: &str) -> Vec<palisade_core::store::StoredEntry> {
+        use palisade_core::ids::{SessionId, UserId, WorkspaceId};
+        use palisade_core::principal::{Principal, SignInMethod};
+        let store = self.store().await;
+        let principal = Principal::User {
+            user_id: UserId::generate(),
+            session_id: SessionId::generate(),
+            method: SignInMethod::Password,
+            signed_in_at: time::OffsetDateTime::now_utc(),
+        };
+        let scope = palisade_core::tenancy::TenantScope::for_tests(
+            WorkspaceId::parse(ws_id).unwrap(),
+            principal,
+            palisade_core::acl::Role::Owner,
+        );
+        let mut tx = store
+            .tenant(&scope, palisade_core::store::Access::Read)
+            .await
+            .unwrap();
+        let query = palisade_core::store::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        };
+        tx.audit_query(&query).await.unwrap()
+    }
+
     pub async fn store(&self) -> Arc<dyn Store> {
         open(&self.db.url, Migrations::Skip).await.unwrap()
     }
