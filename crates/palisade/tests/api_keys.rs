@@ -1328,6 +1328,76 @@ async fn malformed_keys_never_reach_the_database_and_unknown_ones_are_refused() 
 }
 
 #[tokio::test]
+async fn guessing_keys_is_bounded_per_ip_and_a_refused_key_is_never_looked_up_twice() {
+    for db in databases().await {
+        let s = Server::start_with(db, |c| {
+            c.rate_limits.auth.api_key_failures_per_ip = "3/1m".parse().unwrap();
+        })
+        .await;
+        let b = s.backend();
+        let (_, o, _) = s.user("gus@example.com").await;
+        let ws = id(&s.workspace(&o, "Guess", "guess").await);
+        let path = ws_path(&ws, "");
+        let good = secret(&create_key(&s, &o, &ws, "Good", &["read"]).await);
+        warm(&s, &path, &good, 3, b).await;
+
+        // One unknown key: looked up once, then refused from memory however often it comes.
+        let before = s.services().api_key_lookups();
+        let first = well_formed_unknown_key("first");
+        for i in 0..5 {
+            s.get(&path, Some(&first)).await.assert_problem(
+                401,
+                "invalid_api_key",
+                &format!("{b}: repeat {i}"),
+            );
+        }
+        assert_eq!(
+            s.services().api_key_lookups(),
+            before + 1,
+            "{b}: a refused hash is remembered"
+        );
+
+        // Two more distinct guesses spend the IP's budget of 3 failures; the next is 429.
+        for seed in ["second", "third"] {
+            s.get(&path, Some(&well_formed_unknown_key(seed)))
+                .await
+                .assert_problem(401, "invalid_api_key", &format!("{b}: {seed}"));
+        }
+        let r = s.get(&path, Some(&well_formed_unknown_key("fourth"))).await;
+        r.assert_problem(429, "rate_limited", &format!("{b}: fourth guess"));
+        assert_eq!(r.body["policy"], "api_key_failures_per_ip", "{b}");
+        assert!(!r.header("retry-after").is_empty(), "{b}: Retry-After");
+        let spent_at = s.services().api_key_lookups();
+        for seed in ["fifth", "sixth", "seventh"] {
+            let r = s.get(&path, Some(&well_formed_unknown_key(seed))).await;
+            r.assert_problem(429, "rate_limited", &format!("{b}: {seed}"));
+        }
+        assert_eq!(
+            s.services().api_key_lookups(),
+            spent_at,
+            "{b}: once the budget is spent, guesses never reach the database"
+        );
+
+        // A key this node already verified keeps working; one it has not seen waits for the
+        // budget like any other unverified key from this address.
+        warm(&s, &path, &good, 3, b).await;
+        let fresh = secret(&create_key(&s, &o, &ws, "Fresh", &["read"]).await);
+        s.get(&path, Some(&fresh)).await.assert_problem(
+            429,
+            "rate_limited",
+            &format!("{b}: unverified key, spent IP"),
+        );
+        s.advance(time::Duration::minutes(2));
+        assert_status(
+            &s.get(&path, Some(&fresh)).await,
+            200,
+            &format!("{b}: refilled"),
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn bad_input_creates_nothing_and_an_expired_key_is_refused() {
     for s in servers().await {
         let b = s.backend();

@@ -61,7 +61,14 @@ struct Inner {
     /// Change rows already applied; forgotten once a sync no longer returns them (they left
     /// the window).
     applied: HashSet<i64>,
+    /// Hashes the database did not know or knew revoked. Both are final (a revoked key never
+    /// comes back; a future key's hash equals one of these with probability 2^-256), so they
+    /// need no lease. Bounded: emptied when full.
+    refused: HashSet<[u8; 32]>,
 }
+
+/// The most refused hashes a node remembers.
+const REFUSED_MAX: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct KeyCache {
@@ -136,6 +143,19 @@ impl KeyCache {
         if inner.lease_until.is_none_or(|current| current < until) {
             inner.lease_until = Some(until);
         }
+    }
+
+    /// Whether this hash was refused before (unknown or revoked).
+    pub fn is_refused(&self, hash: &[u8; 32]) -> bool {
+        self.lock().refused.contains(hash)
+    }
+
+    pub fn refuse(&self, hash: [u8; 32]) {
+        let mut inner = self.lock();
+        if inner.refused.len() >= REFUSED_MAX {
+            inner.refused.clear();
+        }
+        inner.refused.insert(hash);
     }
 
     pub fn len(&self) -> usize {

@@ -13,9 +13,11 @@ use super::cache::{CHANGE_WINDOW, CachedKey, KeyCache, PROPAGATION};
 use super::model::{ApiKey, ApiKeySecret, Creator, IssuedApiKey, NewApiKey, Scope};
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
-use crate::audit::Target;
+use crate::audit::{Actor, Target};
 use crate::error::{Error, Resource, Result};
 use crate::ids::{ApiKeyId, WorkspaceId};
+use crate::limits::Check;
+use crate::limits::limiter::Ledger;
 use crate::principal::{Principal, RequestMeta};
 use crate::store::Access;
 use crate::tenancy::{SystemScope, TenantScope};
@@ -271,6 +273,11 @@ impl Services {
     /// one lookup by SHA-256. A key works only in its own workspace (another: 404, as for a
     /// non-member); an expired key gets `api_key_expired`. The request is then charged to the
     /// workspace's and the key's `api` budgets.
+    ///
+    /// Guessing is bounded: a hash found unknown or revoked is remembered (refused again with
+    /// no lookup) and charged to the client IP's `api_key_failures_per_ip` budget; once that is
+    /// spent, keys this node has not verified yet are refused from memory (429) until it
+    /// refills.
     pub async fn api_key_scope(
         &self,
         bearer: &str,
@@ -281,7 +288,28 @@ impl Services {
         let hash = secret.hash();
         let key = match self.keys.cache.get(&hash) {
             Some(key) => key,
-            None => self.load_api_key(hash).await?,
+            None if self.keys.cache.is_refused(&hash) => return Err(Error::InvalidApiKey),
+            None => {
+                let failures = self.api_key_failures_check(meta);
+                self.limiter
+                    .refused_from_memory(failures.as_slice(), 1, meta)?;
+                match self.load_api_key(hash).await {
+                    Err(Error::InvalidApiKey) => {
+                        self.keys.cache.refuse(hash);
+                        self.limiter
+                            .take_exact(
+                                Ledger::Instance,
+                                failures.as_slice(),
+                                1,
+                                &Actor::anonymous(),
+                                meta,
+                            )
+                            .await?;
+                        return Err(Error::InvalidApiKey);
+                    }
+                    other => other?,
+                }
+            }
         };
         if workspace_key != key.workspace_id.as_str() && workspace_key != key.workspace_slug {
             return Err(Error::NotFound(Resource::Workspace));
@@ -304,6 +332,11 @@ impl Services {
         );
         self.limit_workspace_request(&scope, key.plan, meta).await?;
         Ok(scope)
+    }
+
+    fn api_key_failures_check(&self, meta: &RequestMeta) -> Option<Check> {
+        let rate = self.settings.limits.auth.api_key_failures_per_ip;
+        Check::for_ip("api_key_failures_per_ip", rate, meta.ip)
     }
 
     /// How many times this node looked an API key up in the database (cache misses).

@@ -174,6 +174,40 @@ impl Limiter {
         Ok(tx)
     }
 
+    /// Refuses, from memory alone, if one of `checks` is known spent for `cost` units now (a
+    /// key this node saw refused, whose next unit is not due yet). Spends nothing.
+    pub fn refused_from_memory(
+        &self,
+        checks: &[Check],
+        cost: u32,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        self.refuse_known_spent(checks, cost, self.now(), meta)
+    }
+
+    fn refuse_known_spent(
+        &self,
+        checks: &[Check],
+        cost: u32,
+        now: i64,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let spent = lock(&self.spent);
+        for check in checks {
+            if let Some(&(tat, rate)) = spent.get(&check.key)
+                && rate == check.rate
+                && let Err(wait) = rate.take(tat, now, cost)
+            {
+                let decision = denied(check, tat, now, wait);
+                meta.limits.record(std::slice::from_ref(&decision));
+                return Err(Error::RateLimited(Limited {
+                    decisions: vec![decision],
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Spends `cost` units from every check's budget, or from none: checked and written in one
     /// transaction under row locks, so nodes sharing the database share the budget exactly. A
     /// refusal records the first breach of each key per window in the ledger's log, with
@@ -187,21 +221,7 @@ impl Limiter {
         meta: &RequestMeta,
     ) -> Result<Vec<Decision>> {
         let now = self.now();
-        {
-            let spent = lock(&self.spent);
-            for check in checks {
-                if let Some(&(tat, rate)) = spent.get(&check.key)
-                    && rate == check.rate
-                    && let Err(wait) = rate.take(tat, now, cost)
-                {
-                    let decision = denied(check, tat, now, wait);
-                    meta.limits.record(std::slice::from_ref(&decision));
-                    return Err(Error::RateLimited(Limited {
-                        decisions: vec![decision],
-                    }));
-                }
-            }
-        }
+        self.refuse_known_spent(checks, cost, now, meta)?;
 
         self.counters.exact_trips.fetch_add(1, Ordering::Relaxed);
         let mut order: Vec<usize> = (0..checks.len()).collect();

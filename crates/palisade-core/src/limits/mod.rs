@@ -204,6 +204,9 @@ pub struct AuthLimits {
     pub verify_email_per_ip: Rate,
     /// Attempts to redeem an emailed code or token (reset code, magic link, verification), per IP.
     pub redeem_per_ip: Rate,
+    /// Well-formed API keys that turned out unknown or revoked, per IP: past it, keys not yet
+    /// verified on the node are refused from memory, without a database lookup.
+    pub api_key_failures_per_ip: Rate,
 }
 
 impl Default for AuthLimits {
@@ -222,6 +225,7 @@ impl Default for AuthLimits {
             verify_email_per_account: Rate::new(3, 3_600),
             verify_email_per_ip: Rate::new(20, 3_600),
             redeem_per_ip: Rate::new(30, 15 * 60),
+            api_key_failures_per_ip: Rate::new(30, 60),
         }
     }
 }

@@ -63,6 +63,7 @@ pub fn roomy_limits() -> LimitsConfig {
             verify_email_per_account: roomy,
             verify_email_per_ip: roomy,
             redeem_per_ip: roomy,
+            api_key_failures_per_ip: roomy,
         },
         plans: ["starter", "pro", "business"]
             .into_iter()
