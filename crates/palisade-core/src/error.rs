@@ -37,6 +37,7 @@ pub enum Resource {
     /// A child of the caller's workspace (TEN-3).
     Child,
     ApiKey,
+    Collection,
 }
 
 /// Which uniqueness rule a change broke.
@@ -54,6 +55,8 @@ pub enum ConflictKind {
     RoleInUse,
     /// The child workspace has children of its own; delete those first.
     HasChildren,
+    /// Another collection's relation field points to this one; remove that field first.
+    CollectionInUse,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,7 @@ impl Error {
             Error::NotFound(Resource::CustomRole) => "role_not_found",
             Error::NotFound(Resource::Child) => "child_not_found",
             Error::NotFound(Resource::ApiKey) => "api_key_not_found",
+            Error::NotFound(Resource::Collection) => "collection_not_found",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::ModuleDisabled(_) => "module_disabled",
@@ -159,6 +163,7 @@ impl Error {
             Error::Conflict(ConflictKind::LastOwner) => "last_owner",
             Error::Conflict(ConflictKind::RoleInUse) => "role_in_use",
             Error::Conflict(ConflictKind::HasChildren) => "has_children",
+            Error::Conflict(ConflictKind::CollectionInUse) => "collection_in_use",
             Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal",
         }

@@ -80,6 +80,16 @@ macro_rules! id_type {
                 s.serialize_str(&self.0)
             }
         }
+
+        /// Only well-formed ids of this kind (stored JSON that names other rows).
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(concat!("not a ", $prefix, "_ id"))
+                })
+            }
+        }
     };
 }
 
@@ -114,6 +124,10 @@ id_type!(
 id_type!(
     /// A data-encryption key version.
     DataKeyId, "dek"
+);
+id_type!(
+    /// A workspace's collection (DAT-1).
+    CollectionId, "col"
 );
 id_type!(
     /// A workspace API key (KEY-1); the secret itself is never stored.

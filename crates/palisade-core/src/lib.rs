@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod app;
 pub mod audit;
 pub mod clock;
+pub mod collections;
 pub mod crypto;
 pub mod error;
 pub mod ids;

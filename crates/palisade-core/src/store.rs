@@ -13,10 +13,11 @@ use crate::accounts::model::{
     AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
 use crate::api_keys::model::ApiKey;
+use crate::collections::model::Collection;
 use crate::audit::AuditRecord;
 use crate::error::StoreError;
 use crate::ids::{
-    ApiKeyId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
+    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
     UserId, WorkspaceId,
 };
 use crate::tenancy::{SystemScope, TenantScope};
@@ -181,7 +182,7 @@ pub trait AccountTx: LimitTx {
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: LimitTx + MembersTx + ApiKeysTx {
+pub trait TenantTx: LimitTx + MembersTx + ApiKeysTx + CollectionsTx {
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
     /// The scope's workspace (deleted or not); in a write transaction its row is locked until
@@ -340,6 +341,28 @@ pub trait SystemTx: Send {
     ) -> StoreResult<()>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// A workspace's collections (DAT-1), bound to the transaction's workspace.
+#[async_trait::async_trait]
+pub trait CollectionsTx: Send {
+    /// Refused with `Conflict` if the workspace has a collection of that name.
+    async fn collection_insert(&mut self, collection: &Collection) -> StoreResult<()>;
+    async fn collection_get(&mut self, id: &CollectionId) -> StoreResult<Option<Collection>>;
+    async fn collection_by_name(&mut self, name: &str) -> StoreResult<Option<Collection>>;
+    /// By id, after the cursor.
+    async fn collections_list(
+        &mut self,
+        after: Option<&CollectionId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Collection>>;
+    /// Every collection of the workspace, by id (relation checks, names of relation targets).
+    async fn collections_all(&mut self) -> StoreResult<Vec<Collection>>;
+    /// Writes name, fields, version and `updated_at`; `Conflict` if the new name is taken.
+    /// False if the collection is gone.
+    async fn collection_update(&mut self, collection: &Collection) -> StoreResult<bool>;
+    /// False if the collection is gone.
+    async fn collection_delete(&mut self, id: &CollectionId) -> StoreResult<bool>;
 }
 
 /// A workspace's API keys (KEY-1, KEY-2), bound to the transaction's workspace.

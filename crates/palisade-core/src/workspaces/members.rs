@@ -53,7 +53,7 @@ fn authorize_owner_change(scope: &TenantScope, roles: &[Role]) -> Result<()> {
 }
 
 /// The workspace, locked until commit: every membership change of a workspace queues here.
-pub(super) async fn lock_workspace(tx: &mut Box<dyn TenantTx>) -> Result<Workspace> {
+pub(crate) async fn lock_workspace(tx: &mut Box<dyn TenantTx>) -> Result<Workspace> {
     tx.workspace_get()
         .await?
         .filter(|w| w.deleted_at.is_none())
