@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::ids::{
-    ApiKeyId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
 };
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
@@ -160,7 +160,8 @@ cursor_ids!(
     InvitationId,
     TeamId,
     CustomRoleId,
-    ApiKeyId
+    ApiKeyId,
+    CollectionId
 );
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.

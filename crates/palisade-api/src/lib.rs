@@ -37,6 +37,7 @@ use crate::problem::ApiError;
     tags(
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "workspaces", description = "Workspaces (tenants)"),
+        (name = "collections", description = "Typed schemas for a workspace's records"),
         (name = "api-keys", description = "Workspace API keys: `Authorization: Bearer pal_…`"),
         (name = "quotas", description = "Budgets applications spend before costly work"),
         (name = "admin", description = "Instance administration"),
@@ -64,7 +65,8 @@ impl Modify for BearerAuth {
 
 fn api_router() -> OpenApiRouter<AppState> {
     use routes::{
-        admin, api_keys, audit, auth, children, members, meta, quotas, sessions, teams, workspaces,
+        admin, api_keys, audit, auth, children, collections, members, meta, quotas, sessions,
+        teams, workspaces,
     };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
@@ -115,6 +117,15 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
         .routes(routes!(api_keys::rotate_api_key))
+        .routes(routes!(
+            collections::create_collection,
+            collections::list_collections
+        ))
+        .routes(routes!(
+            collections::get_collection,
+            collections::update_collection,
+            collections::delete_collection
+        ))
         .routes(routes!(children::create_child, children::list_children))
         .routes(routes!(children::suspend_child))
         .routes(routes!(children::resume_child))

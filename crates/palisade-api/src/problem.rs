@@ -249,6 +249,12 @@ fn domain(e: Error) -> Parts {
             "API key not found",
             "This workspace has no API key with this id.",
         ),
+        Error::NotFound(Resource::Collection) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Collection not found",
+            "This workspace has no collection with this name.",
+        ),
         Error::NotFound(Resource::Child) => Parts::new(
             StatusCode::NOT_FOUND,
             code,
@@ -339,6 +345,12 @@ fn domain(e: Error) -> Parts {
             code,
             "Role in use",
             "Members or open invitations still hold this role; assign them another first.",
+        ),
+        Error::Conflict(ConflictKind::CollectionInUse) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Collection in use",
+            "A relation field of another collection points to this one; remove that field first.",
         ),
         Error::Conflict(ConflictKind::HasChildren) => Parts::new(
             StatusCode::CONFLICT,
@@ -488,6 +500,16 @@ mod tests {
             (Error::ApiKeyExpired, 401, "api_key_expired"),
             (Error::UserRequired, 403, "user_required"),
             (Error::NotFound(Resource::ApiKey), 404, "api_key_not_found"),
+            (
+                Error::NotFound(Resource::Collection),
+                404,
+                "collection_not_found",
+            ),
+            (
+                Error::Conflict(ConflictKind::CollectionInUse),
+                409,
+                "collection_in_use",
+            ),
             (Error::InvalidRefreshToken, 401, "invalid_refresh_token"),
             (Error::EmailNotVerified, 403, "email_not_verified"),
             (Error::SignupClosed, 403, "signup_closed"),

@@ -13,12 +13,12 @@ use crate::accounts::model::{
     AccountToken, Credentials, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
 use crate::api_keys::model::ApiKey;
-use crate::collections::model::Collection;
 use crate::audit::AuditRecord;
+use crate::collections::model::Collection;
 use crate::error::StoreError;
 use crate::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
-    UserId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId,
+    SessionId, TeamId, UserId, WorkspaceId,
 };
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::workspaces::model::{

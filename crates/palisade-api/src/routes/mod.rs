@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod children;
+pub mod collections;
 pub mod members;
 pub mod meta;
 pub mod pages;

@@ -2,3 +2,4 @@
 //! collections), `service` (schema use cases).
 
 pub mod model;
+pub mod service;

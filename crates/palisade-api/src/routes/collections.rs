@@ -1,0 +1,321 @@
+//! Collections (DAT-1): a workspace's typed schemas.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use palisade_core::collections::model::{
+    CollectionPatch, FieldChange, FieldInput, FieldOptionsInput, NewCollection,
+};
+use palisade_core::collections::service::CollectionView;
+use palisade_core::ids::CollectionId;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::extract::{JsonBody, ListParams, Meta, Tenant};
+use crate::problem::{ApiResult, Problem};
+use crate::routes::{ListOut, rfc3339};
+use crate::state::AppState;
+
+/// Type-specific settings.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldOptionsIo {
+    /// `enum`: the allowed values (1 to 500, each 1 to 200 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["open", "done"]))]
+    pub values: Option<Vec<String>>,
+    /// `relation`: the name of the collection its values point to (this one included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "customers")]
+    pub collection: Option<String>,
+}
+
+impl From<FieldOptionsIo> for FieldOptionsInput {
+    fn from(o: FieldOptionsIo) -> Self {
+        Self {
+            values: o.values,
+            collection: o.collection,
+        }
+    }
+}
+
+/// A field: `^[a-z][a-z0-9_]{0,62}$`, not one of a record's own attributes (`id`, `status`,
+/// `version`, `created_at` …).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldIn {
+    #[schema(example = "amount")]
+    pub name: String,
+    /// `text`, `integer`, `decimal` (a string on the wire, exact), `boolean`, `date`,
+    /// `datetime`, `enum`, `json`, `relation`, `tags`, `file` (reserved for attachments).
+    #[serde(rename = "type")]
+    #[schema(example = "decimal")]
+    pub kind: String,
+    #[serde(default)]
+    pub required: bool,
+    /// Unique per workspace (text, integer, decimal, date, datetime, enum; not encrypted).
+    #[serde(default)]
+    pub unique: bool,
+    /// Personal data: values enter audit entries only as commitments.
+    #[serde(default)]
+    pub pii: bool,
+    /// Stored encrypted under the workspace's data key; cannot be filtered or unique.
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub options: FieldOptionsIo,
+}
+
+impl From<FieldIn> for FieldInput {
+    fn from(f: FieldIn) -> Self {
+        Self {
+            name: f.name,
+            kind: f.kind,
+            required: f.required,
+            unique: f.unique,
+            pii: f.pii,
+            encrypted: f.encrypted,
+            options: f.options.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionIn {
+    /// `^[a-z][a-z0-9_]{0,62}$`, unique in the workspace; it cannot change later.
+    #[schema(example = "invoices")]
+    pub name: String,
+    #[serde(default)]
+    pub fields: Vec<FieldIn>,
+}
+
+/// A change to an existing field: flags and options (its name, type and `encrypted` stay).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldChangeIn {
+    #[schema(example = "amount")]
+    pub name: String,
+    /// Refused for now: add a new field and remove the old one.
+    pub rename_to: Option<String>,
+    pub required: Option<bool>,
+    pub unique: Option<bool>,
+    pub pii: Option<bool>,
+    pub options: Option<FieldOptionsIo>,
+}
+
+/// Changes applied all or nothing: `update_fields`, then `remove_fields`, then `add_fields`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionPatchIn {
+    /// A collection keeps its name: any other value is refused.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub add_fields: Vec<FieldIn>,
+    #[serde(default)]
+    pub update_fields: Vec<FieldChangeIn>,
+    #[serde(default)]
+    pub remove_fields: Vec<String>,
+}
+
+impl From<CollectionPatchIn> for CollectionPatch {
+    fn from(p: CollectionPatchIn) -> Self {
+        Self {
+            name: p.name,
+            add_fields: p.add_fields.into_iter().map(FieldInput::from).collect(),
+            update_fields: p
+                .update_fields
+                .into_iter()
+                .map(|c| FieldChange {
+                    name: c.name,
+                    rename_to: c.rename_to,
+                    required: c.required,
+                    unique: c.unique,
+                    pii: c.pii,
+                    options: c.options.map(FieldOptionsInput::from),
+                })
+                .collect(),
+            remove_fields: p.remove_fields,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldOut {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub required: bool,
+    pub unique: bool,
+    pub pii: bool,
+    pub encrypted: bool,
+    pub options: FieldOptionsIo,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionOut {
+    #[schema(example = "col_06f1x9k2m3n4p5q6r7s8t9v0wx")]
+    pub id: String,
+    pub name: String,
+    /// The fields you may read (all of them with `collections.manage`).
+    pub fields: Vec<FieldOut>,
+    /// Grows by one with every schema change.
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<CollectionView> for CollectionOut {
+    fn from(v: CollectionView) -> Self {
+        let c = v.collection;
+        let names = v.relation_names;
+        Self {
+            id: c.id.to_string(),
+            name: c.name,
+            fields: c
+                .fields
+                .into_iter()
+                .map(|f| FieldOut {
+                    name: f.name,
+                    kind: f.kind.as_str(),
+                    required: f.required,
+                    unique: f.unique,
+                    pii: f.pii,
+                    encrypted: f.encrypted,
+                    options: FieldOptionsIo {
+                        values: f.options.values,
+                        collection: f
+                            .options
+                            .collection
+                            .map(|id| names.get(&id).cloned().unwrap_or_else(|| id.to_string())),
+                    },
+                })
+                .collect(),
+            version: c.version,
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+/// Define a collection (needs `collections.manage`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/collections", tag = "collections", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug")),
+    request_body = CollectionIn,
+    responses(
+        (status = 201, description = "Created", body = CollectionOut),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`name_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: each bad field named by its pointer", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_collection(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    JsonBody(input): JsonBody<CollectionIn>,
+) -> ApiResult<(StatusCode, Json<CollectionOut>)> {
+    let input = NewCollection {
+        name: input.name,
+        fields: input.fields.into_iter().map(FieldInput::from).collect(),
+    };
+    let view = state
+        .services
+        .create_collection(&scope, input, &meta)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// The workspace's collections (needs `records.read` or `collections.manage`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/collections", tag = "collections", security(("bearer" = [])),
+    params(
+        ("workspace" = String, Path, description = "Workspace id or slug"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = ListOut<CollectionOut>),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_collections(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    page: ListParams<CollectionId>,
+) -> ApiResult<Json<ListOut<CollectionOut>>> {
+    let page = state
+        .services
+        .list_collections(&scope, page.after, page.limit)
+        .await?;
+    Ok(Json(ListOut {
+        data: page.data.into_iter().map(CollectionOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One collection (needs `records.read` or `collections.manage`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/collections/{collection}", tag = "collections", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name")),
+    responses(
+        (status = 200, description = "The collection", body = CollectionOut),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_collection(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<CollectionOut>> {
+    let (_, name) = path;
+    Ok(Json(
+        state.services.get_collection(&scope, &name).await?.into(),
+    ))
+}
+
+/// Add fields, change flags and options, remove fields (needs `collections.manage`).
+#[utoipa::path(patch, path = "/api/v1/workspaces/{workspace}/collections/{collection}", tag = "collections", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name")),
+    request_body(content = CollectionPatchIn, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "Changed", body = CollectionOut),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_collection(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    Path(path): Path<(String, String)>,
+    JsonBody(input): JsonBody<CollectionPatchIn>,
+) -> ApiResult<Json<CollectionOut>> {
+    let (_, name) = path;
+    let view = state
+        .services
+        .update_collection(&scope, &name, input.into(), &meta)
+        .await?;
+    Ok(Json(view.into()))
+}
+
+/// Delete a collection; refused while another collection's relation points to it.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{workspace}/collections/{collection}", tag = "collections", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`collection_in_use`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_collection(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, name) = path;
+    state
+        .services
+        .delete_collection(&scope, &name, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,463 @@
+//! Collection schemas (DAT-1): create, list, read, change and delete a workspace's collections.
+//! Schema changes lock the workspace row, so two changes never interleave (a relation cannot
+//! be added to a collection being deleted), and each is one audit entry with before and after.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Value, json};
+use tracing::instrument;
+
+use super::model::{
+    Collection, CollectionPatch, ENUM_VALUES_MAX, FIELDS_MAX, Field, FieldChange, FieldInput,
+    FieldOptions, FieldOptionsInput, FieldType, NewCollection, RESERVED_FIELD_NAMES,
+};
+use crate::acl::{Permission, authorize};
+use crate::app::Services;
+use crate::audit::Target;
+use crate::error::{ConflictKind, Error, Resource, Result, StoreError};
+use crate::ids::CollectionId;
+use crate::principal::RequestMeta;
+use crate::store::Access;
+use crate::tenancy::TenantScope;
+use crate::validate::Checks;
+use crate::workspaces::members::lock_workspace;
+use crate::workspaces::model::Page;
+use crate::workspaces::service::{LIST_LIMIT_MAX, is_name, page_of, ws_event};
+
+/// Most collections a workspace may define.
+pub const COLLECTIONS_MAX: usize = 1_000;
+
+/// A collection as a caller sees it: only the fields they may read (unless they manage
+/// collections), and the names of relation targets.
+#[derive(Debug, Clone)]
+pub struct CollectionView {
+    pub collection: Collection,
+    pub relation_names: BTreeMap<CollectionId, String>,
+}
+
+fn collection_target(id: &CollectionId) -> Target {
+    Target {
+        kind: "collection".into(),
+        id: id.to_string(),
+    }
+}
+
+/// The fields as audited: the stored JSON (relation targets by id).
+fn fields_json(fields: &[Field]) -> Value {
+    serde_json::to_value(fields).unwrap_or(Value::Null)
+}
+
+/// What a new field must satisfy, wherever it is declared (`at` is its pointer).
+struct FieldRules<'a> {
+    /// Collections of the workspace by name, this one included (relations may point to it).
+    by_name: &'a BTreeMap<String, CollectionId>,
+}
+
+impl FieldRules<'_> {
+    fn check_name(checks: &mut Checks, at: &str, name: &str) {
+        if !is_name(name) {
+            checks.fail(
+                at,
+                "must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '_'",
+            );
+        } else if RESERVED_FIELD_NAMES.contains(&name) {
+            checks.fail(at, "is reserved for a record's own attributes");
+        }
+    }
+
+    fn options(
+        &self,
+        checks: &mut Checks,
+        at: &str,
+        kind: FieldType,
+        input: &FieldOptionsInput,
+    ) -> FieldOptions {
+        let mut options = FieldOptions::default();
+        match (kind, &input.values) {
+            (FieldType::Enum, None) => checks.fail(
+                &format!("{at}/options/values"),
+                "is required for an enum: the allowed values",
+            ),
+            (FieldType::Enum, Some(values)) => {
+                if values.is_empty() || values.len() > ENUM_VALUES_MAX {
+                    checks.fail(
+                        &format!("{at}/options/values"),
+                        format!("must list 1 to {ENUM_VALUES_MAX} values"),
+                    );
+                }
+                let mut seen = HashSet::new();
+                for (j, v) in values.iter().enumerate() {
+                    checks.text(&format!("{at}/options/values/{j}"), v, 1, 200);
+                    if !seen.insert(v) {
+                        checks.fail(&format!("{at}/options/values/{j}"), "is listed twice");
+                    }
+                }
+                options.values = Some(values.clone());
+            }
+            (_, Some(_)) => checks.fail(&format!("{at}/options/values"), "is only for enum fields"),
+            (_, None) => {}
+        }
+        match (kind, &input.collection) {
+            (FieldType::Relation, None) => checks.fail(
+                &format!("{at}/options/collection"),
+                "is required for a relation: the collection it points to",
+            ),
+            (FieldType::Relation, Some(name)) => match self.by_name.get(name) {
+                Some(id) => options.collection = Some(id.clone()),
+                None => checks.fail(
+                    &format!("{at}/options/collection"),
+                    "is not a collection of this workspace",
+                ),
+            },
+            (_, Some(_)) => checks.fail(
+                &format!("{at}/options/collection"),
+                "is only for relation fields",
+            ),
+            (_, None) => {}
+        }
+        options
+    }
+
+    fn flags(checks: &mut Checks, at: &str, kind: FieldType, unique: bool, encrypted: bool) {
+        if unique && !kind.can_be_unique() {
+            checks.fail(
+                &format!("{at}/unique"),
+                format!("a {} field cannot be unique", kind.as_str()),
+            );
+        } else if unique && encrypted {
+            checks.fail(
+                &format!("{at}/unique"),
+                "an encrypted field cannot be unique (its stored values are not comparable)",
+            );
+        }
+        if encrypted && !kind.can_be_encrypted() {
+            checks.fail(
+                &format!("{at}/encrypted"),
+                format!("a {} field cannot be encrypted", kind.as_str()),
+            );
+        }
+    }
+
+    fn field(&self, checks: &mut Checks, at: &str, input: &FieldInput) -> Option<Field> {
+        Self::check_name(checks, &format!("{at}/name"), &input.name);
+        let Some(kind) = FieldType::parse(&input.kind) else {
+            let all: Vec<&str> = FieldType::ALL.iter().map(|t| t.as_str()).collect();
+            checks.fail(
+                &format!("{at}/type"),
+                format!("must be one of {}", all.join(", ")),
+            );
+            return None;
+        };
+        let options = self.options(checks, at, kind, &input.options);
+        Self::flags(checks, at, kind, input.unique, input.encrypted);
+        Some(Field {
+            name: input.name.clone(),
+            kind,
+            required: input.required,
+            unique: input.unique,
+            pii: input.pii,
+            encrypted: input.encrypted,
+            options,
+        })
+    }
+}
+
+/// Refuses a second field of the same name (`at` points at the later one).
+fn no_duplicate(checks: &mut Checks, seen: &mut HashSet<String>, at: &str, name: &str) {
+    if !seen.insert(name.to_owned()) {
+        checks.fail(at, "is the name of another field of this collection");
+    }
+}
+
+impl Services {
+    /// Defines a collection (needs `collections.manage`).
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn create_collection(
+        &self,
+        scope: &TenantScope,
+        input: NewCollection,
+        meta: &RequestMeta,
+    ) -> Result<CollectionView> {
+        authorize(scope, Permission::CollectionsManage)?;
+        let now = self.now();
+        let id = CollectionId::generate();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        lock_workspace(&mut tx).await?;
+        let all = tx.collections_all().await?;
+        let mut checks = Checks::new();
+        if !is_name(&input.name) {
+            checks.fail(
+                "/name",
+                "must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '_'",
+            );
+        }
+        if all.len() >= COLLECTIONS_MAX {
+            checks.fail(
+                "/name",
+                format!("this workspace has {COLLECTIONS_MAX} collections, the most it may have"),
+            );
+        }
+        if input.fields.len() > FIELDS_MAX {
+            checks.fail("/fields", format!("must hold at most {FIELDS_MAX} fields"));
+        }
+        let mut by_name: BTreeMap<String, CollectionId> =
+            all.iter().map(|c| (c.name.clone(), c.id.clone())).collect();
+        by_name.insert(input.name.clone(), id.clone());
+        let rules = FieldRules { by_name: &by_name };
+        let mut seen = HashSet::new();
+        let mut fields = Vec::with_capacity(input.fields.len());
+        for (i, f) in input.fields.iter().enumerate() {
+            let at = format!("/fields/{i}");
+            no_duplicate(&mut checks, &mut seen, &format!("{at}/name"), &f.name);
+            fields.extend(rules.field(&mut checks, &at, f));
+        }
+        checks.finish()?;
+        let collection = Collection {
+            id,
+            workspace_id: scope.workspace_id().clone(),
+            name: input.name,
+            fields,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        match tx.collection_insert(&collection).await {
+            Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::NameTaken)),
+            other => other?,
+        }
+        let mut event = ws_event(
+            scope,
+            "collection.create",
+            collection_target(&collection.id),
+        );
+        event.diff_field("/name", Value::Null, json!(collection.name));
+        event.diff_field("/fields", Value::Null, fields_json(&collection.fields));
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        let relation_names = by_name.into_iter().map(|(n, id)| (id, n)).collect();
+        Ok(self.view_of(scope, collection, relation_names))
+    }
+
+    /// The workspace's collections, by id (needs `records.read` or `collections.manage`).
+    pub async fn list_collections(
+        &self,
+        scope: &TenantScope,
+        after: Option<CollectionId>,
+        limit: u32,
+    ) -> Result<Page<CollectionView>> {
+        authorize_schema_read(scope)?;
+        let limit = limit.clamp(1, LIST_LIMIT_MAX);
+        let mut tx = self.store.tenant(scope, Access::Read).await?;
+        let rows = tx.collections_list(after.as_ref(), limit + 1).await?;
+        let names = relation_names(&tx.collections_all().await?);
+        let page = page_of(rows, limit, |c| c.id.to_string());
+        Ok(Page {
+            data: page
+                .data
+                .into_iter()
+                .map(|c| self.view_of(scope, c, names.clone()))
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// One collection by name.
+    pub async fn get_collection(&self, scope: &TenantScope, name: &str) -> Result<CollectionView> {
+        authorize_schema_read(scope)?;
+        let mut tx = self.store.tenant(scope, Access::Read).await?;
+        let collection = tx
+            .collection_by_name(name)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let names = relation_names(&tx.collections_all().await?);
+        Ok(self.view_of(scope, collection, names))
+    }
+
+    /// Adds fields, changes flags and options, removes fields (needs `collections.manage`), all
+    /// or nothing. A field's name, type and `encrypted` flag stay as created.
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn update_collection(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        patch: CollectionPatch,
+        meta: &RequestMeta,
+    ) -> Result<CollectionView> {
+        authorize(scope, Permission::CollectionsManage)?;
+        let now = self.now();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        lock_workspace(&mut tx).await?;
+        let all = tx.collections_all().await?;
+        let before = all
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let by_name: BTreeMap<String, CollectionId> =
+            all.iter().map(|c| (c.name.clone(), c.id.clone())).collect();
+        let rules = FieldRules { by_name: &by_name };
+        let mut checks = Checks::new();
+        if let Some(new_name) = &patch.name
+            && new_name != &before.name
+        {
+            checks.fail(
+                "/name",
+                "a collection keeps the name it was created with (relations, roles and keys refer to it)",
+            );
+        }
+        let mut fields = before.fields.clone();
+        let mut touched = HashSet::new();
+        for (i, change) in patch.update_fields.iter().enumerate() {
+            let at = format!("/update_fields/{i}");
+            apply_change(&rules, &mut checks, &at, &mut fields, &mut touched, change);
+        }
+        for (i, field) in patch.remove_fields.iter().enumerate() {
+            let at = format!("/remove_fields/{i}");
+            if touched.contains(field) {
+                checks.fail(&at, "is also changed in update_fields");
+            } else if let Some(pos) = fields.iter().position(|f| &f.name == field) {
+                fields.remove(pos);
+                touched.insert(field.clone());
+            } else {
+                checks.fail(&at, "is not a field of this collection");
+            }
+        }
+        let mut seen: HashSet<String> = fields.iter().map(|f| f.name.clone()).collect();
+        for (i, input) in patch.add_fields.iter().enumerate() {
+            let at = format!("/add_fields/{i}");
+            no_duplicate(&mut checks, &mut seen, &format!("{at}/name"), &input.name);
+            fields.extend(rules.field(&mut checks, &at, input));
+        }
+        if fields.len() > FIELDS_MAX {
+            checks.fail(
+                "/add_fields",
+                format!("a collection holds at most {FIELDS_MAX} fields"),
+            );
+        }
+        checks.finish()?;
+        if fields == before.fields {
+            return Ok(self.view_of(scope, before, relation_names(&all)));
+        }
+        let mut after = before.clone();
+        after.fields = fields;
+        after.version += 1;
+        after.updated_at = now;
+        if !tx.collection_update(&after).await? {
+            return Err(Error::NotFound(Resource::Collection));
+        }
+        let mut event = ws_event(scope, "collection.update", collection_target(&after.id));
+        event.diff_field(
+            "/fields",
+            fields_json(&before.fields),
+            fields_json(&after.fields),
+        );
+        event.diff_field("/version", json!(before.version), json!(after.version));
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        Ok(self.view_of(scope, after, relation_names(&all)))
+    }
+
+    /// Deletes a collection (needs `collections.manage`); refused while another collection's
+    /// relation points to it.
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn delete_collection(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        authorize(scope, Permission::CollectionsManage)?;
+        let now = self.now();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        lock_workspace(&mut tx).await?;
+        let all = tx.collections_all().await?;
+        let before = all
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let used = all
+            .iter()
+            .filter(|c| c.id != before.id)
+            .any(|c| c.relation_targets().any(|t| t == &before.id));
+        if used {
+            return Err(Error::Conflict(ConflictKind::CollectionInUse));
+        }
+        if !tx.collection_delete(&before.id).await? {
+            return Err(Error::NotFound(Resource::Collection));
+        }
+        let mut event = ws_event(scope, "collection.delete", collection_target(&before.id));
+        event.diff_field("/name", json!(before.name), Value::Null);
+        event.diff_field("/fields", fields_json(&before.fields), Value::Null);
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What the caller may see of `collection`: every field with `collections.manage`, else
+    /// the fields their grants let them read (DAT-4).
+    fn view_of(
+        &self,
+        scope: &TenantScope,
+        mut collection: Collection,
+        relation_names: BTreeMap<CollectionId, String>,
+    ) -> CollectionView {
+        if !scope.permissions().contains(Permission::CollectionsManage) {
+            let name = collection.name.clone();
+            collection
+                .fields
+                .retain(|f| scope.grants().is_some_and(|g| g.field(&name, &f.name).read));
+        }
+        CollectionView {
+            collection,
+            relation_names,
+        }
+    }
+}
+
+/// Reading schemas needs either permission: record readers need the schema to use records.
+fn authorize_schema_read(scope: &TenantScope) -> Result<()> {
+    authorize(scope, Permission::CollectionsManage)
+        .or_else(|_| authorize(scope, Permission::RecordsRead))
+}
+
+fn relation_names(all: &[Collection]) -> BTreeMap<CollectionId, String> {
+    all.iter().map(|c| (c.id.clone(), c.name.clone())).collect()
+}
+
+/// One `update_fields` entry: flags and options of an existing field.
+fn apply_change(
+    rules: &FieldRules<'_>,
+    checks: &mut Checks,
+    at: &str,
+    fields: &mut [Field],
+    touched: &mut HashSet<String>,
+    change: &FieldChange,
+) {
+    let Some(field) = fields.iter_mut().find(|f| f.name == change.name) else {
+        checks.fail(&format!("{at}/name"), "is not a field of this collection");
+        return;
+    };
+    if !touched.insert(change.name.clone()) {
+        checks.fail(&format!("{at}/name"), "is changed twice");
+        return;
+    }
+    if change.rename_to.as_ref().is_some_and(|n| n != &field.name) {
+        checks.fail(
+            &format!("{at}/rename_to"),
+            "fields keep their names for now (roles and keys refer to them): add a new field and remove this one",
+        );
+    }
+    if let Some(required) = change.required {
+        field.required = required;
+    }
+    if let Some(pii) = change.pii {
+        field.pii = pii;
+    }
+    if let Some(unique) = change.unique {
+        field.unique = unique;
+    }
+    FieldRules::flags(checks, at, field.kind, field.unique, field.encrypted);
+    if let Some(options) = &change.options {
+        field.options = rules.options(checks, at, field.kind, options);
+    }
+}
