@@ -5,6 +5,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sql_api_keys;
+mod sql_collections;
 mod sql_members;
 mod sqlite;
 #[cfg(feature = "test-support")]
@@ -27,6 +28,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "custom_roles",
     "invitations",
     "api_keys",
+    "collections",
     "audit_heads",
     "audit_entries",
     "audit_tree",

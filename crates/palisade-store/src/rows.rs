@@ -6,10 +6,11 @@ use palisade_core::accounts::model::{
 };
 use palisade_core::acl::{FieldGrant, Grants, PermissionSet, Role, TeamGrant};
 use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
+use palisade_core::collections::model::{Collection, Field};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    ApiKeyId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
-    WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
+    UserId, WorkspaceId,
 };
 use palisade_core::principal::SignInMethod;
 use palisade_core::store::{
@@ -441,6 +442,32 @@ pub(crate) struct ApiKeyWorkspaceRow {
     pub key: ApiKeyRow,
     #[sqlx(flatten)]
     pub workspace: WorkspaceRow,
+}
+
+/// A collection (the columns of `sql_collections::collection_select!`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct CollectionRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub name: String,
+    pub fields: Json<Vec<Field>>,
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<CollectionRow> for Collection {
+    fn from(r: CollectionRow) -> Self {
+        Collection {
+            id: CollectionId::from_trusted(r.id),
+            workspace_id: WorkspaceId::from_trusted(r.workspace_id),
+            name: r.name,
+            fields: r.fields.0,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
 }
 
 /// A time as the instance tables `api_key_usage` and `api_key_changes` store it: µs since the

@@ -51,6 +51,10 @@ const SQLITE_UNIQUE_INDEXES: &[(&str, &str)] = &[
     ("invitations.token_hash", "invitations_token"),
     ("api_keys.key_hash", "api_keys_hash"),
     (
+        "collections.workspace_id, collections.name",
+        "collections_name",
+    ),
+    (
         "data_keys.owner, data_keys.version, data_keys.id",
         "data_keys_owner_version",
     ),

@@ -24,6 +24,7 @@ mod statements {
 crate::sql::impl_transactions!(sqlx::Sqlite, statements);
 crate::sql_members::impl_members_tx!(sqlx::Sqlite);
 crate::sql_api_keys::impl_api_keys_tx!(sqlx::Sqlite);
+crate::sql_collections::impl_collections_tx!(sqlx::Sqlite);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

@@ -13,10 +13,11 @@ use palisade_core::acl::{
 };
 use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
 use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
+use palisade_core::collections::model::{Collection, Field, FieldOptions, FieldType};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    ApiKeyId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId, UserId,
-    WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
+    UserId, WorkspaceId,
 };
 use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{
@@ -915,6 +916,7 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "custom_roles",
             "invitations",
             "api_keys",
+            "collections",
         ] {
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT workspace_id FROM {table}"
@@ -922,7 +924,7 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             .fetch_all(&mut *tx)
             .await
             .unwrap();
-            let expected = if matches!(table, "invitations" | "api_keys") {
+            let expected = if matches!(table, "invitations" | "api_keys" | "collections") {
                 vec![]
             } else {
                 vec![ws.id.to_string()]
@@ -937,6 +939,8 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "UPDATE teams SET name = 'x'",
             "UPDATE custom_roles SET name = 'x'",
             "UPDATE api_keys SET name = 'x'",
+            "UPDATE collections SET name = 'x'",
+            "DELETE FROM collections",
         ] {
             let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
             assert_eq!(done.rows_affected(), 0, "{sql} as {}", user.email);
@@ -969,6 +973,18 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
         );
         tx.rollback().await.unwrap();
     }
+    // Collections have no lookup outside their workspace: a system transaction sees none.
+    let mut tx = app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.system', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM collections")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "collections in a system transaction");
+    tx.rollback().await.unwrap();
     // The setting is transaction-local: after the transaction, nothing is visible again.
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
         .fetch_one(&mut app)
@@ -2149,7 +2165,7 @@ async fn member_rows_of_another_workspace_are_invisible_and_untouchable() {
 }
 
 /// Rows of every new tenant table for the scope's workspace: a team the owner is in, a custom
-/// role the owner holds, an invitation, an API key.
+/// role the owner holds, an invitation, an API key, a collection.
 async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, token: u8) {
     let ws = scope.workspace_id();
     let mut tx = tenant_write(store, scope).await;
@@ -2169,6 +2185,9 @@ async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, t
         .await
         .unwrap();
     tx.api_key_insert(&api_key(ws, "Key", owner), &[token; 32])
+        .await
+        .unwrap();
+    tx.collection_insert(&collection(ws, "Collection"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -2754,5 +2773,321 @@ async fn api_key_usage_keeps_the_newest_time() {
             .collect();
         sys.api_key_usage_record(&many).await.unwrap();
         sys.commit().await.unwrap();
+    }
+}
+
+// ---- Collections (CollectionsTx) ----
+
+/// A field of `kind` with no flags and no options.
+fn field(name: &str, kind: FieldType) -> Field {
+    Field {
+        name: name.into(),
+        kind,
+        required: false,
+        unique: false,
+        pii: false,
+        encrypted: false,
+        options: FieldOptions::default(),
+    }
+}
+
+/// A collection of `ws` with one text field, at version 1.
+fn collection(ws: &WorkspaceId, name: &str) -> Collection {
+    Collection {
+        id: CollectionId::generate(),
+        workspace_id: ws.clone(),
+        name: name.into(),
+        fields: vec![field("title", FieldType::Text)],
+        version: 1,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+/// One field of every type, every flag set somewhere, enum values and a relation to `target`:
+/// every part of the stored JSON.
+fn every_field(target: &CollectionId) -> Vec<Field> {
+    FieldType::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &kind)| {
+            let mut f = field(&format!("{}_{i}", kind.as_str()), kind);
+            f.required = i % 2 == 0;
+            f.unique = kind.can_be_unique() && i % 3 == 0;
+            f.pii = i % 3 == 1;
+            f.encrypted = kind.can_be_encrypted() && i % 2 == 1;
+            match kind {
+                FieldType::Enum => {
+                    f.options.values = Some(vec![
+                        "draft".into(),
+                        "published".into(),
+                        "archivé \"quoted\"".into(),
+                    ]);
+                }
+                FieldType::Relation => f.options.collection = Some(target.clone()),
+                _ => {}
+            }
+            f
+        })
+        .collect()
+}
+
+fn ids(cs: &[Collection]) -> Vec<CollectionId> {
+    cs.iter().map(|c| c.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn collections_round_trip_every_field_and_have_unique_names_per_workspace() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let authors = collection(&ws.id, "authors");
+        let posts = Collection {
+            name: "Blog posts ✍".into(),
+            fields: every_field(&authors.id),
+            version: 7,
+            created_at: t_us(1),
+            updated_at: t_us(86_400_000_000 + 123_456),
+            ..collection(&ws.id, "unused")
+        };
+        assert!(
+            posts.fields.iter().any(|f| f.required)
+                && posts.fields.iter().any(|f| f.unique)
+                && posts.fields.iter().any(|f| f.pii)
+                && posts.fields.iter().any(|f| f.encrypted),
+            "every flag is exercised"
+        );
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.collection_insert(&authors).await.unwrap();
+        tx.collection_insert(&posts).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.collection_get(&posts.id).await.unwrap(),
+            Some(posts.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_by_name("Blog posts ✍").await.unwrap(),
+            Some(posts.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_get(&authors.id).await.unwrap(),
+            Some(authors.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_get(&CollectionId::generate()).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_by_name("blog posts ✍").await.unwrap(),
+            None,
+            "{b}: names are exact"
+        );
+        assert_eq!(tx.collection_by_name("missing").await.unwrap(), None, "{b}");
+        drop(tx);
+
+        // A failed statement ends a PostgreSQL transaction: each conflict gets its own.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(tx.collection_insert(&collection(&ws.id, "authors")).await),
+            "collections_name",
+            "{b}"
+        );
+        drop(tx);
+        // A collection of another workspace is refused before any SQL runs.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            tx.collection_insert(&collection(&wb.id, "foreign"))
+                .await
+                .is_err(),
+            "{b}"
+        );
+        drop(tx);
+
+        // Names are unique per workspace only.
+        let mut tx = tenant_write(&*store, &sb).await;
+        let beta_authors = collection(&wb.id, "authors");
+        tx.collection_insert(&beta_authors).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.collection_by_name("authors").await.unwrap(),
+            Some(beta_authors),
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.collection_by_name("authors").await.unwrap(),
+            Some(authors),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn collections_list_by_id_and_update_or_delete_only_existing_ones() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let mut all: Vec<Collection> = (0..5)
+            .map(|i| collection(&ws.id, &format!("c{i}")))
+            .collect();
+        let mut tx = tenant_write(&*store, &scope).await;
+        for c in &all {
+            tx.collection_insert(c).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        all.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.collections_all().await.unwrap(), all, "{b}");
+        let first = tx.collections_list(None, 2).await.unwrap();
+        assert_eq!(first, all[..2], "{b}");
+        let second = tx.collections_list(Some(&first[1].id), 2).await.unwrap();
+        assert_eq!(ids(&second), ids(&all[2..4]), "{b}");
+        let last = tx.collections_list(Some(&second[1].id), 2).await.unwrap();
+        assert_eq!(ids(&last), ids(&all[4..]), "{b}");
+        assert!(
+            tx.collections_list(Some(&all[4].id), 2)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+
+        // An update writes name, fields, version and updated_at, never created_at.
+        let changed = Collection {
+            name: "renamed".into(),
+            fields: every_field(&all[1].id),
+            version: all[0].version + 1,
+            updated_at: t_us(5_000_000),
+            ..all[0].clone()
+        };
+        assert!(
+            tx.collection_update(&Collection {
+                created_at: t_us(9_000_000),
+                ..changed.clone()
+            })
+            .await
+            .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_get(&all[0].id).await.unwrap(),
+            Some(changed.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_by_name(&all[0].name).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert_eq!(
+            tx.collection_by_name("renamed").await.unwrap(),
+            Some(changed.clone()),
+            "{b}"
+        );
+        // An unknown id matches nothing.
+        let unknown = collection(&ws.id, "ghost");
+        assert!(!tx.collection_update(&unknown).await.unwrap(), "{b}");
+        assert!(!tx.collection_delete(&unknown.id).await.unwrap(), "{b}");
+        assert_eq!(tx.collection_by_name("ghost").await.unwrap(), None, "{b}");
+        tx.commit().await.unwrap();
+
+        // Renaming onto a taken name is a conflict, and changes nothing.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            conflict_name(
+                tx.collection_update(&Collection {
+                    name: all[1].name.clone(),
+                    ..changed.clone()
+                })
+                .await
+            ),
+            "collections_name",
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            tx.collection_get(&all[0].id).await.unwrap(),
+            Some(changed.clone()),
+            "{b}"
+        );
+
+        // Deleting removes the row once; its name is free again.
+        assert!(tx.collection_delete(&all[2].id).await.unwrap(), "{b}");
+        assert!(!tx.collection_delete(&all[2].id).await.unwrap(), "{b}");
+        assert_eq!(tx.collection_get(&all[2].id).await.unwrap(), None, "{b}");
+        assert!(!tx.collection_update(&all[2]).await.unwrap(), "{b}: gone");
+        tx.collection_insert(&collection(&ws.id, &all[2].name))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(tx.collections_all().await.unwrap().len(), 5, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn collections_of_another_workspace_are_invisible_and_untouchable() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let cb = Collection {
+            fields: every_field(&CollectionId::generate()),
+            ..collection(&wb.id, "secrets")
+        };
+        let mut tx = tenant_write(&*store, &sb).await;
+        tx.collection_insert(&cb).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &sa).await;
+        assert_eq!(tx.collection_get(&cb.id).await.unwrap(), None, "{b}");
+        assert_eq!(tx.collection_by_name("secrets").await.unwrap(), None, "{b}");
+        assert!(
+            tx.collections_list(None, 10).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert!(tx.collections_all().await.unwrap().is_empty(), "{b}");
+        // B's collection as read is refused before any SQL; re-labelled as A's it matches
+        // nothing.
+        assert!(tx.collection_update(&cb).await.is_err(), "{b}");
+        drop(tx);
+        let mut tx = tenant_write(&*store, &sa).await;
+        let relabelled = Collection {
+            workspace_id: wa.id.clone(),
+            name: "stolen".into(),
+            version: 99,
+            ..cb.clone()
+        };
+        assert!(!tx.collection_update(&relabelled).await.unwrap(), "{b}");
+        assert!(!tx.collection_delete(&cb.id).await.unwrap(), "{b}");
+        // The same name is A's to take.
+        tx.collection_insert(&collection(&wa.id, "secrets"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.collection_get(&cb.id).await.unwrap(),
+            Some(cb.clone()),
+            "{b}: intact"
+        );
+        assert_eq!(tx.collections_all().await.unwrap(), [cb], "{b}");
     }
 }
