@@ -126,6 +126,10 @@ id_type!(
     DataKeyId, "dek"
 );
 id_type!(
+    /// A record of a collection (DAT-2).
+    RecordId, "rec"
+);
+id_type!(
     /// A workspace's collection (DAT-1).
     CollectionId, "col"
 );
