@@ -42,9 +42,60 @@ fn collection_target(id: &CollectionId) -> Target {
     }
 }
 
-/// The fields as audited: the stored JSON (relation targets by id).
+/// An enum's values longer than this (as JSON) are audited as their digest.
+const AUDIT_VALUES_INLINE: usize = 1_024;
+/// Field lists (before and after together) longer than this are audited as digests, so an
+/// entry stays well under the format's 65,535 bytes whatever the schema.
+const AUDIT_FIELDS_INLINE: usize = 40_000;
+
+/// `{count, sha256}` of a list's stored JSON: what an audit entry holds for a list too large to
+/// inline. Whoever has the list can check it.
+fn digest<T: serde::Serialize>(items: &[T]) -> Value {
+    let bytes = serde_json::to_vec(items).unwrap_or_default();
+    let hex: String = crate::crypto::sha256(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({"count": items.len(), "sha256": hex})
+}
+
+/// The fields as audited: their stored JSON (relation targets by id), long enum value lists
+/// as digests.
 fn fields_json(fields: &[Field]) -> Value {
-    serde_json::to_value(fields).unwrap_or(Value::Null)
+    let audited: Vec<Value> = fields
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
+            if let Some(values) = &f.options.values
+                && serde_json::to_vec(values).map_or(0, |b| b.len()) > AUDIT_VALUES_INLINE
+            {
+                v["options"]["values"] = digest(values);
+            }
+            v
+        })
+        .collect();
+    Value::Array(audited)
+}
+
+/// Adds the `/fields` change to `event`: the field lists, or their digests when together they
+/// would make the entry too large.
+fn diff_fields(
+    event: &mut crate::audit::AuditEvent,
+    before: Option<&[Field]>,
+    after: Option<&[Field]>,
+) {
+    let (b, a) = (before.map(fields_json), after.map(fields_json));
+    let size = |v: &Option<Value>| v.as_ref().map_or(0, |v| v.to_string().len());
+    let (b, a) = if size(&b) + size(&a) > AUDIT_FIELDS_INLINE {
+        (before.map(digest), after.map(digest))
+    } else {
+        (b, a)
+    };
+    event.diff_field(
+        "/fields",
+        b.unwrap_or(Value::Null),
+        a.unwrap_or(Value::Null),
+    );
 }
 
 /// What a new field must satisfy, wherever it is declared (`at` is its pointer).
@@ -231,7 +282,7 @@ impl Services {
             collection_target(&collection.id),
         );
         event.diff_field("/name", Value::Null, json!(collection.name));
-        event.diff_field("/fields", Value::Null, fields_json(&collection.fields));
+        diff_fields(&mut event, None, Some(&collection.fields));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         let relation_names = by_name.into_iter().map(|(n, id)| (id, n)).collect();
@@ -346,11 +397,7 @@ impl Services {
             return Err(Error::NotFound(Resource::Collection));
         }
         let mut event = ws_event(scope, "collection.update", collection_target(&after.id));
-        event.diff_field(
-            "/fields",
-            fields_json(&before.fields),
-            fields_json(&after.fields),
-        );
+        diff_fields(&mut event, Some(&before.fields), Some(&after.fields));
         event.diff_field("/version", json!(before.version), json!(after.version));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
@@ -387,7 +434,7 @@ impl Services {
         }
         let mut event = ws_event(scope, "collection.delete", collection_target(&before.id));
         event.diff_field("/name", json!(before.name), Value::Null);
-        event.diff_field("/fields", fields_json(&before.fields), Value::Null);
+        diff_fields(&mut event, Some(&before.fields), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         Ok(())
