@@ -14,10 +14,10 @@ use crate::accounts::model::{
 };
 use crate::api_keys::model::ApiKey;
 use crate::audit::AuditRecord;
-use crate::collections::model::Collection;
+use crate::collections::model::{Collection, Record};
 use crate::error::StoreError;
 use crate::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, InvitationId, MemberId, ResetCodeId,
+    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, InvitationId, MemberId, RecordId, ResetCodeId,
     SessionId, TeamId, UserId, WorkspaceId,
 };
 use crate::tenancy::{SystemScope, TenantScope};
@@ -182,7 +182,7 @@ pub trait AccountTx: LimitTx {
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: LimitTx + MembersTx + ApiKeysTx + CollectionsTx {
+pub trait TenantTx: LimitTx + MembersTx + ApiKeysTx + CollectionsTx + RecordsTx {
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
     /// The scope's workspace (deleted or not); in a write transaction its row is locked until
@@ -363,6 +363,48 @@ pub trait CollectionsTx: Send {
     async fn collection_update(&mut self, collection: &Collection) -> StoreResult<bool>;
     /// False if the collection is gone.
     async fn collection_delete(&mut self, id: &CollectionId) -> StoreResult<bool>;
+}
+
+/// A workspace's records (DAT-2), bound to the transaction's workspace.
+#[async_trait::async_trait]
+pub trait RecordsTx: Send {
+    async fn record_insert(&mut self, record: &Record) -> StoreResult<()>;
+    /// A record of any collection of the workspace.
+    async fn record_get(&mut self, id: &RecordId) -> StoreResult<Option<Record>>;
+    /// One collection's records by id after the cursor; drafts only when `drafts`.
+    async fn records_list(
+        &mut self,
+        collection: &CollectionId,
+        after: Option<&RecordId>,
+        limit: u32,
+        drafts: bool,
+    ) -> StoreResult<Vec<Record>>;
+    /// Writes status, data, version, `updated_at`, `published_at`, `updated_by` if the stored
+    /// version is `expected_version`; false otherwise (changed meanwhile, or gone).
+    async fn record_update(&mut self, record: &Record, expected_version: i64) -> StoreResult<bool>;
+    /// Deletes a record and its unique claims; false if it is gone.
+    async fn record_delete(&mut self, id: &RecordId) -> StoreResult<bool>;
+    /// Deletes every record of a collection and their unique claims; how many.
+    async fn records_delete_collection(&mut self, collection: &CollectionId) -> StoreResult<u64>;
+    /// Records of a collection (any status).
+    async fn records_count(&mut self, collection: &CollectionId) -> StoreResult<u64>;
+    /// Claims `value` of a unique `field` for `record`: true if it was free or already this
+    /// record's, false if another record holds it.
+    async fn record_unique_claim(
+        &mut self,
+        collection: &CollectionId,
+        field: &str,
+        value: &str,
+        record: &RecordId,
+    ) -> StoreResult<bool>;
+    /// Gives up `record`'s claim on `value` of `field` (no-op if it held none).
+    async fn record_unique_release(
+        &mut self,
+        collection: &CollectionId,
+        field: &str,
+        value: &str,
+        record: &RecordId,
+    ) -> StoreResult<()>;
 }
 
 /// A workspace's API keys (KEY-1, KEY-2), bound to the transaction's workspace.

@@ -199,3 +199,45 @@ pub struct CollectionPatch {
     pub update_fields: Vec<FieldChange>,
     pub remove_fields: Vec<String>,
 }
+
+/// Whether a record is visible to readers without `records.read_draft` (DAT-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    Draft,
+    Published,
+}
+
+impl RecordStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Draft => "draft",
+            RecordStatus::Published => "published",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RecordStatus> {
+        [RecordStatus::Draft, RecordStatus::Published]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A record as stored: `data` holds each field's stored form (encrypted fields as sealed,
+/// base64url text); absent fields have no value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: crate::ids::RecordId,
+    pub workspace_id: WorkspaceId,
+    pub collection_id: CollectionId,
+    pub status: RecordStatus,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Starts at 1 and grows by one with every change; the ETag.
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub published_at: Option<OffsetDateTime>,
+    /// Actor ids (a user or an API key).
+    pub created_by: String,
+    pub updated_by: String,
+}
