@@ -13,7 +13,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, SessionId, TeamId,
+    WorkspaceId,
 };
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
@@ -161,7 +162,8 @@ cursor_ids!(
     TeamId,
     CustomRoleId,
     ApiKeyId,
-    CollectionId
+    CollectionId,
+    RecordId
 );
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.

@@ -38,6 +38,7 @@ use crate::problem::ApiError;
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "workspaces", description = "Workspaces (tenants)"),
         (name = "collections", description = "Typed schemas for a workspace's records"),
+        (name = "records", description = "A workspace's data: records of its collections"),
         (name = "api-keys", description = "Workspace API keys: `Authorization: Bearer pal_…`"),
         (name = "quotas", description = "Budgets applications spend before costly work"),
         (name = "admin", description = "Instance administration"),
@@ -126,6 +127,18 @@ fn api_router() -> OpenApiRouter<AppState> {
             collections::update_collection,
             collections::delete_collection
         ))
+        .routes(routes!(
+            collections::create_record,
+            collections::list_records
+        ))
+        .routes(routes!(
+            collections::get_record,
+            collections::update_record,
+            collections::delete_record
+        ))
+        .routes(routes!(collections::publish_record))
+        .routes(routes!(collections::unpublish_record))
+        .routes(routes!(collections::change_tags))
         .routes(routes!(children::create_child, children::list_children))
         .routes(routes!(children::suspend_child))
         .routes(routes!(children::resume_child))

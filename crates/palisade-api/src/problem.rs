@@ -255,6 +255,27 @@ fn domain(e: Error) -> Parts {
             "Collection not found",
             "This workspace has no collection with this name.",
         ),
+        Error::NotFound(Resource::Record) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Record not found",
+            "This collection has no record with this id that you may see.",
+        ),
+        Error::PreconditionFailed => Parts::new(
+            StatusCode::PRECONDITION_FAILED,
+            code,
+            "Precondition failed",
+            "The record changed since the version in If-Match; read it again and retry.",
+        ),
+        Error::FieldsNotWritable(fields) => Parts {
+            errors: fields.into_iter().map(ProblemField::from).collect(),
+            ..Parts::new(
+                StatusCode::FORBIDDEN,
+                code,
+                "Fields not writable",
+                "You may not write the fields named in errors; nothing was written.",
+            )
+        },
         Error::NotFound(Resource::Child) => Parts::new(
             StatusCode::NOT_FOUND,
             code,
@@ -500,6 +521,8 @@ mod tests {
             (Error::ApiKeyExpired, 401, "api_key_expired"),
             (Error::UserRequired, 403, "user_required"),
             (Error::NotFound(Resource::ApiKey), 404, "api_key_not_found"),
+            (Error::NotFound(Resource::Record), 404, "record_not_found"),
+            (Error::PreconditionFailed, 412, "precondition_failed"),
             (
                 Error::NotFound(Resource::Collection),
                 404,

@@ -38,6 +38,7 @@ pub enum Resource {
     Child,
     ApiKey,
     Collection,
+    Record,
 }
 
 /// Which uniqueness rule a change broke.
@@ -115,6 +116,12 @@ pub enum Error {
     InvitationMismatch,
     #[error("conflict: {0:?}")]
     Conflict(ConflictKind),
+    /// `If-Match` named a version that is no longer current; nothing was written.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// A write touched fields the caller may not write (DAT-4), each named.
+    #[error("{} field(s) not writable", .0.len())]
+    FieldsNotWritable(Vec<FieldError>),
     /// A rate limit or quota is spent (RTL-3).
     #[error("rate limit {} exceeded", .0.policy())]
     RateLimited(crate::limits::Limited),
@@ -149,6 +156,9 @@ impl Error {
             Error::NotFound(Resource::Child) => "child_not_found",
             Error::NotFound(Resource::ApiKey) => "api_key_not_found",
             Error::NotFound(Resource::Collection) => "collection_not_found",
+            Error::NotFound(Resource::Record) => "record_not_found",
+            Error::PreconditionFailed => "precondition_failed",
+            Error::FieldsNotWritable(_) => "field_not_writable",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::ModuleDisabled(_) => "module_disabled",

@@ -2,12 +2,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use palisade_core::collections::model::RecordStatus;
 use palisade_core::collections::model::{
     CollectionPatch, FieldChange, FieldInput, FieldOptionsInput, NewCollection,
 };
+use palisade_core::collections::records::{NewRecord, RecordView};
 use palisade_core::collections::service::CollectionView;
-use palisade_core::ids::CollectionId;
+use palisade_core::ids::{CollectionId, RecordId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -318,4 +321,301 @@ pub async fn delete_collection(
         .delete_collection(&scope, &name, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records (DAT-2 … DAT-5).
+
+/// A record: its own attributes, then the fields you may read (unreadable ones are left out).
+/// `decimal` values are strings, `datetime` values are UTC.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordOut {
+    #[schema(example = "rec_06f1x9k2m3n4p5q6r7s8t9v0wx")]
+    pub id: String,
+    pub collection: String,
+    /// `draft` or `published`.
+    pub status: &'static str,
+    /// Also the `ETag`; send it back as `If-Match` to change the record safely.
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub published_at: Option<String>,
+    /// Actor ids: a user or an API key.
+    pub created_by: String,
+    pub updated_by: String,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<RecordView> for RecordOut {
+    fn from(v: RecordView) -> Self {
+        let r = v.record;
+        Self {
+            id: r.id.to_string(),
+            collection: v.collection,
+            status: r.status.as_str(),
+            version: r.version,
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+            published_at: r.published_at.map(rfc3339),
+            created_by: r.created_by,
+            updated_by: r.updated_by,
+            fields: r.data,
+        }
+    }
+}
+
+/// The record with its version as a strong `ETag`.
+fn with_etag(view: RecordView) -> ([(header::HeaderName, HeaderValue); 1], Json<RecordOut>) {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", view.record.version))
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    ([(header::ETAG, etag)], Json(view.into()))
+}
+
+/// `If-Match`: a version (`"3"`, `W/"3"`), or `*` / absent for any. Anything else can match no
+/// version, so it fails the precondition.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, palisade_core::Error> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| palisade_core::Error::PreconditionFailed)
+}
+
+type RecordPath = Path<(String, String, String)>;
+
+/// Create a record (needs `records.write` and write access to every field sent). The body is
+/// the record's fields, plus `status` (`draft` or `published`, the default).
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name")),
+    request_body(content = Object, description = "Field values, and optionally `status`"),
+    responses(
+        (status = 201, description = "Created", body = RecordOut, headers(("ETag" = String, description = "The version"))),
+        (status = 403, description = "`permission_denied`, `field_not_writable` (each field named in `errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: each bad field named by its pointer", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_record(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    Path(path): Path<(String, String)>,
+    JsonBody(mut body): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<(StatusCode, impl IntoResponse)> {
+    let (_, collection) = path;
+    let status = match body.remove("status") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(_) => {
+            return Err(
+                palisade_core::Error::field("/status", "must be draft or published").into(),
+            );
+        }
+    };
+    let input = NewRecord { status, data: body };
+    let view = state
+        .services
+        .create_record(&scope, &collection, input, &meta)
+        .await?;
+    Ok((StatusCode::CREATED, with_etag(view)))
+}
+
+/// A collection's records, by id (drafts only with `records.read_draft`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records", tag = "records", security(("bearer" = [])),
+    params(
+        ("workspace" = String, Path, description = "Workspace id or slug"),
+        ("collection" = String, Path, description = "Collection name"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = ListOut<RecordOut>),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_records(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Path(path): Path<(String, String)>,
+    page: ListParams<RecordId>,
+) -> ApiResult<Json<ListOut<RecordOut>>> {
+    let (_, collection) = path;
+    let page = state
+        .services
+        .list_records(&scope, &collection, page.after, page.limit)
+        .await?;
+    Ok(Json(ListOut {
+        data: page.data.into_iter().map(RecordOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One record (a draft only with `records.read_draft`, else 404).
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records/{record}", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name"), ("record" = String, Path, description = "Record id")),
+    responses(
+        (status = 200, description = "The record", body = RecordOut, headers(("ETag" = String, description = "The version"))),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`, `record_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_record(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Path(path): RecordPath,
+) -> ApiResult<impl IntoResponse> {
+    let (_, collection, id) = path;
+    let view = state.services.get_record(&scope, &collection, &id).await?;
+    Ok(with_etag(view))
+}
+
+/// Change a record with a JSON merge patch (`null` removes a value). With `If-Match`, only
+/// if the record is still at that version (else 412, nothing written).
+#[utoipa::path(patch, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records/{record}", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name"), ("record" = String, Path, description = "Record id"),
+        ("If-Match" = Option<String>, Header, description = "The version (ETag) you read")),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "Changed", body = RecordOut, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "`permission_denied`, `field_not_writable`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`, `record_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition_failed`: the record changed since that version", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_record(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Path(path): RecordPath,
+    JsonBody(patch): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<impl IntoResponse> {
+    let (_, collection, id) = path;
+    let version = if_match(&headers)?;
+    let view = state
+        .services
+        .update_record(&scope, &collection, &id, patch, version, &meta)
+        .await?;
+    Ok(with_etag(view))
+}
+
+/// Delete a record (with `If-Match`, only at that version).
+#[utoipa::path(delete, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records/{record}", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name"), ("record" = String, Path, description = "Record id"),
+        ("If-Match" = Option<String>, Header, description = "The version (ETag) you read")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`workspace_not_found`, `collection_not_found`, `record_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_record(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Path(path): RecordPath,
+) -> ApiResult<StatusCode> {
+    let (_, collection, id) = path;
+    let version = if_match(&headers)?;
+    state
+        .services
+        .delete_record(&scope, &collection, &id, version, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Publish a draft (DAT-3).
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records/{record}/publish", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name"), ("record" = String, Path, description = "Record id")),
+    responses(
+        (status = 200, description = "Published", body = RecordOut),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`record_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn publish_record(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    Path(path): RecordPath,
+) -> ApiResult<impl IntoResponse> {
+    let (_, collection, id) = path;
+    let view = state
+        .services
+        .set_record_status(&scope, &collection, &id, RecordStatus::Published, &meta)
+        .await?;
+    Ok(with_etag(view))
+}
+
+/// Make a record a draft again (DAT-3).
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records/{record}/unpublish", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name"), ("record" = String, Path, description = "Record id")),
+    responses(
+        (status = 200, description = "A draft", body = RecordOut),
+        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`record_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn unpublish_record(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    Path(path): RecordPath,
+) -> ApiResult<impl IntoResponse> {
+    let (_, collection, id) = path;
+    let view = state
+        .services
+        .set_record_status(&scope, &collection, &id, RecordStatus::Draft, &meta)
+        .await?;
+    Ok(with_etag(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsIn {
+    /// The tags field; optional when the collection has exactly one.
+    pub field: Option<String>,
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Add and remove tags (DAT-5): each tag added or removed is its own audit entry.
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records/{record}/tags", tag = "records", security(("bearer" = [])),
+    params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name"), ("record" = String, Path, description = "Record id")),
+    request_body = TagsIn,
+    responses(
+        (status = 200, description = "Changed", body = RecordOut),
+        (status = 403, description = "`permission_denied`, `field_not_writable`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`record_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_tags(
+    State(state): State<AppState>,
+    Tenant(scope): Tenant,
+    Meta(meta): Meta,
+    Path(path): RecordPath,
+    JsonBody(input): JsonBody<TagsIn>,
+) -> ApiResult<impl IntoResponse> {
+    let (_, collection, id) = path;
+    let view = state
+        .services
+        .change_tags(
+            &scope,
+            &collection,
+            &id,
+            input.field.as_deref(),
+            input.add,
+            input.remove,
+            &meta,
+        )
+        .await?;
+    Ok(with_etag(view))
 }

@@ -3,5 +3,6 @@
 //! (what each field type accepts and how it is stored).
 
 pub mod model;
+pub mod records;
 pub mod service;
 pub mod values;

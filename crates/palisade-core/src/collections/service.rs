@@ -356,6 +356,7 @@ impl Services {
                 "a collection keeps the name it was created with (relations, roles and keys refer to it)",
             );
         }
+        let has_records = tx.records_count(&before.id).await? > 0;
         let mut fields = before.fields.clone();
         let mut touched = HashSet::new();
         for (i, change) in patch.update_fields.iter().enumerate() {
@@ -377,6 +378,12 @@ impl Services {
         for (i, input) in patch.add_fields.iter().enumerate() {
             let at = format!("/add_fields/{i}");
             no_duplicate(&mut checks, &mut seen, &format!("{at}/name"), &input.name);
+            if has_records && input.required {
+                checks.fail(
+                    &format!("{at}/required"),
+                    "cannot be set on a new field while the collection has records (they have no value for it): add it, fill it, then make it required",
+                );
+            }
             fields.extend(rules.field(&mut checks, &at, input));
         }
         if fields.len() > FIELDS_MAX {
@@ -388,6 +395,9 @@ impl Services {
         checks.finish()?;
         if fields == before.fields {
             return Ok(self.view_of(scope, before, relation_names(&all)));
+        }
+        if has_records {
+            migrate_records(&mut tx, &before, &fields, &patch).await?;
         }
         let mut after = before.clone();
         after.fields = fields;
@@ -429,6 +439,7 @@ impl Services {
         if used {
             return Err(Error::Conflict(ConflictKind::CollectionInUse));
         }
+        tx.records_delete_collection(&before.id).await?;
         if !tx.collection_delete(&before.id).await? {
             return Err(Error::NotFound(Resource::Collection));
         }
@@ -459,6 +470,106 @@ impl Services {
             relation_names,
         }
     }
+}
+
+/// Brings a collection's records in line with its new fields, in the schema change's
+/// transaction: a field turned `required` must have a value in every record, a field turned
+/// `unique` (or a new unique field) claims every record's value and refuses duplicates, a
+/// removed field's values and unique claims are dropped.
+async fn migrate_records(
+    tx: &mut Box<dyn crate::store::TenantTx>,
+    before: &Collection,
+    after: &[Field],
+    patch: &CollectionPatch,
+) -> Result<()> {
+    let was = |name: &str| before.field(name);
+    let required: Vec<(usize, &Field)> = patch
+        .update_fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| after.iter().find(|f| f.name == c.name).map(|f| (i, f)))
+        .filter(|(_, f)| f.required && !was(&f.name).is_some_and(|w| w.required))
+        .collect();
+    let unique: Vec<(String, &Field)> = after
+        .iter()
+        .filter(|f| f.unique && !was(&f.name).is_some_and(|w| w.unique))
+        .map(|f| {
+            let at = match patch.update_fields.iter().position(|c| c.name == f.name) {
+                Some(i) => format!("/update_fields/{i}/unique"),
+                None => patch
+                    .add_fields
+                    .iter()
+                    .position(|a| a.name == f.name)
+                    .map_or_else(
+                        || "/add_fields".to_owned(),
+                        |i| format!("/add_fields/{i}/unique"),
+                    ),
+            };
+            (at, f)
+        })
+        .collect();
+    let removed: Vec<&Field> = before
+        .fields
+        .iter()
+        .filter(|f| !after.iter().any(|a| a.name == f.name))
+        .collect();
+    let mut missing = vec![0u64; required.len()];
+    let mut duplicates: Vec<Option<String>> = vec![None; unique.len()];
+    let mut cursor: Option<crate::ids::RecordId> = None;
+    loop {
+        let page = tx
+            .records_list(&before.id, cursor.as_ref(), 500, true)
+            .await?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        for record in &page {
+            for (n, (_, field)) in required.iter().enumerate() {
+                if !record.data.contains_key(&field.name) {
+                    missing[n] += 1;
+                }
+            }
+            for (n, (_, field)) in unique.iter().enumerate() {
+                if let Some(v) = record.data.get(&field.name) {
+                    let key = super::records::unique_key(field, v);
+                    if !tx
+                        .record_unique_claim(&before.id, &field.name, &key, &record.id)
+                        .await?
+                    {
+                        duplicates[n].get_or_insert(key);
+                    }
+                }
+            }
+            if removed.iter().any(|f| record.data.contains_key(&f.name)) {
+                let mut stripped = record.clone();
+                for field in &removed {
+                    if let Some(v) = stripped.data.remove(&field.name)
+                        && field.unique
+                    {
+                        let key = super::records::unique_key(field, &v);
+                        tx.record_unique_release(&before.id, &field.name, &key, &record.id)
+                            .await?;
+                    }
+                }
+                stripped.version += 1;
+                tx.record_update(&stripped, record.version).await?;
+            }
+        }
+    }
+    let mut checks = Checks::new();
+    for ((i, field), n) in required.iter().zip(missing) {
+        if n > 0 {
+            checks.fail(
+                &format!("/update_fields/{i}/required"),
+                format!("{n} record(s) have no value for {}", field.name),
+            );
+        }
+    }
+    for ((at, _), dup) in unique.iter().zip(duplicates) {
+        if dup.is_some() {
+            checks.fail(at, "records already repeat a value of this field");
+        }
+    }
+    checks.finish()
 }
 
 /// Reading schemas needs either permission: record readers need the schema to use records.

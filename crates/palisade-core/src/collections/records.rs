@@ -1,0 +1,816 @@
+//! Records (DAT-2 … DAT-5): create, read, change (JSON merge patch with optimistic
+//! concurrency), delete, publish and list, with drafts, field-level permissions, unique values,
+//! encrypted values, and one audit entry per change plus one per tag and relation change.
+
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+use tracing::instrument;
+
+use super::model::{Collection, Field, FieldType, Record, RecordStatus};
+use super::values::normalize;
+use crate::acl::{Permission, authorize_collection};
+use crate::app::Services;
+use crate::audit::{Actor, AuditEvent, Target};
+use crate::crypto::envelope::Aad;
+use crate::error::{Error, FieldError, Resource, Result};
+use crate::ids::RecordId;
+use crate::principal::RequestMeta;
+use crate::store::{Access, TenantTx};
+use crate::tenancy::TenantScope;
+use crate::workspaces::model::Page;
+use crate::workspaces::service::{LIST_LIMIT_MAX, page_of, ws_event};
+
+/// A record as its caller may see it: unreadable fields left out, encrypted ones opened.
+#[derive(Debug, Clone)]
+pub struct RecordView {
+    pub record: Record,
+    pub collection: String,
+}
+
+/// A new record's fields and status (`published` unless said otherwise).
+#[derive(Debug, Clone, Default)]
+pub struct NewRecord {
+    pub status: Option<String>,
+    pub data: Map<String, Value>,
+}
+
+fn record_target(id: &RecordId) -> Target {
+    Target {
+        kind: "record".into(),
+        id: id.to_string(),
+    }
+}
+
+fn pointer(field: &str) -> String {
+    format!("/{field}")
+}
+
+/// The key a unique value is claimed under: its stored form, with a decimal's trailing zeros
+/// dropped so `1.50` and `1.5` are one value.
+pub(super) fn unique_key(field: &Field, value: &Value) -> String {
+    match (field.kind, value) {
+        (FieldType::Decimal, Value::String(s)) if s.contains('.') => {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+        (_, Value::String(s)) => s.clone(),
+        (_, other) => other.to_string(),
+    }
+}
+
+impl Services {
+    fn field_aad<'a>(record: &'a Record, field: &'a str) -> Aad<'a> {
+        Aad {
+            owner: record.workspace_id.as_str(),
+            table: "records",
+            row: record.id.as_str(),
+            field,
+        }
+    }
+
+    fn seal_value(&self, record: &Record, field: &str, value: &Value) -> Result<Value> {
+        let plaintext = serde_json::to_vec(value).map_err(Error::internal)?;
+        let sealed = self
+            .data_keys
+            .active()
+            .seal(&plaintext, Self::field_aad(record, field))?;
+        Ok(Value::String(URL_SAFE_NO_PAD.encode(sealed)))
+    }
+
+    fn open_value(&self, record: &Record, field: &str, stored: &Value) -> Result<Value> {
+        let sealed = stored
+            .as_str()
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .ok_or_else(|| Error::internal(crate::crypto::envelope::EnvelopeError::Malformed))?;
+        let key = self
+            .data_keys
+            .for_sealed(&sealed)
+            .ok_or_else(|| Error::internal(crate::crypto::envelope::EnvelopeError::Malformed))?;
+        let plaintext = key
+            .open(&sealed, Self::field_aad(record, field))
+            .map_err(Error::internal)?;
+        serde_json::from_slice(&plaintext).map_err(Error::internal)
+    }
+
+    /// What `scope` may see of `record`: readable fields only, encrypted ones opened.
+    fn record_view(
+        &self,
+        scope: &TenantScope,
+        collection: &Collection,
+        mut record: Record,
+    ) -> Result<RecordView> {
+        let mut data = Map::new();
+        for field in &collection.fields {
+            let Some(stored) = record.data.get(&field.name) else {
+                continue;
+            };
+            if !readable(scope, collection, &field.name) {
+                continue;
+            }
+            let value = if field.encrypted {
+                self.open_value(&record, &field.name, stored)?
+            } else {
+                stored.clone()
+            };
+            data.insert(field.name.clone(), value);
+        }
+        record.data = data;
+        Ok(RecordView {
+            record,
+            collection: collection.name.clone(),
+        })
+    }
+
+    async fn collection_named(tx: &mut Box<dyn TenantTx>, name: &str) -> Result<Collection> {
+        tx.collection_by_name(name)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))
+    }
+
+    /// Creates a record (needs `records.write` on the collection and write access to every
+    /// field sent).
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn create_record(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        input: NewRecord,
+        meta: &RequestMeta,
+    ) -> Result<RecordView> {
+        authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let now = self.now();
+        let status = match input.status.as_deref() {
+            None => RecordStatus::Published,
+            Some(s) => RecordStatus::parse(s)
+                .ok_or_else(|| Error::field("/status", "must be draft or published"))?,
+        };
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        let schema = Self::collection_named(&mut tx, collection).await?;
+        check_writable(scope, &schema, input.data.keys())?;
+        let actor = Actor::of(scope.principal()).id;
+        let mut record = Record {
+            id: RecordId::generate(),
+            workspace_id: scope.workspace_id().clone(),
+            collection_id: schema.id.clone(),
+            status,
+            data: Map::new(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            published_at: (status == RecordStatus::Published).then_some(now),
+            created_by: actor.clone(),
+            updated_by: actor,
+        };
+        let values = validate(&schema, &Map::new(), &input.data, true)?;
+        self.check_relations(&mut tx, &schema, &values).await?;
+        self.claim_uniques(&mut tx, &schema, &record, &Map::new(), &values)
+            .await?;
+        record.data = self.stored_data(&record, &schema, &values)?;
+        tx.record_insert(&record).await?;
+        let mut events = Vec::new();
+        let mut event = ws_event(scope, "record.create", record_target(&record.id));
+        event
+            .extra
+            .insert("collection".into(), json!(schema.name.clone()));
+        event.diff_field("/status", Value::Null, json!(status.as_str()));
+        let event = audit_values(event, &schema, &Map::new(), &values);
+        events.push(event);
+        events.extend(link_events(
+            scope,
+            &schema,
+            &record.id,
+            &Map::new(),
+            &values,
+        ));
+        for e in events {
+            tx.audit_append(&e.seal(meta, now)?).await?;
+        }
+        tx.commit().await?;
+        let view = RecordView {
+            record: Record {
+                data: values,
+                ..record
+            },
+            collection: schema.name.clone(),
+        };
+        Ok(filter_view(scope, &schema, view))
+    }
+
+    /// One record; a draft only with `records.read_draft` (else 404, as if absent).
+    pub async fn get_record(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+    ) -> Result<RecordView> {
+        authorize_collection(scope, collection, Permission::RecordsRead)?;
+        let mut tx = self.store.tenant(scope, Access::Read).await?;
+        let schema = Self::collection_named(&mut tx, collection).await?;
+        let record = visible_record(&mut tx, scope, &schema, id).await?;
+        self.record_view(scope, &schema, record)
+    }
+
+    /// One collection's records by id; drafts only with `records.read_draft`.
+    pub async fn list_records(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Page<RecordView>> {
+        authorize_collection(scope, collection, Permission::RecordsRead)?;
+        let limit = limit.clamp(1, LIST_LIMIT_MAX);
+        let drafts = scope.holds_on(collection, Permission::RecordsReadDraft);
+        let mut tx = self.store.tenant(scope, Access::Read).await?;
+        let schema = Self::collection_named(&mut tx, collection).await?;
+        let rows = tx
+            .records_list(&schema.id, after.as_ref(), limit + 1, drafts)
+            .await?;
+        let page = page_of(rows, limit, |r| r.id.to_string());
+        let data = page
+            .data
+            .into_iter()
+            .map(|r| self.record_view(scope, &schema, r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            data,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Applies a JSON merge patch (`null` removes a value) if `if_match` (a version) is
+    /// current; 412 otherwise, with nothing written.
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn update_record(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+        patch: Map<String, Value>,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+    ) -> Result<RecordView> {
+        authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let now = self.now();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        let schema = Self::collection_named(&mut tx, collection).await?;
+        let before = visible_record(&mut tx, scope, &schema, id).await?;
+        if if_match.is_some_and(|v| v != before.version) {
+            return Err(Error::PreconditionFailed);
+        }
+        check_writable(scope, &schema, patch.keys())?;
+        let old = self.open_all(&schema, &before)?;
+        let mut merged = old.clone();
+        let mut changes = Map::new();
+        for (k, v) in &patch {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                changes.insert(k.clone(), v.clone());
+            }
+        }
+        // Validate the values sent, then the whole record for `required` and unknown fields.
+        let normalized = validate(&schema, &old, &changes, false)?;
+        for (k, v) in normalized {
+            merged.insert(k, v);
+        }
+        let removed: Vec<String> = patch
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k.clone())
+            .collect();
+        check_required(&schema, &merged, &removed)?;
+        if merged == old {
+            return self.record_view(scope, &schema, before);
+        }
+        self.check_relations(&mut tx, &schema, &merged).await?;
+        self.claim_uniques(&mut tx, &schema, &before, &old, &merged)
+            .await?;
+        let mut after = before.clone();
+        after.data = self.stored_data(&after, &schema, &merged)?;
+        after.version += 1;
+        after.updated_at = now;
+        after.updated_by = Actor::of(scope.principal()).id;
+        if !tx.record_update(&after, before.version).await? {
+            return Err(Error::PreconditionFailed);
+        }
+        let mut event = ws_event(scope, "record.update", record_target(&after.id));
+        event
+            .extra
+            .insert("collection".into(), json!(schema.name.clone()));
+        event.diff_field("/version", json!(before.version), json!(after.version));
+        let mut events = vec![audit_values(event, &schema, &old, &merged)];
+        events.extend(link_events(scope, &schema, &after.id, &old, &merged));
+        for e in events {
+            tx.audit_append(&e.seal(meta, now)?).await?;
+        }
+        tx.commit().await?;
+        let view = RecordView {
+            record: Record {
+                data: merged,
+                ..after
+            },
+            collection: schema.name.clone(),
+        };
+        Ok(filter_view(scope, &schema, view))
+    }
+
+    /// Deletes a record (with `if_match`, only at that version).
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn delete_record(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let now = self.now();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        let schema = Self::collection_named(&mut tx, collection).await?;
+        let before = visible_record(&mut tx, scope, &schema, id).await?;
+        if if_match.is_some_and(|v| v != before.version) {
+            return Err(Error::PreconditionFailed);
+        }
+        let old = self.open_all(&schema, &before)?;
+        if !tx.record_delete(&before.id).await? {
+            return Err(Error::NotFound(Resource::Record));
+        }
+        let mut event = ws_event(scope, "record.delete", record_target(&before.id));
+        event
+            .extra
+            .insert("collection".into(), json!(schema.name.clone()));
+        event.diff_field("/status", json!(before.status.as_str()), Value::Null);
+        let event = audit_values(event, &schema, &old, &Map::new());
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Publishes or unpublishes a record (DAT-3; needs `records.write`).
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    pub async fn set_record_status(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+        status: RecordStatus,
+        meta: &RequestMeta,
+    ) -> Result<RecordView> {
+        authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let now = self.now();
+        let mut tx = self.store.tenant(scope, Access::Write).await?;
+        let schema = Self::collection_named(&mut tx, collection).await?;
+        let before = visible_record(&mut tx, scope, &schema, id).await?;
+        if before.status == status {
+            return self.record_view(scope, &schema, before);
+        }
+        let mut after = before.clone();
+        after.status = status;
+        after.version += 1;
+        after.updated_at = now;
+        after.updated_by = Actor::of(scope.principal()).id;
+        if status == RecordStatus::Published {
+            after.published_at = Some(now);
+        }
+        if !tx.record_update(&after, before.version).await? {
+            return Err(Error::PreconditionFailed);
+        }
+        let action = match status {
+            RecordStatus::Published => "record.publish",
+            RecordStatus::Draft => "record.unpublish",
+        };
+        let mut event = ws_event(scope, action, record_target(&after.id));
+        event
+            .extra
+            .insert("collection".into(), json!(schema.name.clone()));
+        event.diff_field(
+            "/status",
+            json!(before.status.as_str()),
+            json!(after.status.as_str()),
+        );
+        event.diff_field("/version", json!(before.version), json!(after.version));
+        tx.audit_append(&event.seal(meta, now)?).await?;
+        tx.commit().await?;
+        self.record_view(scope, &schema, after)
+    }
+
+    /// Adds and removes tags of one `tags` field (DAT-5): each tag added or removed is its own
+    /// audit entry.
+    #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change_tags(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+        field: Option<&str>,
+        add: Vec<String>,
+        remove: Vec<String>,
+        meta: &RequestMeta,
+    ) -> Result<RecordView> {
+        authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let schema = {
+            let mut tx = self.store.tenant(scope, Access::Read).await?;
+            Self::collection_named(&mut tx, collection).await?
+        };
+        let tag_fields: Vec<&Field> = schema
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldType::Tags)
+            .collect();
+        let name = match (field, tag_fields.as_slice()) {
+            (Some(f), _) if tag_fields.iter().any(|t| t.name == f) => f.to_owned(),
+            (Some(_), _) => {
+                return Err(Error::field(
+                    "/field",
+                    "is not a tags field of this collection",
+                ));
+            }
+            (None, [only]) => only.name.clone(),
+            (None, _) => {
+                return Err(Error::field(
+                    "/field",
+                    "is required: name the tags field to change",
+                ));
+            }
+        };
+        let current = {
+            let mut tx = self.store.tenant(scope, Access::Read).await?;
+            let record = visible_record(&mut tx, scope, &schema, id).await?;
+            record.data.get(&name).cloned().unwrap_or(json!([]))
+        };
+        let mut tags: Vec<Value> = current.as_array().cloned().unwrap_or_default();
+        tags.retain(|t| !remove.iter().any(|r| t.as_str() == Some(r)));
+        tags.extend(add.into_iter().map(Value::String));
+        let mut patch = Map::new();
+        patch.insert(name, Value::Array(tags));
+        self.update_record(scope, collection, id, patch, None, meta)
+            .await
+    }
+
+    /// Every stored value in the clear (encrypted ones opened), for diffs and merges.
+    fn open_all(&self, schema: &Collection, record: &Record) -> Result<Map<String, Value>> {
+        let mut out = Map::new();
+        for (k, v) in &record.data {
+            let encrypted = schema.field(k).is_some_and(|f| f.encrypted);
+            let value = if encrypted {
+                self.open_value(record, k, v)?
+            } else {
+                v.clone()
+            };
+            out.insert(k.clone(), value);
+        }
+        Ok(out)
+    }
+
+    /// The values as stored: encrypted fields sealed, bound to the record and field.
+    fn stored_data(
+        &self,
+        record: &Record,
+        schema: &Collection,
+        values: &Map<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        let mut out = Map::new();
+        for (k, v) in values {
+            let stored = if schema.field(k).is_some_and(|f| f.encrypted) {
+                self.seal_value(record, k, v)?
+            } else {
+                v.clone()
+            };
+            out.insert(k.clone(), stored);
+        }
+        Ok(out)
+    }
+
+    /// Each relation value names a record of the field's target collection in this workspace.
+    async fn check_relations(
+        &self,
+        tx: &mut Box<dyn TenantTx>,
+        schema: &Collection,
+        values: &Map<String, Value>,
+    ) -> Result<()> {
+        let mut errors = Vec::new();
+        for field in schema
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldType::Relation)
+        {
+            let Some(target) = values.get(&field.name).and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(id) = RecordId::parse(target) else {
+                continue;
+            };
+            let found = tx.record_get(&id).await?;
+            let ok =
+                found.is_some_and(|r| Some(&r.collection_id) == field.options.collection.as_ref());
+            if !ok {
+                errors.push(FieldError::new(
+                    pointer(&field.name),
+                    "is not a record of the collection this relation points to",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(errors))
+        }
+    }
+
+    /// Claims the new values of unique fields and releases the old ones (DAT-1 `unique`).
+    async fn claim_uniques(
+        &self,
+        tx: &mut Box<dyn TenantTx>,
+        schema: &Collection,
+        record: &Record,
+        old: &Map<String, Value>,
+        new: &Map<String, Value>,
+    ) -> Result<()> {
+        let mut errors = Vec::new();
+        for field in schema.fields.iter().filter(|f| f.unique) {
+            let before = old.get(&field.name).map(|v| unique_key(field, v));
+            let after = new.get(&field.name).map(|v| unique_key(field, v));
+            if before == after {
+                continue;
+            }
+            if let Some(value) = &after
+                && !tx
+                    .record_unique_claim(&schema.id, &field.name, value, &record.id)
+                    .await?
+            {
+                errors.push(FieldError::new(
+                    pointer(&field.name),
+                    "is already the value of another record (the field is unique)",
+                ));
+            }
+            if let Some(value) = &before {
+                tx.record_unique_release(&schema.id, &field.name, value, &record.id)
+                    .await?;
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(errors))
+        }
+    }
+}
+
+fn readable(scope: &TenantScope, collection: &Collection, field: &str) -> bool {
+    scope
+        .grants()
+        .is_some_and(|g| g.field(&collection.name, field).read)
+}
+
+/// Refuses a write that touches fields the caller may not write, naming every one (DAT-4).
+fn check_writable<'a>(
+    scope: &TenantScope,
+    schema: &Collection,
+    fields: impl Iterator<Item = &'a String>,
+) -> Result<()> {
+    let refused: Vec<FieldError> = fields
+        .filter(|f| schema.field(f).is_some())
+        .filter(|f| {
+            !scope
+                .grants()
+                .is_some_and(|g| g.field(&schema.name, f).write)
+        })
+        .map(|f| FieldError::new(pointer(f), "you may not write this field"))
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::FieldsNotWritable(refused))
+    }
+}
+
+/// Normalizes `input` against the schema: unknown fields and bad values refused by pointer;
+/// on create (`whole`), required fields must have a value.
+fn validate(
+    schema: &Collection,
+    existing: &Map<String, Value>,
+    input: &Map<String, Value>,
+    whole: bool,
+) -> Result<Map<String, Value>> {
+    let mut errors = Vec::new();
+    let mut out = Map::new();
+    for (k, v) in input {
+        let Some(field) = schema.field(k) else {
+            errors.push(FieldError::new(
+                pointer(k),
+                "is not a field of this collection",
+            ));
+            continue;
+        };
+        if v.is_null() {
+            continue;
+        }
+        match normalize(field, v) {
+            Ok(n) => {
+                out.insert(k.clone(), n);
+            }
+            Err(message) => errors.push(FieldError::new(pointer(k), message)),
+        }
+    }
+    if whole {
+        for field in schema.fields.iter().filter(|f| f.required) {
+            let present = out.contains_key(&field.name) || existing.contains_key(&field.name);
+            let pointed = errors.iter().any(|e| e.pointer == pointer(&field.name));
+            if !present && !pointed {
+                errors.push(FieldError::new(pointer(&field.name), "is required"));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+/// A merge patch may not remove a required field's value.
+fn check_required(
+    schema: &Collection,
+    merged: &Map<String, Value>,
+    removed: &[String],
+) -> Result<()> {
+    let errors: Vec<FieldError> = removed
+        .iter()
+        .filter(|k| schema.field(k).is_some_and(|f| f.required) && !merged.contains_key(*k))
+        .map(|k| FieldError::new(pointer(k), "is required"))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+/// A record the caller may see: a draft needs `records.read_draft` on the collection.
+async fn visible_record(
+    tx: &mut Box<dyn TenantTx>,
+    scope: &TenantScope,
+    schema: &Collection,
+    id: &str,
+) -> Result<Record> {
+    let id = RecordId::parse(id).ok_or(Error::NotFound(Resource::Record))?;
+    let record = tx
+        .record_get(&id)
+        .await?
+        .filter(|r| r.collection_id == schema.id)
+        .ok_or(Error::NotFound(Resource::Record))?;
+    if record.status == RecordStatus::Draft
+        && !scope.holds_on(&schema.name, Permission::RecordsReadDraft)
+    {
+        return Err(Error::NotFound(Resource::Record));
+    }
+    Ok(record)
+}
+
+/// A view with unreadable fields left out (write responses too, DAT-4).
+fn filter_view(scope: &TenantScope, schema: &Collection, mut view: RecordView) -> RecordView {
+    view.record.data.retain(|k, _| readable(scope, schema, k));
+    view
+}
+
+/// Adds the changed values to `event`: plain fields in the diff; `pii` fields only as
+/// commitments (AUDIT-SPEC §5, which sets the entry's `gdpr` flag); encrypted fields only as
+/// the fact that they changed.
+fn audit_values(
+    mut event: AuditEvent,
+    schema: &Collection,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> AuditEvent {
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let mut personal_fields = Vec::new();
+    for name in names {
+        let (b, a) = (before.get(name), after.get(name));
+        if b == a {
+            continue;
+        }
+        let Some(field) = schema.field(name) else {
+            continue;
+        };
+        let at = format!("/data/{name}");
+        if field.pii {
+            personal_fields.push(json!(name));
+            if let Some(b) = b {
+                event = event.personal(&format!("{at}/before"), b.clone());
+            }
+            if let Some(a) = a {
+                event = event.personal(&format!("{at}/after"), a.clone());
+            }
+        } else if field.encrypted {
+            let mark = |v: Option<&Value>| v.map_or(Value::Null, |_| json!("(encrypted)"));
+            event.diff.insert(at, [mark(b), mark(a)]);
+        } else {
+            event.diff_field(
+                &at,
+                b.cloned().unwrap_or(Value::Null),
+                a.cloned().unwrap_or(Value::Null),
+            );
+        }
+    }
+    if !personal_fields.is_empty() {
+        event
+            .extra
+            .insert("personal_fields".into(), Value::Array(personal_fields));
+    }
+    event
+}
+
+/// One entry per tag added or removed and per relation set or cleared (DAT-5). Values of `pii`
+/// or encrypted fields are never named in them.
+fn link_events(
+    scope: &TenantScope,
+    schema: &Collection,
+    record: &RecordId,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> Vec<AuditEvent> {
+    let mut events = Vec::new();
+    for field in &schema.fields {
+        if field.pii || field.encrypted {
+            continue;
+        }
+        let (b, a) = (before.get(&field.name), after.get(&field.name));
+        let event = |action: &'static str, data: Value| {
+            let mut e = ws_event(scope, action, record_target(record));
+            e.extra
+                .insert("collection".into(), json!(schema.name.clone()));
+            e.extra.insert("field".into(), json!(field.name.clone()));
+            e.extra.insert("data".into(), data);
+            e
+        };
+        match field.kind {
+            FieldType::Tags => {
+                let list = |v: Option<&Value>| -> Vec<String> {
+                    v.and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let (old, new) = (list(b), list(a));
+                for tag in new.iter().filter(|t| !old.contains(t)) {
+                    events.push(event("record.tag_added", json!({"tag": tag})));
+                }
+                for tag in old.iter().filter(|t| !new.contains(t)) {
+                    events.push(event("record.tag_removed", json!({"tag": tag})));
+                }
+            }
+            FieldType::Relation if b != a => match a {
+                Some(to) => events.push(event(
+                    "record.relation_set",
+                    json!({"from": b.cloned().unwrap_or(Value::Null), "to": to}),
+                )),
+                None => events.push(event(
+                    "record.relation_cleared",
+                    json!({"from": b.cloned().unwrap_or(Value::Null)}),
+                )),
+            },
+            _ => {}
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collections::model::FieldOptions;
+
+    #[test]
+    fn decimals_that_are_equal_claim_one_unique_value() {
+        let field = Field {
+            name: "amount".into(),
+            kind: FieldType::Decimal,
+            required: false,
+            unique: true,
+            pii: false,
+            encrypted: false,
+            options: FieldOptions::default(),
+        };
+        assert_eq!(
+            unique_key(&field, &json!("1.50")),
+            unique_key(&field, &json!("1.5"))
+        );
+        assert_eq!(
+            unique_key(&field, &json!("2.000")),
+            unique_key(&field, &json!("2"))
+        );
+        assert_ne!(
+            unique_key(&field, &json!("20")),
+            unique_key(&field, &json!("2"))
+        );
+        assert_eq!(unique_key(&field, &json!("100")), "100");
+    }
+}
