@@ -7,6 +7,7 @@ mod sql;
 mod sql_api_keys;
 mod sql_collections;
 mod sql_members;
+mod sql_records;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -29,6 +30,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "invitations",
     "api_keys",
     "collections",
+    "records",
+    "record_uniques",
     "audit_heads",
     "audit_entries",
     "audit_tree",

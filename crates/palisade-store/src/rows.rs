@@ -6,11 +6,11 @@ use palisade_core::accounts::model::{
 };
 use palisade_core::acl::{FieldGrant, Grants, PermissionSet, Role, TeamGrant};
 use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
-use palisade_core::collections::model::{Collection, Field};
+use palisade_core::collections::model::{Collection, Field, Record, RecordStatus};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
-    UserId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, ResetCodeId, SessionId,
+    TeamId, UserId, WorkspaceId,
 };
 use palisade_core::principal::SignInMethod;
 use palisade_core::store::{
@@ -467,6 +467,41 @@ impl From<CollectionRow> for Collection {
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
+    }
+}
+
+/// A record (the columns of `sql_records::record_select!`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct RecordRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub collection_id: String,
+    pub status: String,
+    pub data: Json<serde_json::Map<String, serde_json::Value>>,
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub published_at: Option<OffsetDateTime>,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+impl RecordRow {
+    pub fn into_record(self) -> StoreResult<Record> {
+        Ok(Record {
+            status: RecordStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("records", "unknown status"))?,
+            id: RecordId::from_trusted(self.id),
+            workspace_id: WorkspaceId::from_trusted(self.workspace_id),
+            collection_id: CollectionId::from_trusted(self.collection_id),
+            data: self.data.0,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            published_at: self.published_at,
+            created_by: self.created_by,
+            updated_by: self.updated_by,
+        })
     }
 }
 

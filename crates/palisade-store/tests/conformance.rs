@@ -13,11 +13,13 @@ use palisade_core::acl::{
 };
 use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
 use palisade_core::audit::{Actor, AuditEvent, AuditLog, Target};
-use palisade_core::collections::model::{Collection, Field, FieldOptions, FieldType};
+use palisade_core::collections::model::{
+    Collection, Field, FieldOptions, FieldType, Record, RecordStatus,
+};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, ResetCodeId, SessionId, TeamId,
-    UserId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, ResetCodeId, SessionId,
+    TeamId, UserId, WorkspaceId,
 };
 use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{
@@ -917,6 +919,8 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "invitations",
             "api_keys",
             "collections",
+            "records",
+            "record_uniques",
         ] {
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT workspace_id FROM {table}"
@@ -924,7 +928,10 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             .fetch_all(&mut *tx)
             .await
             .unwrap();
-            let expected = if matches!(table, "invitations" | "api_keys" | "collections") {
+            let expected = if matches!(
+                table,
+                "invitations" | "api_keys" | "collections" | "records" | "record_uniques"
+            ) {
                 vec![]
             } else {
                 vec![ws.id.to_string()]
@@ -941,6 +948,10 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "UPDATE api_keys SET name = 'x'",
             "UPDATE collections SET name = 'x'",
             "DELETE FROM collections",
+            "UPDATE records SET version = version + 1",
+            "DELETE FROM records",
+            "UPDATE record_uniques SET record_id = 'x'",
+            "DELETE FROM record_uniques",
         ] {
             let done = sqlx::query(sql).execute(&mut *tx).await.unwrap();
             assert_eq!(done.rows_affected(), 0, "{sql} as {}", user.email);
@@ -973,17 +984,21 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
         );
         tx.rollback().await.unwrap();
     }
-    // Collections have no lookup outside their workspace: a system transaction sees none.
+    // Collections and records have no lookup outside their workspace: a system transaction
+    // sees none.
     let mut tx = app.begin().await.unwrap();
     sqlx::query("SELECT set_config('app.system', 'on', true)")
         .execute(&mut *tx)
         .await
         .unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM collections")
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
-    assert_eq!(n, 0, "collections in a system transaction");
+    for table in ["collections", "records", "record_uniques"] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table} in a system transaction");
+    }
     tx.rollback().await.unwrap();
     // The setting is transaction-local: after the transaction, nothing is visible again.
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
@@ -2187,9 +2202,15 @@ async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, t
     tx.api_key_insert(&api_key(ws, "Key", owner), &[token; 32])
         .await
         .unwrap();
-    tx.collection_insert(&collection(ws, "Collection"))
-        .await
-        .unwrap();
+    let c = collection(ws, "Collection");
+    tx.collection_insert(&c).await.unwrap();
+    let r = record(ws, &c.id, "Record");
+    tx.record_insert(&r).await.unwrap();
+    assert!(
+        tx.record_unique_claim(&c.id, "title", "Record", &r.id)
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
 }
 
@@ -3089,5 +3110,710 @@ async fn collections_of_another_workspace_are_invisible_and_untouchable() {
             "{b}: intact"
         );
         assert_eq!(tx.collections_all().await.unwrap(), [cb], "{b}");
+    }
+}
+
+// ---- Records (RecordsTx) ----
+
+/// A published record of `collection` in `ws` at version 1 with a title.
+fn record(ws: &WorkspaceId, collection: &CollectionId, title: &str) -> Record {
+    let mut data = serde_json::Map::new();
+    data.insert("title".into(), serde_json::Value::String(title.into()));
+    Record {
+        id: RecordId::generate(),
+        workspace_id: ws.clone(),
+        collection_id: collection.clone(),
+        status: RecordStatus::Published,
+        data,
+        version: 1,
+        created_at: t0(),
+        updated_at: t0(),
+        published_at: Some(t0()),
+        created_by: "usr_creator".into(),
+        updated_by: "usr_creator".into(),
+    }
+}
+
+fn draft(ws: &WorkspaceId, collection: &CollectionId, title: &str) -> Record {
+    Record {
+        status: RecordStatus::Draft,
+        published_at: None,
+        ..record(ws, collection, title)
+    }
+}
+
+fn record_ids(rs: &[Record]) -> Vec<RecordId> {
+    rs.iter().map(|r| r.id.clone()).collect()
+}
+
+/// Inserts a collection of `ws` named `name` and commits.
+async fn add_collection(store: &dyn Store, scope: &TenantScope, name: &str) -> Collection {
+    let c = collection(scope.workspace_id(), name);
+    let mut tx = tenant_write(store, scope).await;
+    tx.collection_insert(&c).await.unwrap();
+    tx.commit().await.unwrap();
+    c
+}
+
+#[tokio::test]
+async fn records_round_trip_exactly() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        let data = serde_json::json!({
+            "title": "Héllo ✍ \"quoted\" \\ back\nslash",
+            "日本語": "ключ 🦀",
+            "count": 42,
+            "negative": -7,
+            "big": 18_446_744_073_709_551_615_u64,
+            "min": i64::MIN,
+            "half": 3.25,
+            "tenth": 0.1,
+            "one": 1.0,
+            "tiny": 1.5e-7,
+            "flag": true,
+            "nothing": null,
+            "nested": {"list": [1, "two", {"three": [3.5, false, null]}], "empty": {}, "none": []},
+            "sealed": "djEuYWJjZGVm_-",
+        });
+        let serde_json::Value::Object(data) = data else {
+            unreachable!()
+        };
+        let full = Record {
+            data,
+            version: 7,
+            created_at: t_us(1),
+            updated_at: t_us(86_400_000_000 + 123_456),
+            published_at: Some(t_us(999_999)),
+            created_by: "usr_someone".into(),
+            updated_by: "key_something".into(),
+            ..record(&ws.id, &posts.id, "unused")
+        };
+        let empty = Record {
+            data: serde_json::Map::new(),
+            ..draft(&ws.id, &posts.id, "unused")
+        };
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.record_insert(&full).await.unwrap();
+        tx.record_insert(&empty).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.record_get(&full.id).await.unwrap(),
+            Some(full.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.record_get(&empty.id).await.unwrap(),
+            Some(empty.clone()),
+            "{b}"
+        );
+        assert_eq!(tx.record_get(&RecordId::generate()).await.unwrap(), None);
+        drop(tx);
+
+        // A duplicate id is a conflict; a record of an unknown collection is refused (foreign
+        // key); one of another workspace is refused before any SQL runs.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            matches!(tx.record_insert(&full).await, Err(StoreError::Conflict(_))),
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            tx.record_insert(&record(&ws.id, &CollectionId::generate(), "orphan"))
+                .await
+                .is_err(),
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            tx.record_insert(&record(&WorkspaceId::generate(), &posts.id, "foreign"))
+                .await
+                .is_err(),
+            "{b}"
+        );
+        drop(tx);
+    }
+}
+
+#[tokio::test]
+async fn records_list_one_collection_by_id_and_drafts_only_when_asked() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        let pages = add_collection(&*store, &scope, "pages").await;
+        let mut all: Vec<Record> = (0..6)
+            .map(|i| {
+                if i % 3 == 1 {
+                    draft(&ws.id, &posts.id, &format!("d{i}"))
+                } else {
+                    record(&ws.id, &posts.id, &format!("p{i}"))
+                }
+            })
+            .collect();
+        let other = record(&ws.id, &pages.id, "page");
+        let mut tx = tenant_write(&*store, &scope).await;
+        for r in &all {
+            tx.record_insert(r).await.unwrap();
+        }
+        tx.record_insert(&other).await.unwrap();
+        tx.commit().await.unwrap();
+        all.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+        let published: Vec<Record> = all
+            .iter()
+            .filter(|r| r.status == RecordStatus::Published)
+            .cloned()
+            .collect();
+        assert_eq!(published.len(), 4);
+
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        // With drafts: every record of the collection, by id, in pages.
+        let first = tx.records_list(&posts.id, None, 4, true).await.unwrap();
+        assert_eq!(first, all[..4], "{b}");
+        let rest = tx
+            .records_list(&posts.id, Some(&first[3].id), 4, true)
+            .await
+            .unwrap();
+        assert_eq!(record_ids(&rest), record_ids(&all[4..]), "{b}");
+        assert!(
+            tx.records_list(&posts.id, Some(&all[5].id), 4, true)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        // Without: published ones only, paged the same way.
+        let first = tx.records_list(&posts.id, None, 3, false).await.unwrap();
+        assert_eq!(first, published[..3], "{b}");
+        let rest = tx
+            .records_list(&posts.id, Some(&first[2].id), 3, false)
+            .await
+            .unwrap();
+        assert_eq!(record_ids(&rest), record_ids(&published[3..]), "{b}");
+        // A cursor need not be a published record's id.
+        let draft_id = all
+            .iter()
+            .find(|r| r.status == RecordStatus::Draft)
+            .map(|r| r.id.clone())
+            .unwrap();
+        let after_draft: Vec<RecordId> = published
+            .iter()
+            .filter(|r| r.id.as_str() > draft_id.as_str())
+            .map(|r| r.id.clone())
+            .collect();
+        assert_eq!(
+            record_ids(
+                &tx.records_list(&posts.id, Some(&draft_id), 10, false)
+                    .await
+                    .unwrap()
+            ),
+            after_draft,
+            "{b}"
+        );
+        // Other collections are separate.
+        assert_eq!(
+            tx.records_list(&pages.id, None, 10, true).await.unwrap(),
+            [other],
+            "{b}"
+        );
+        assert!(
+            tx.records_list(&CollectionId::generate(), None, 10, true)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert_eq!(tx.records_count(&posts.id).await.unwrap(), 6, "{b}");
+        assert_eq!(tx.records_count(&pages.id).await.unwrap(), 1, "{b}");
+        assert_eq!(
+            tx.records_count(&CollectionId::generate()).await.unwrap(),
+            0,
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn record_updates_are_conditional_on_the_version() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        let pages = add_collection(&*store, &scope, "pages").await;
+        let original = draft(&ws.id, &posts.id, "first");
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.record_insert(&original).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut data = original.data.clone();
+        data.insert("title".into(), "second ✍".into());
+        data.insert("extra".into(), serde_json::json!({"n": [1, 2.5]}));
+        let changed = Record {
+            status: RecordStatus::Published,
+            data,
+            version: 2,
+            updated_at: t_us(5_000_001),
+            published_at: Some(t_us(5_000_001)),
+            updated_by: "key_editor".into(),
+            ..original.clone()
+        };
+        let mut tx = tenant_write(&*store, &scope).await;
+        // The collection, created_at and created_by are never written.
+        assert!(
+            tx.record_update(
+                &Record {
+                    collection_id: pages.id.clone(),
+                    created_at: t_us(9),
+                    created_by: "usr_forger".into(),
+                    ..changed.clone()
+                },
+                1
+            )
+            .await
+            .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            tx.record_get(&original.id).await.unwrap(),
+            Some(changed.clone()),
+            "{b}"
+        );
+        // A stale version changes nothing.
+        let stale = Record {
+            data: serde_json::Map::new(),
+            version: 3,
+            status: RecordStatus::Draft,
+            published_at: None,
+            updated_by: "usr_late".into(),
+            ..changed.clone()
+        };
+        assert!(!tx.record_update(&stale, 1).await.unwrap(), "{b}");
+        assert!(!tx.record_update(&stale, 3).await.unwrap(), "{b}");
+        assert_eq!(
+            tx.record_get(&original.id).await.unwrap(),
+            Some(changed.clone()),
+            "{b}"
+        );
+        // The current version succeeds, back to a draft.
+        assert!(tx.record_update(&stale, 2).await.unwrap(), "{b}");
+        tx.commit().await.unwrap();
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.record_get(&original.id).await.unwrap(),
+            Some(stale.clone()),
+            "{b}"
+        );
+        drop(tx);
+
+        // An unknown record matches nothing; another workspace's is refused before any SQL.
+        let mut tx = tenant_write(&*store, &scope).await;
+        let ghost = record(&ws.id, &posts.id, "ghost");
+        assert!(!tx.record_update(&ghost, 1).await.unwrap(), "{b}");
+        assert!(
+            tx.record_update(
+                &Record {
+                    workspace_id: WorkspaceId::generate(),
+                    ..stale.clone()
+                },
+                3
+            )
+            .await
+            .is_err(),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unique_values_are_claimed_by_one_record_until_released_or_deleted() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        let pages = add_collection(&*store, &scope, "pages").await;
+        let r1 = record(&ws.id, &posts.id, "one");
+        let r2 = record(&ws.id, &posts.id, "two");
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.record_insert(&r1).await.unwrap();
+        tx.record_insert(&r2).await.unwrap();
+        // Free: taken. Again by the holder: still its. By another: refused.
+        assert!(
+            tx.record_unique_claim(&posts.id, "slug", "héllo", &r1.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            tx.record_unique_claim(&posts.id, "slug", "héllo", &r1.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.record_unique_claim(&posts.id, "slug", "héllo", &r2.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        // Values are exact, and per field and per collection.
+        for (collection, field, value) in [
+            (&posts.id, "slug", "Héllo"),
+            (&posts.id, "slug", "héllo "),
+            (&posts.id, "email", "héllo"),
+            (&pages.id, "slug", "héllo"),
+        ] {
+            assert!(
+                tx.record_unique_claim(collection, field, value, &r2.id)
+                    .await
+                    .unwrap(),
+                "{b}: {field} {value:?}"
+            );
+        }
+        tx.commit().await.unwrap();
+
+        // A release by a record that does not hold the value changes nothing.
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.record_unique_release(&posts.id, "slug", "héllo", &r2.id)
+            .await
+            .unwrap();
+        assert!(
+            !tx.record_unique_claim(&posts.id, "slug", "héllo", &r2.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        // The holder's release frees it (a second release is a no-op).
+        tx.record_unique_release(&posts.id, "slug", "héllo", &r1.id)
+            .await
+            .unwrap();
+        tx.record_unique_release(&posts.id, "slug", "héllo", &r1.id)
+            .await
+            .unwrap();
+        assert!(
+            tx.record_unique_claim(&posts.id, "slug", "héllo", &r2.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.record_unique_claim(&posts.id, "slug", "héllo", &r1.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+
+        // Deleting a record deletes its claims: each value is free for another record.
+        let r3 = record(&ws.id, &posts.id, "three");
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.record_insert(&r3).await.unwrap();
+        assert!(tx.record_delete(&r2.id).await.unwrap(), "{b}");
+        assert!(!tx.record_delete(&r2.id).await.unwrap(), "{b}: gone");
+        assert_eq!(tx.record_get(&r2.id).await.unwrap(), None, "{b}");
+        for (collection, field, value) in [
+            (&posts.id, "slug", "héllo"),
+            (&posts.id, "slug", "Héllo"),
+            (&posts.id, "email", "héllo"),
+            (&pages.id, "slug", "héllo"),
+        ] {
+            assert!(
+                tx.record_unique_claim(collection, field, value, &r3.id)
+                    .await
+                    .unwrap(),
+                "{b}: {field} {value:?}"
+            );
+        }
+        // The other record is untouched.
+        assert_eq!(tx.record_get(&r1.id).await.unwrap(), Some(r1.clone()));
+        // A value as long as a text field allows (10,000 characters, 40,000 bytes, not
+        // compressible), more than a PostgreSQL B-tree entry holds; one character less is
+        // another value.
+        let long: String = (0..10_000u32)
+            .map(|i| char::from_u32(0x1_0000 + (i.wrapping_mul(2_654_435_761) % 0xF_0000)).unwrap())
+            .collect();
+        assert_eq!(long.len(), 40_000);
+        let shorter: String = long.chars().skip(1).collect();
+        assert!(
+            tx.record_unique_claim(&posts.id, "body", &long, &r1.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.record_unique_claim(&posts.id, "body", &long, &r3.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            tx.record_unique_claim(&posts.id, "body", &shorter, &r3.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.record_unique_release(&posts.id, "body", &long, &r1.id)
+            .await
+            .unwrap();
+        assert!(
+            tx.record_unique_claim(&posts.id, "body", &long, &r3.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_collections_records_deletes_their_claims_and_nothing_else() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        let pages = add_collection(&*store, &scope, "pages").await;
+        let doomed: Vec<Record> = (0..3)
+            .map(|i| {
+                if i == 0 {
+                    draft(&ws.id, &posts.id, "d")
+                } else {
+                    record(&ws.id, &posts.id, &format!("p{i}"))
+                }
+            })
+            .collect();
+        let kept = record(&ws.id, &pages.id, "kept");
+        let mut tx = tenant_write(&*store, &scope).await;
+        for (i, r) in doomed.iter().enumerate() {
+            tx.record_insert(r).await.unwrap();
+            assert!(
+                tx.record_unique_claim(&posts.id, "slug", &format!("v{i}"), &r.id)
+                    .await
+                    .unwrap()
+            );
+        }
+        tx.record_insert(&kept).await.unwrap();
+        assert!(
+            tx.record_unique_claim(&pages.id, "slug", "v0", &kept.id)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.records_count(&posts.id).await.unwrap(), 3, "{b}");
+        assert_eq!(
+            tx.records_delete_collection(&posts.id).await.unwrap(),
+            3,
+            "{b}"
+        );
+        assert_eq!(tx.records_count(&posts.id).await.unwrap(), 0, "{b}");
+        assert_eq!(
+            tx.records_delete_collection(&posts.id).await.unwrap(),
+            0,
+            "{b}"
+        );
+        for r in &doomed {
+            assert_eq!(tx.record_get(&r.id).await.unwrap(), None, "{b}");
+        }
+        // Their claims are gone; the other collection's record and claim stay.
+        let newcomer = record(&ws.id, &posts.id, "new");
+        tx.record_insert(&newcomer).await.unwrap();
+        for i in 0..3 {
+            assert!(
+                tx.record_unique_claim(&posts.id, "slug", &format!("v{i}"), &newcomer.id)
+                    .await
+                    .unwrap(),
+                "{b}"
+            );
+        }
+        assert!(
+            !tx.record_unique_claim(&pages.id, "slug", "v0", &newcomer.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(tx.records_count(&pages.id).await.unwrap(), 1, "{b}");
+        assert_eq!(tx.record_get(&kept.id).await.unwrap(), Some(kept), "{b}");
+        // With its records gone, the collection itself can be deleted.
+        assert_eq!(
+            tx.records_delete_collection(&posts.id).await.unwrap(),
+            1,
+            "{b}"
+        );
+        assert!(tx.collection_delete(&posts.id).await.unwrap(), "{b}");
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn records_of_another_workspace_are_invisible_and_untouchable() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (_wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let ca = add_collection(&*store, &sa, "secrets").await;
+        let ra = record(&wa.id, &ca.id, "secret");
+        let rd = draft(&wa.id, &ca.id, "draft");
+        let mut tx = tenant_write(&*store, &sa).await;
+        tx.record_insert(&ra).await.unwrap();
+        tx.record_insert(&rd).await.unwrap();
+        assert!(
+            tx.record_unique_claim(&ca.id, "slug", "taken", &ra.id)
+                .await
+                .unwrap()
+        );
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &sb).await;
+        assert_eq!(tx.record_get(&ra.id).await.unwrap(), None, "{b}");
+        assert!(
+            tx.records_list(&ca.id, None, 10, true)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert_eq!(tx.records_count(&ca.id).await.unwrap(), 0, "{b}");
+        // A's record as read is refused before any SQL.
+        assert!(tx.record_update(&ra, 1).await.is_err(), "{b}");
+        drop(tx);
+        let mut tx = tenant_write(&*store, &sb).await;
+        assert!(
+            tx.record_insert(&record(&wa.id, &ca.id, "planted"))
+                .await
+                .is_err(),
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = tenant_write(&*store, &sb).await;
+        // Re-labelled as B's it matches nothing.
+        let relabelled = Record {
+            workspace_id: sb.workspace_id().clone(),
+            version: 2,
+            ..ra.clone()
+        };
+        assert!(!tx.record_update(&relabelled, 1).await.unwrap(), "{b}");
+        assert!(!tx.record_delete(&ra.id).await.unwrap(), "{b}");
+        assert_eq!(
+            tx.records_delete_collection(&ca.id).await.unwrap(),
+            0,
+            "{b}"
+        );
+        // Claims are per workspace: A's value is free in B, and B's release of A's claim (with
+        // A's record id) touches nothing of A's.
+        tx.record_unique_release(&ca.id, "slug", "taken", &ra.id)
+            .await
+            .unwrap();
+        assert!(
+            tx.record_unique_claim(&ca.id, "slug", "taken", &RecordId::generate())
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+
+        let mut tx = tenant_write(&*store, &sa).await;
+        assert_eq!(
+            tx.record_get(&ra.id).await.unwrap(),
+            Some(ra.clone()),
+            "{b}: intact"
+        );
+        assert_eq!(
+            tx.records_list(&ca.id, None, 10, true).await.unwrap().len(),
+            2,
+            "{b}"
+        );
+        assert!(
+            !tx.record_unique_claim(&ca.id, "slug", "taken", &rd.id)
+                .await
+                .unwrap(),
+            "{b}: A's claim stands"
+        );
+        assert!(
+            tx.record_unique_claim(&ca.id, "slug", "taken", &ra.id)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+    }
+}
+
+/// Two transactions claiming one value: the second waits for the first (PostgreSQL on the
+/// unique index, SQLite for the one writer) and loses if it commits, wins if it rolls back.
+#[tokio::test]
+async fn concurrent_record_unique_claims_have_exactly_one_winner() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        for winner_commits in [true, false] {
+            let value = format!("value-{winner_commits}");
+            let first = record(&ws.id, &posts.id, "first");
+            let second = record(&ws.id, &posts.id, "second");
+            let mut tx = tenant_write(&*store, &scope).await;
+            tx.record_insert(&first).await.unwrap();
+            assert!(
+                tx.record_unique_claim(&posts.id, "slug", &value, &first.id)
+                    .await
+                    .unwrap(),
+                "{b}"
+            );
+
+            let (store2, scope2, posts2, value2) = (
+                store.clone(),
+                scope.clone(),
+                posts.id.clone(),
+                value.clone(),
+            );
+            let second_id = second.id.clone();
+            let loser = tokio::spawn(async move {
+                let mut tx = tenant_write(&*store2, &scope2).await;
+                let won = tx
+                    .record_unique_claim(&posts2, "slug", &value2, &second_id)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                won
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!loser.is_finished(), "{b}: the second claim waits");
+            if winner_commits {
+                tx.commit().await.unwrap();
+            } else {
+                drop(tx);
+            }
+            let won = tokio::time::timeout(std::time::Duration::from_secs(10), loser)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(won, !winner_commits, "{b}: winner commits {winner_commits}");
+            let holder = if winner_commits { &first } else { &second };
+            let other = if winner_commits { &second } else { &first };
+            let mut tx = tenant_write(&*store, &scope).await;
+            assert!(
+                tx.record_unique_claim(&posts.id, "slug", &value, &holder.id)
+                    .await
+                    .unwrap(),
+                "{b}"
+            );
+            assert!(
+                !tx.record_unique_claim(&posts.id, "slug", &value, &other.id)
+                    .await
+                    .unwrap(),
+                "{b}"
+            );
+        }
     }
 }
