@@ -262,17 +262,14 @@ impl Services {
         }
         check_writable(scope, &schema, patch.keys())?;
         let old = self.open_all(&schema, &before)?;
+        // Every member must name a field (a `null` too); values are normalized.
+        let normalized = validate(&schema, &old, &patch, false)?;
         let mut merged = old.clone();
-        let mut changes = Map::new();
         for (k, v) in &patch {
             if v.is_null() {
                 merged.remove(k);
-            } else {
-                changes.insert(k.clone(), v.clone());
             }
         }
-        // Validate the values sent, then the whole record for `required` and unknown fields.
-        let normalized = validate(&schema, &old, &changes, false)?;
         for (k, v) in normalized {
             merged.insert(k, v);
         }
@@ -678,9 +675,9 @@ fn filter_view(scope: &TenantScope, schema: &Collection, mut view: RecordView) -
     view
 }
 
-/// Adds the changed values to `event`: plain fields in the diff; `pii` fields only as
-/// commitments (AUDIT-SPEC §5, which sets the entry's `gdpr` flag); encrypted fields only as
-/// the fact that they changed.
+/// Adds the changed values to `event`: plain fields in the diff (JSON values as their text);
+/// encrypted fields only as the fact that they changed; `pii` fields only as commitments
+/// (AUDIT-SPEC §5, which sets the entry's `gdpr` flag).
 fn audit_values(
     mut event: AuditEvent,
     schema: &Collection,
@@ -698,7 +695,21 @@ fn audit_values(
             continue;
         };
         let at = format!("/data/{name}");
-        if field.pii {
+        // JSON values may hold fractions, which canonical entries do not carry: they are
+        // audited as their JSON text.
+        let audited = |v: Option<&Value>| -> Option<Value> {
+            v.map(|v| match field.kind {
+                FieldType::Json => Value::String(v.to_string()),
+                _ => v.clone(),
+            })
+        };
+        let (b, a) = (audited(b), audited(a));
+        let (b, a) = (b.as_ref(), a.as_ref());
+        if field.encrypted {
+            // Never the value, not even as a commitment (openings are stored in clear).
+            let mark = |v: Option<&Value>| v.map_or(Value::Null, |_| json!("(encrypted)"));
+            event.diff.insert(at, [mark(b), mark(a)]);
+        } else if field.pii {
             personal_fields.push(json!(name));
             if let Some(b) = b {
                 event = event.personal(&format!("{at}/before"), b.clone());
@@ -706,9 +717,6 @@ fn audit_values(
             if let Some(a) = a {
                 event = event.personal(&format!("{at}/after"), a.clone());
             }
-        } else if field.encrypted {
-            let mark = |v: Option<&Value>| v.map_or(Value::Null, |_| json!("(encrypted)"));
-            event.diff.insert(at, [mark(b), mark(a)]);
         } else {
             event.diff_field(
                 &at,
