@@ -2500,3 +2500,62 @@ async fn roles_and_scopes_decide_who_reads_and_writes_records() {
         s.stop().await;
     }
 }
+
+/// Concurrent tag changes on one record all take effect: each is made at the version it read
+/// and made again if another change got there first.
+#[tokio::test]
+async fn concurrent_tag_changes_are_never_lost() {
+    for s in servers().await {
+        let b = s.backend();
+        let (_, o, _) = s.user("tags-race@example.com").await;
+        let ws = id(&s.workspace(&o, "Tag race", "tag-race").await);
+        collection(
+            &s,
+            &o,
+            &ws,
+            "notes",
+            json!([{"name": "title", "type": "text"}, {"name": "labels", "type": "tags"}]),
+        )
+        .await;
+        let r = s
+            .post(&records(&ws, "notes"), Some(&o), json!({"title": "one"}))
+            .await;
+        assert_status(&r, 201, b);
+        let rid = id(&r.body);
+        let path = format!("{}/tags", record(&ws, "notes", &rid));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (client, url, token) = (s.client.clone(), format!("{}{path}", s.base), o.clone());
+            tasks.spawn(async move {
+                let r = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"add": [format!("t{i}")]}))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            });
+        }
+        while let Some(status) = tasks.join_next().await {
+            assert_eq!(status.unwrap(), 200, "{b}: a concurrent tag change");
+        }
+        let labels = fetch(&s, &o, &ws, "notes", &rid).await["labels"].clone();
+        let mut got: Vec<String> = labels
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        got.sort();
+        let want: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+        assert_eq!(got, want, "{b}: every tag added once");
+        let added = record_audit(&s, &ws)
+            .await
+            .iter()
+            .filter(|e| e.action == "record.tag_added")
+            .count();
+        assert_eq!(added, 8, "{b}: one entry per tag added");
+        s.stop().await;
+    }
+}

@@ -252,6 +252,23 @@ impl Services {
         if_match: Option<i64>,
         meta: &RequestMeta,
     ) -> Result<RecordView> {
+        self.patch_record(scope, collection, id, if_match, meta, |_, _| {
+            Ok(patch.clone())
+        })
+        .await
+    }
+
+    /// The one write path of a record's values: `make_patch` builds the merge patch from the
+    /// schema and the current values, inside the write transaction.
+    async fn patch_record(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+        make_patch: impl Fn(&Collection, &Map<String, Value>) -> Result<Map<String, Value>>,
+    ) -> Result<RecordView> {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
@@ -260,8 +277,9 @@ impl Services {
         if if_match.is_some_and(|v| v != before.version) {
             return Err(Error::PreconditionFailed);
         }
-        check_writable(scope, &schema, patch.keys())?;
         let old = self.open_all(&schema, &before)?;
+        let patch = make_patch(&schema, &old)?;
+        check_writable(scope, &schema, patch.keys())?;
         // Every member must name a field (a `null` too); values are normalized.
         let normalized = validate(&schema, &old, &patch, false)?;
         let mut merged = old.clone();
@@ -409,44 +427,52 @@ impl Services {
         remove: Vec<String>,
         meta: &RequestMeta,
     ) -> Result<RecordView> {
-        authorize_collection(scope, collection, Permission::RecordsWrite)?;
-        let schema = {
-            let mut tx = self.store.tenant(scope, Access::Read).await?;
-            Self::collection_named(&mut tx, collection).await?
+        let make_patch = |schema: &Collection, old: &Map<String, Value>| {
+            let tag_fields: Vec<&Field> = schema
+                .fields
+                .iter()
+                .filter(|f| f.kind == FieldType::Tags)
+                .collect();
+            let name = match (field, tag_fields.as_slice()) {
+                (Some(f), _) if tag_fields.iter().any(|t| t.name == f) => f.to_owned(),
+                (Some(_), _) => {
+                    return Err(Error::field(
+                        "/field",
+                        "is not a tags field of this collection",
+                    ));
+                }
+                (None, [only]) => only.name.clone(),
+                (None, _) => {
+                    return Err(Error::field(
+                        "/field",
+                        "is required: name the tags field to change",
+                    ));
+                }
+            };
+            let mut tags: Vec<Value> = old
+                .get(&name)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            tags.retain(|t| !remove.iter().any(|r| t.as_str() == Some(r)));
+            tags.extend(add.iter().cloned().map(Value::String));
+            let mut patch = Map::new();
+            patch.insert(name, Value::Array(tags));
+            Ok(patch)
         };
-        let tag_fields: Vec<&Field> = schema
-            .fields
-            .iter()
-            .filter(|f| f.kind == FieldType::Tags)
-            .collect();
-        let name = match (field, tag_fields.as_slice()) {
-            (Some(f), _) if tag_fields.iter().any(|t| t.name == f) => f.to_owned(),
-            (Some(_), _) => {
-                return Err(Error::field(
-                    "/field",
-                    "is not a tags field of this collection",
-                ));
+        // Computed from the values read in the write transaction. On PostgreSQL a concurrent
+        // change can still win the version check in between; the change is then made again
+        // on the newer tags.
+        let mut attempts = 0;
+        loop {
+            match self
+                .patch_record(scope, collection, id, None, meta, make_patch)
+                .await
+            {
+                Err(Error::PreconditionFailed) if attempts < 20 => attempts += 1,
+                other => return other,
             }
-            (None, [only]) => only.name.clone(),
-            (None, _) => {
-                return Err(Error::field(
-                    "/field",
-                    "is required: name the tags field to change",
-                ));
-            }
-        };
-        let current = {
-            let mut tx = self.store.tenant(scope, Access::Read).await?;
-            let record = visible_record(&mut tx, scope, &schema, id).await?;
-            record.data.get(&name).cloned().unwrap_or(json!([]))
-        };
-        let mut tags: Vec<Value> = current.as_array().cloned().unwrap_or_default();
-        tags.retain(|t| !remove.iter().any(|r| t.as_str() == Some(r)));
-        tags.extend(add.into_iter().map(Value::String));
-        let mut patch = Map::new();
-        patch.insert(name, Value::Array(tags));
-        self.update_record(scope, collection, id, patch, None, meta)
-            .await
+        }
     }
 
     /// Every stored value in the clear (encrypted ones opened), for diffs and merges.
