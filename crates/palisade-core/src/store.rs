@@ -350,6 +350,15 @@ pub trait CollectionsTx: Send {
     async fn collection_insert(&mut self, collection: &Collection) -> StoreResult<()>;
     async fn collection_get(&mut self, id: &CollectionId) -> StoreResult<Option<Collection>>;
     async fn collection_by_name(&mut self, name: &str) -> StoreResult<Option<Collection>>;
+    /// [`CollectionsTx::collection_by_name`] in a write transaction, its row locked until
+    /// commit: shared by record writes, exclusive for schema changes, so a schema change and the
+    /// record writes it must see never interleave (PostgreSQL `FOR SHARE` / `FOR UPDATE`;
+    /// SQLite's one writer does the same).
+    async fn collection_lock(
+        &mut self,
+        name: &str,
+        exclusive: bool,
+    ) -> StoreResult<Option<Collection>>;
     /// By id, after the cursor.
     async fn collections_list(
         &mut self,

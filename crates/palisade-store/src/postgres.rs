@@ -15,6 +15,14 @@ mod statements {
         "SELECT tat, logged_until FROM rate_limits WHERE key = $1 FOR UPDATE";
     pub const AUDIT_HEAD_LOCKED: &str =
         "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1 FOR UPDATE";
+    pub const COLLECTION_BY_NAME_SHARED: &str = concat!(
+        "SELECT workspace_id, id, name, fields, version, created_at, updated_at FROM collections ",
+        "WHERE workspace_id = $1 AND name = $2 FOR SHARE"
+    );
+    pub const COLLECTION_BY_NAME_EXCLUSIVE: &str = concat!(
+        "SELECT workspace_id, id, name, fields, version, created_at, updated_at FROM collections ",
+        "WHERE workspace_id = $1 AND name = $2 FOR UPDATE"
+    );
     pub const WORKSPACE_GET_LOCKED: &str =
         crate::sql::workspace_select!("WHERE w.id = $1 FOR UPDATE");
 }

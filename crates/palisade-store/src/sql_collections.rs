@@ -68,6 +68,16 @@ macro_rules! impl_collections_tx {
                 Ok(row.map(Collection::from))
             }
 
+            async fn collection_lock(&mut self, name: &str, exclusive: bool) -> StoreResult<Option<Collection>> {
+                let sql = match (self.write, exclusive) {
+                    (false, _) => q::COLLECTION_BY_NAME,
+                    (true, false) => super::statements::COLLECTION_BY_NAME_SHARED,
+                    (true, true) => super::statements::COLLECTION_BY_NAME_EXCLUSIVE,
+                };
+                let row: Option<CollectionRow> = one(self, sql, name).await?;
+                Ok(row.map(Collection::from))
+            }
+
             async fn collections_list(&mut self, after: Option<&CollectionId>, limit: u32) -> StoreResult<Vec<Collection>> {
                 let rows: Vec<CollectionRow> =
                     page(self, q::COLLECTIONS_LIST, after.map_or("", CollectionId::as_str), limit).await?;

@@ -19,6 +19,9 @@ mod statements {
     // One writer connection serialises writes, so a plain read suffices as a row lock.
     pub const LIMIT_LOCKED: &str = "SELECT tat, logged_until FROM rate_limits WHERE key = $1";
     pub const WORKSPACE_GET_LOCKED: &str = crate::sql::WORKSPACE_GET;
+    // One writer: a write transaction already excludes every other.
+    pub const COLLECTION_BY_NAME_SHARED: &str = crate::sql_collections::COLLECTION_BY_NAME;
+    pub const COLLECTION_BY_NAME_EXCLUSIVE: &str = crate::sql_collections::COLLECTION_BY_NAME;
 }
 
 crate::sql::impl_transactions!(sqlx::Sqlite, statements);

@@ -3817,3 +3817,51 @@ async fn concurrent_record_unique_claims_have_exactly_one_winner() {
         }
     }
 }
+
+/// A record write's shared lock on its collection holds a schema change's exclusive lock until
+/// it commits (PostgreSQL row locks; SQLite's one writer), so the change sees every record.
+#[tokio::test]
+async fn a_schema_change_waits_for_record_writes_on_its_collection() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let posts = add_collection(&*store, &scope, "posts").await;
+        let mut writer = tenant_write(&*store, &scope).await;
+        let seen = writer.collection_lock("posts", false).await.unwrap();
+        assert_eq!(seen.map(|c| c.id), Some(posts.id.clone()), "{b}");
+        let row = record(&ws.id, &posts.id, "first");
+        writer.record_insert(&row).await.unwrap();
+
+        let (store2, scope2, posts2) = (store.clone(), scope.clone(), posts.id.clone());
+        let change = tokio::spawn(async move {
+            let mut tx = tenant_write(&*store2, &scope2).await;
+            let locked = tx.collection_lock("posts", true).await.unwrap();
+            let count = tx.records_count(&posts2).await.unwrap();
+            tx.commit().await.unwrap();
+            (locked.is_some(), count)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!change.is_finished(), "{b}: the schema change waits");
+        writer.commit().await.unwrap();
+        let (locked, count) = tokio::time::timeout(std::time::Duration::from_secs(10), change)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(locked, "{b}");
+        assert_eq!(
+            count, 1,
+            "{b}: the change sees the record written before it"
+        );
+
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert!(
+            tx.collection_lock("posts", false).await.unwrap().is_some(),
+            "{b}: a read transaction reads without locking"
+        );
+        assert!(
+            tx.collection_lock("nope", true).await.unwrap().is_none(),
+            "{b}"
+        );
+    }
+}

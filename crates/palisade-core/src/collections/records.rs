@@ -129,6 +129,14 @@ impl Services {
             .ok_or(Error::NotFound(Resource::Collection))
     }
 
+    /// The collection for a record write: its row share-locked until commit, so no schema
+    /// change interleaves with the write (the change takes it exclusively).
+    async fn collection_for_write(tx: &mut Box<dyn TenantTx>, name: &str) -> Result<Collection> {
+        tx.collection_lock(name, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))
+    }
+
     /// Creates a record (needs `records.write` on the collection and write access to every
     /// field sent).
     #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
@@ -147,7 +155,7 @@ impl Services {
                 .ok_or_else(|| Error::field("/status", "must be draft or published"))?,
         };
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let schema = Self::collection_named(&mut tx, collection).await?;
+        let schema = Self::collection_for_write(&mut tx, collection).await?;
         check_writable(scope, &schema, input.data.keys())?;
         let actor = Actor::of(scope.principal()).id;
         let mut record = Record {
@@ -272,7 +280,7 @@ impl Services {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let schema = Self::collection_named(&mut tx, collection).await?;
+        let schema = Self::collection_for_write(&mut tx, collection).await?;
         let before = visible_record(&mut tx, scope, &schema, id).await?;
         if if_match.is_some_and(|v| v != before.version) {
             return Err(Error::PreconditionFailed);
@@ -345,7 +353,7 @@ impl Services {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let schema = Self::collection_named(&mut tx, collection).await?;
+        let schema = Self::collection_for_write(&mut tx, collection).await?;
         let before = visible_record(&mut tx, scope, &schema, id).await?;
         if if_match.is_some_and(|v| v != before.version) {
             return Err(Error::PreconditionFailed);
@@ -378,7 +386,7 @@ impl Services {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let schema = Self::collection_named(&mut tx, collection).await?;
+        let schema = Self::collection_for_write(&mut tx, collection).await?;
         let before = visible_record(&mut tx, scope, &schema, id).await?;
         if before.status == status {
             return self.record_view(scope, &schema, before);

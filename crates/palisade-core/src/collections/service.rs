@@ -338,6 +338,8 @@ impl Services {
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         lock_workspace(&mut tx).await?;
+        // Exclusive: waits for record writes in flight, and holds new ones until commit.
+        tx.collection_lock(name, true).await?;
         let all = tx.collections_all().await?;
         let before = all
             .iter()
@@ -427,6 +429,8 @@ impl Services {
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         lock_workspace(&mut tx).await?;
+        // Exclusive: waits for record writes in flight, and holds new ones until commit.
+        tx.collection_lock(name, true).await?;
         let all = tx.collections_all().await?;
         let before = all
             .iter()
