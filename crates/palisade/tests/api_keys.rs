@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, Reply, Server, link_token, servers};
+use common::{
+    ADMIN, Reply, Server, assert_status, contains, database_image, id, join, servers, ws_path,
+};
 use palisade_core::ids::ApiKeyId;
 use palisade_core::store::StoredEntry;
 use palisade_store::testing::databases;
@@ -152,21 +154,6 @@ fn well_formed_unknown_key(seed: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn ws_path(ws: &str, rest: &str) -> String {
-    format!("/api/v1/workspaces/{ws}{rest}")
-}
-
-fn id(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_owned()
-}
-
-fn assert_status(r: &Reply, status: u16, context: &str) {
-    assert_eq!(r.status.as_u16(), status, "{context}: {}", r.text);
-}
-
 async fn delete(s: &Server, path: &str, token: &str) -> Reply {
     s.call(Method::DELETE, path, Some(token), None).await
 }
@@ -235,30 +222,6 @@ async fn warm(s: &Server, path: &str, key: &str, n: usize, context: &str) {
     }
 }
 
-/// Invites `email` to `ws` as `role` and has `user` accept; returns the member id.
-async fn join(s: &Server, inviter: &str, ws: &str, email: &str, user: &str, role: &str) -> String {
-    let b = s.backend();
-    let before = s.mail_count(email, "invitation");
-    let r = s
-        .post(
-            &ws_path(ws, "/invitations"),
-            Some(inviter),
-            json!({"email": email, "role": role}),
-        )
-        .await;
-    assert_status(&r, 201, &format!("{b}: invite {email}"));
-    let text = s.nth_mail(email, "invitation", before + 1).await;
-    let r = s
-        .post(
-            "/api/v1/invitations/accept",
-            Some(user),
-            json!({"token": link_token(&text)}),
-        )
-        .await;
-    assert_status(&r, 200, &format!("{b}: {email} accepts"));
-    id(&r.body["member"])
-}
-
 /// The member id of `user_id` in `ws`.
 async fn member_id(s: &Server, token: &str, ws: &str, user_id: &str) -> String {
     let members = list(s, token, &ws_path(ws, "/members?limit=200")).await;
@@ -313,68 +276,6 @@ async fn workspace_audit(server: &Server, ws_id: &str) -> Vec<Ev> {
 
 fn pair(kind: &str, id: &str) -> (String, String) {
     (kind.to_owned(), id.to_owned())
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
-/// Everything the database holds, as bytes: SQLite's file with its `-wal` and `-shm`;
-/// PostgreSQL's `pg_dump` (as a superuser when the run has one, so row security hides nothing).
-async fn database_image(s: &Server) -> Vec<u8> {
-    match s.backend() {
-        "sqlite" => {
-            let path = s.db.url.strip_prefix("sqlite:").unwrap();
-            let path = path.split('?').next().unwrap().to_owned();
-            let mut image = std::fs::read(&path).expect("the SQLite file");
-            for suffix in ["-wal", "-shm"] {
-                if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
-                    image.extend(bytes);
-                }
-            }
-            image
-        }
-        "postgres" => {
-            let db = url::Url::parse(&s.db.url).unwrap();
-            let url = match std::env::var("PALISADE_TEST_PG_SUPERUSER_URL") {
-                Ok(su) if !su.is_empty() => {
-                    let mut su = url::Url::parse(&su).unwrap();
-                    su.set_path(db.path());
-                    su
-                }
-                _ => db,
-            };
-            let bindir = match std::env::var("PALISADE_TEST_PG_BINDIR") {
-                Ok(dir) if !dir.is_empty() => dir,
-                _ => {
-                    let out = std::process::Command::new("pg_config")
-                        .arg("--bindir")
-                        .output()
-                        .expect("pg_config");
-                    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-                }
-            };
-            let out = tokio::task::spawn_blocking(move || {
-                std::process::Command::new(format!("{bindir}/pg_dump"))
-                    .arg("--no-owner")
-                    .arg("--dbname")
-                    .arg(url.as_str())
-                    .output()
-                    .expect("run pg_dump")
-            })
-            .await
-            .unwrap();
-            assert!(
-                out.status.success(),
-                "pg_dump: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        }
-        other => panic!("unknown backend {other}"),
-    }
 }
 
 /// One request's outcome, with when it was sent.

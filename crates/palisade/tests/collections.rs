@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{ADMIN, Reply, Server, link_token, servers};
+use common::{ADMIN, Reply, Server, assert_status, enable_modules, id, join, servers, ws_path};
 use palisade_core::store::StoredEntry;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -17,23 +17,8 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn ws_path(ws: &str, rest: &str) -> String {
-    format!("/api/v1/workspaces/{ws}{rest}")
-}
-
 fn col_path(ws: &str, name: &str) -> String {
     ws_path(ws, &format!("/collections/{name}"))
-}
-
-fn id(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_owned()
-}
-
-fn assert_status(r: &Reply, status: u16, context: &str) {
-    assert_eq!(r.status.as_u16(), status, "{context}: {}", r.text);
 }
 
 async fn delete(s: &Server, path: &str, token: &str) -> Reply {
@@ -119,43 +104,6 @@ fn stored(fields: &Value, ids: &[(&str, &str)]) -> Value {
         }
     }
     fields
-}
-
-/// Invites `email` to `ws` as `role` and has `user` accept; returns the member id.
-async fn join(s: &Server, inviter: &str, ws: &str, email: &str, user: &str, role: &str) -> String {
-    let b = s.backend();
-    let before = s.mail_count(email, "invitation");
-    let r = s
-        .post(
-            &ws_path(ws, "/invitations"),
-            Some(inviter),
-            json!({"email": email, "role": role}),
-        )
-        .await;
-    assert_status(&r, 201, &format!("{b}: invite {email}"));
-    let text = s.nth_mail(email, "invitation", before + 1).await;
-    let r = s
-        .post(
-            "/api/v1/invitations/accept",
-            Some(user),
-            json!({"token": link_token(&text)}),
-        )
-        .await;
-    assert_status(&r, 200, &format!("{b}: {email} accepts"));
-    assert_eq!(r.body["member"]["role"], role, "{b}: {}", r.text);
-    id(&r.body["member"])
-}
-
-/// Turns modules on as the instance admin (`admin` is the config admin's token).
-async fn enable_modules(s: &Server, admin: &str, ws: &str, modules: &[&str]) {
-    let r = s
-        .patch(
-            &format!("/api/v1/admin/workspaces/{ws}"),
-            Some(admin),
-            json!({ "modules": modules }),
-        )
-        .await;
-    assert_status(&r, 200, &format!("{}: enable {modules:?}", s.backend()));
 }
 
 /// `POST …/api-keys`, which must be 201; returns (key id, secret).

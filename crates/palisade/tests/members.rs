@@ -8,7 +8,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{ADMIN, PASSWORD, Reply, Server, link_token, servers};
+use common::{
+    ADMIN, PASSWORD, Reply, Server, assert_status, enable_modules, id, link_token, servers, ws_path,
+};
 use palisade_core::ids::CustomRoleId;
 use palisade_core::store::StoredEntry;
 use reqwest::{Method, StatusCode};
@@ -70,17 +72,6 @@ fn holds(role: &str, permission: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn ws_path(ws: &str, rest: &str) -> String {
-    format!("/api/v1/workspaces/{ws}{rest}")
-}
-
-fn id(v: &Value) -> String {
-    v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_owned()
-}
-
 fn ids(list: &[Value]) -> Vec<String> {
     list.iter().map(id).collect()
 }
@@ -91,10 +82,6 @@ async fn delete(s: &Server, path: &str, token: &str) -> Reply {
 
 async fn put(s: &Server, path: &str, token: &str) -> Reply {
     s.call(Method::PUT, path, Some(token), None).await
-}
-
-fn assert_status(r: &Reply, status: u16, context: &str) {
-    assert_eq!(r.status.as_u16(), status, "{context}: {}", r.text);
 }
 
 /// `data` of a list answer that must be 200.
@@ -161,18 +148,6 @@ async fn join(s: &Server, inviter: &str, ws: &str, email: &str, user: &str, role
         r.text
     );
     id(&r.body["member"])
-}
-
-/// Turns modules on as the instance admin (`admin` is the config admin's token).
-async fn enable_modules(s: &Server, admin: &str, ws: &str, modules: &[&str]) {
-    let r = s
-        .patch(
-            &format!("/api/v1/admin/workspaces/{ws}"),
-            Some(admin),
-            json!({ "modules": modules }),
-        )
-        .await;
-    assert_status(&r, 200, &format!("{}: enable {modules:?}", s.backend()));
 }
 
 /// Signs in by magic link; returns the access token.

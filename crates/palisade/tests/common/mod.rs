@@ -495,3 +495,126 @@ pub async fn servers() -> Vec<Server> {
     }
     out
 }
+
+// ---- Helpers shared by the HTTP test files ----
+
+pub fn ws_path(ws: &str, rest: &str) -> String {
+    format!("/api/v1/workspaces/{ws}{rest}")
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .to_owned()
+}
+
+pub fn assert_status(r: &Reply, status: u16, context: &str) {
+    assert_eq!(r.status.as_u16(), status, "{context}: {}", r.text);
+}
+
+/// Invites `email` to `ws` as `role` and has `user` accept; returns the member id.
+pub async fn join(
+    s: &Server,
+    inviter: &str,
+    ws: &str,
+    email: &str,
+    user: &str,
+    role: &str,
+) -> String {
+    let b = s.backend();
+    let before = s.mail_count(email, "invitation");
+    let r = s
+        .post(
+            &ws_path(ws, "/invitations"),
+            Some(inviter),
+            json!({"email": email, "role": role}),
+        )
+        .await;
+    assert_status(&r, 201, &format!("{b}: invite {email}"));
+    let text = s.nth_mail(email, "invitation", before + 1).await;
+    let r = s
+        .post(
+            "/api/v1/invitations/accept",
+            Some(user),
+            json!({"token": link_token(&text)}),
+        )
+        .await;
+    assert_status(&r, 200, &format!("{b}: {email} accepts"));
+    assert_eq!(r.body["member"]["role"], role, "{b}: {}", r.text);
+    id(&r.body["member"])
+}
+
+/// Turns modules on as the instance admin (`admin` is the config admin's token).
+pub async fn enable_modules(s: &Server, admin: &str, ws: &str, modules: &[&str]) {
+    let r = s
+        .patch(
+            &format!("/api/v1/admin/workspaces/{ws}"),
+            Some(admin),
+            json!({ "modules": modules }),
+        )
+        .await;
+    assert_status(&r, 200, &format!("{}: enable {modules:?}", s.backend()));
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Everything the database holds, as bytes: SQLite's file with its `-wal` and `-shm`;
+/// PostgreSQL's `pg_dump` (as a superuser when the run has one, so row security hides nothing).
+pub async fn database_image(s: &Server) -> Vec<u8> {
+    match s.backend() {
+        "sqlite" => {
+            let path = s.db.url.strip_prefix("sqlite:").unwrap();
+            let path = path.split('?').next().unwrap().to_owned();
+            let mut image = std::fs::read(&path).expect("the SQLite file");
+            for suffix in ["-wal", "-shm"] {
+                if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                    image.extend(bytes);
+                }
+            }
+            image
+        }
+        "postgres" => {
+            let db = url::Url::parse(&s.db.url).unwrap();
+            let url = match std::env::var("PALISADE_TEST_PG_SUPERUSER_URL") {
+                Ok(su) if !su.is_empty() => {
+                    let mut su = url::Url::parse(&su).unwrap();
+                    su.set_path(db.path());
+                    su
+                }
+                _ => db,
+            };
+            let bindir = match std::env::var("PALISADE_TEST_PG_BINDIR") {
+                Ok(dir) if !dir.is_empty() => dir,
+                _ => {
+                    let out = std::process::Command::new("pg_config")
+                        .arg("--bindir")
+                        .output()
+                        .expect("pg_config");
+                    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+                }
+            };
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(format!("{bindir}/pg_dump"))
+                    .arg("--no-owner")
+                    .arg("--dbname")
+                    .arg(url.as_str())
+                    .output()
+                    .expect("run pg_dump")
+            })
+            .await
+            .unwrap();
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        }
+        other => panic!("unknown backend {other}"),
+    }
+}
