@@ -157,14 +157,6 @@ impl KeyCache {
         }
         inner.refused.insert(hash);
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -69,12 +69,8 @@ fn scopes_json(scopes: &[Scope]) -> Value {
     json!(scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>())
 }
 
-fn rfc3339(at: Option<OffsetDateTime>) -> Value {
-    at.and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .map_or(Value::Null, Value::String)
+fn timestamp(at: Option<OffsetDateTime>) -> Value {
+    at.map_or(Value::Null, |t| Value::String(crate::audit::format_ts(t)))
 }
 
 fn parse_id(id: &str) -> Result<ApiKeyId> {
@@ -162,7 +158,7 @@ impl Services {
             Value::Null,
             json!(key.grants.permissions().keys()),
         );
-        event.diff_field("/expires_at", Value::Null, rfc3339(key.expires_at));
+        event.diff_field("/expires_at", Value::Null, timestamp(key.expires_at));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         Ok(IssuedApiKey { key, secret })
@@ -245,7 +241,7 @@ impl Services {
         }
         tx.api_keys_changed(now).await?;
         let mut event = ws_event(scope, "api_key.revoke", key_target(&id));
-        event.diff_field("/revoked_at", Value::Null, rfc3339(Some(now)));
+        event.diff_field("/revoked_at", Value::Null, timestamp(Some(now)));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         self.propagate_key_change(scope.workspace_id()).await;

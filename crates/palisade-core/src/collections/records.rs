@@ -106,7 +106,7 @@ impl Services {
             let Some(stored) = record.data.get(&field.name) else {
                 continue;
             };
-            if !readable(scope, collection, &field.name) {
+            if !readable(scope, &collection.name, &field.name) {
                 continue;
             }
             let value = if field.encrypted {
@@ -592,10 +592,12 @@ impl Services {
     }
 }
 
-fn readable(scope: &TenantScope, collection: &Collection, field: &str) -> bool {
+/// Whether `scope` may read `field` of the collection named `collection` (DAT-4): records and
+/// schemas alike.
+pub(super) fn readable(scope: &TenantScope, collection: &str, field: &str) -> bool {
     scope
         .grants()
-        .is_some_and(|g| g.field(&collection.name, field).read)
+        .is_some_and(|g| g.field(collection, field).read)
 }
 
 /// Refuses a write that touches fields the caller may not write, naming every one (DAT-4).
@@ -705,7 +707,9 @@ async fn visible_record(
 
 /// A view with unreadable fields left out (write responses too, DAT-4).
 fn filter_view(scope: &TenantScope, schema: &Collection, mut view: RecordView) -> RecordView {
-    view.record.data.retain(|k, _| readable(scope, schema, k));
+    view.record
+        .data
+        .retain(|k, _| readable(scope, &schema.name, k));
     view
 }
 

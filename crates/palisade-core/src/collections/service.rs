@@ -52,10 +52,7 @@ const AUDIT_FIELDS_INLINE: usize = 40_000;
 /// inline. Whoever has the list can check it.
 fn digest<T: serde::Serialize>(items: &[T]) -> Value {
     let bytes = serde_json::to_vec(items).unwrap_or_default();
-    let hex: String = crate::crypto::sha256(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = crate::crypto::hex(&crate::crypto::sha256(&bytes));
     json!({"count": items.len(), "sha256": hex})
 }
 
@@ -467,7 +464,7 @@ impl Services {
             let name = collection.name.clone();
             collection
                 .fields
-                .retain(|f| scope.grants().is_some_and(|g| g.field(&name, &f.name).read));
+                .retain(|f| super::records::readable(scope, &name, &f.name));
         }
         CollectionView {
             collection,

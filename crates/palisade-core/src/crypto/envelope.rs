@@ -75,13 +75,7 @@ impl SymmetricKey {
         let mut tagged = b"palisade/master-key-id/v1\0".to_vec();
         tagged.extend_from_slice(&key);
         let digest = super::sha256(&tagged);
-        let id = format!(
-            "mk_{}",
-            digest[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let id = format!("mk_{}", super::hex(&digest[..8]));
         Ok(Self {
             id,
             key: SecretBox::new(Box::new(key)),

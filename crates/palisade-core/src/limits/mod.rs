@@ -495,7 +495,7 @@ impl Check {
     /// A key naming a personal value: stored as its SHA-256, committed in the audit entry.
     pub fn by_personal(policy: &'static str, rate: Rate, scope: &str, value: &str) -> Self {
         let digest = crate::crypto::sha256(format!("{scope}\n{value}").as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::crypto::hex(&digest);
         Self {
             policy,
             rate,
