@@ -12,7 +12,7 @@ use super::members::lock_workspace;
 use super::model::{AuthPolicy, AuthPolicyPatch, NewChild, Page, Patch, Workspace};
 use super::service::{
     ChildOf, LIST_LIMIT_MAX, check_auth_policy, check_new_workspace, page_of, workspace_target,
-    ws_event,
+    write_workspace, ws_event,
 };
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
@@ -152,9 +152,7 @@ impl Services {
             return Ok(before);
         }
         after.updated_at = now;
-        tx.workspace_update(&after).await?;
-        // The child's API keys must see a suspension or deletion on their next request.
-        tx.api_keys_changed(now).await?;
+        write_workspace(&mut tx, &after).await?;
         let (own, parents) = op.actions();
         let mut event = ws_event(&child_scope, own, workspace_target(&after.id));
         let ts = |t: Option<OffsetDateTime>| {
@@ -285,7 +283,7 @@ impl Services {
         }
         workspace.auth_policy = after.clone();
         workspace.updated_at = now;
-        tx.workspace_update(&workspace).await?;
+        write_workspace(&mut tx, &workspace).await?;
         let mut event = ws_event(
             scope,
             "workspace.auth_policy_update",

@@ -69,6 +69,17 @@ pub(crate) fn ws_event(scope: &TenantScope, action: &'static str, target: Target
     )
 }
 
+/// Writes the workspace row and, in the same transaction, records the change for every node's
+/// API key cache (cached keys carry the workspace's slug, plan and state): the one way services
+/// update a workspace.
+pub(super) async fn write_workspace(
+    tx: &mut Box<dyn crate::store::TenantTx>,
+    workspace: &Workspace,
+) -> std::result::Result<(), StoreError> {
+    tx.workspace_update(workspace).await?;
+    tx.api_keys_changed(workspace.updated_at).await
+}
+
 /// A page from `limit + 1` rows: the extra row only says there is a next page.
 pub(crate) fn page_of<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if rows.len() > limit as usize {
@@ -494,12 +505,10 @@ impl Services {
             return Ok(before);
         }
         after.updated_at = now;
-        match tx.workspace_update(&after).await {
+        match write_workspace(&mut tx, &after).await {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
             other => other?,
         }
-        // Cached API keys match the path by slug: every node must drop the old one.
-        tx.api_keys_changed(now).await?;
         let mut event = AuditEvent::new(
             AuditLog::Workspace(after.id.clone()),
             "workspace.update",
@@ -602,9 +611,7 @@ impl Services {
             return Ok(before);
         }
         after.updated_at = now;
-        tx.workspace_update(&after).await?;
-        // Cached API keys carry the plan (their `api` budget).
-        tx.api_keys_changed(now).await?;
+        write_workspace(&mut tx, &after).await?;
         let mut event = AuditEvent::new(
             AuditLog::Workspace(after.id.clone()),
             "workspace.admin_update",
