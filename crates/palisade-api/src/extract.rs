@@ -12,6 +12,7 @@ use axum::extract::{
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::api_keys::model::ApiKeySecret;
+use palisade_core::collections::query::{ListRequest, RawFilter};
 use palisade_core::ids::{
     ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, SessionId, TeamId,
     WorkspaceId,
@@ -194,12 +195,9 @@ impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
         };
         for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match key.as_ref() {
-                "limit" => match value.parse::<u32>() {
-                    Ok(n) if (1..=LIST_LIMIT_MAX).contains(&n) => params.limit = n,
-                    _ => fail(
-                        "limit",
-                        format!("must be an integer from 1 to {LIST_LIMIT_MAX}"),
-                    ),
+                "limit" => match parse_limit(&value) {
+                    Ok(n) => params.limit = n,
+                    Err(message) => fail("limit", message),
                 },
                 "cursor" => match C::parse_cursor(&value) {
                     Some(id) => params.after = Some(id),
@@ -217,6 +215,94 @@ impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
             Err(ApiError::InvalidParameters(errors))
         }
     }
+}
+
+/// A list's `limit`: 1 to `LIST_LIMIT_MAX`.
+fn parse_limit(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=LIST_LIMIT_MAX).contains(&n) => Ok(n),
+        _ => Err(format!("must be an integer from 1 to {LIST_LIMIT_MAX}")),
+    }
+}
+
+/// The query of a record list: `limit`, `cursor`, `sort`, `fields` and any number of
+/// `filter[field]` / `filter[field][op]`, as received (checked against the schema in core).
+/// Unknown or repeated parameters are refused by name.
+#[derive(Debug)]
+pub struct RecordListParams(pub ListRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for RecordListParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::RouteNotFound)?;
+        let mut request = ListRequest {
+            limit: LIST_LIMIT_DEFAULT,
+            ..ListRequest::default()
+        };
+        let mut errors = Vec::new();
+        let mut fail = |name: &str, message: String| {
+            errors.push(ProblemField {
+                pointer: None,
+                parameter: Some(name.to_owned()),
+                message,
+            })
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if !seen.insert(key.clone()) {
+                fail(&key, "is given more than once".into());
+                continue;
+            }
+            let once = |slot: &mut Option<String>| *slot = Some(value.clone().into_owned());
+            match key.as_ref() {
+                "limit" => match parse_limit(&value) {
+                    Ok(n) => request.limit = n,
+                    Err(message) => fail("limit", message),
+                },
+                "cursor" => once(&mut request.cursor),
+                "sort" => once(&mut request.sort),
+                "fields" => once(&mut request.fields),
+                other => match filter_key(other) {
+                    Some((field, op)) => request.filters.push(RawFilter {
+                        parameter: other.to_owned(),
+                        field: field.to_owned(),
+                        op: op.map(str::to_owned),
+                        value: value.into_owned(),
+                    }),
+                    None if other.starts_with("filter") => fail(
+                        other,
+                        "must be written filter[field] or filter[field][op]".into(),
+                    ),
+                    None => fail(other, "unknown parameter".into()),
+                },
+            }
+        }
+        if errors.is_empty() {
+            Ok(RecordListParams(request))
+        } else {
+            Err(ApiError::InvalidParameters(errors))
+        }
+    }
+}
+
+/// `filter[field]` → (field, None); `filter[field][op]` → (field, Some(op)).
+fn filter_key(key: &str) -> Option<(&str, Option<&str>)> {
+    let rest = key.strip_prefix("filter[")?;
+    let (field, rest) = rest.split_once(']')?;
+    if field.is_empty() || field.contains('[') {
+        return None;
+    }
+    if rest.is_empty() {
+        return Some((field, None));
+    }
+    let op = rest.strip_prefix('[')?.strip_suffix(']')?;
+    if op.is_empty() || op.contains(['[', ']']) {
+        return None;
+    }
+    Some((field, Some(op)))
 }
 
 /// `Authorization: Bearer <token>`.

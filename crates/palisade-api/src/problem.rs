@@ -267,6 +267,15 @@ fn domain(e: Error) -> Parts {
             "Precondition failed",
             "The record changed since the version in If-Match; read it again and retry.",
         ),
+        Error::FieldsNotReadable(fields) => Parts {
+            errors: fields.into_iter().map(ProblemField::from).collect(),
+            ..Parts::new(
+                StatusCode::FORBIDDEN,
+                code,
+                "Fields not readable",
+                "You may not filter, sort or select the fields named in errors.",
+            )
+        },
         Error::FieldsNotWritable(fields) => Parts {
             errors: fields.into_iter().map(ProblemField::from).collect(),
             ..Parts::new(
@@ -523,6 +532,16 @@ mod tests {
             (Error::NotFound(Resource::ApiKey), 404, "api_key_not_found"),
             (Error::NotFound(Resource::Record), 404, "record_not_found"),
             (Error::PreconditionFailed, 412, "precondition_failed"),
+            (
+                Error::FieldsNotReadable(vec![FieldError::new("sort", "no")]),
+                403,
+                "field_not_readable",
+            ),
+            (
+                Error::FieldsNotWritable(vec![FieldError::new("/a", "no")]),
+                403,
+                "field_not_writable",
+            ),
             (
                 Error::NotFound(Resource::Collection),
                 404,

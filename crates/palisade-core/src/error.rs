@@ -122,6 +122,10 @@ pub enum Error {
     /// A write touched fields the caller may not write (DAT-4), each named.
     #[error("{} field(s) not writable", .0.len())]
     FieldsNotWritable(Vec<FieldError>),
+    /// A list filtered, sorted or projected on fields the caller may not read (DAT-4), each
+    /// named by its parameter.
+    #[error("{} field(s) not readable", .0.len())]
+    FieldsNotReadable(Vec<FieldError>),
     /// A rate limit or quota is spent (RTL-3).
     #[error("rate limit {} exceeded", .0.policy())]
     RateLimited(crate::limits::Limited),
@@ -159,6 +163,7 @@ impl Error {
             Error::NotFound(Resource::Record) => "record_not_found",
             Error::PreconditionFailed => "precondition_failed",
             Error::FieldsNotWritable(_) => "field_not_writable",
+            Error::FieldsNotReadable(_) => "field_not_readable",
             Error::PermissionDenied(_) => "permission_denied",
             Error::InstanceAdminRequired => "instance_admin_required",
             Error::ModuleDisabled(_) => "module_disabled",

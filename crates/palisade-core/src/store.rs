@@ -388,6 +388,13 @@ pub trait RecordsTx: Send {
         limit: u32,
         drafts: bool,
     ) -> StoreResult<Vec<Record>>;
+    /// One page of a collection's records as `query` asks: filtered, sorted (ties by id),
+    /// after its cursor, at most `query.limit` rows.
+    async fn records_query(
+        &mut self,
+        collection: &CollectionId,
+        query: &crate::collections::query::RecordQuery,
+    ) -> StoreResult<Vec<Record>>;
     /// Writes status, data, version, `updated_at`, `published_at`, `updated_by` if the stored
     /// version is `expected_version`; false otherwise (changed meanwhile, or gone).
     async fn record_update(&mut self, record: &Record, expected_version: i64) -> StoreResult<bool>;

@@ -7,6 +7,7 @@ mod sql;
 mod sql_api_keys;
 mod sql_collections;
 mod sql_members;
+mod sql_record_query;
 mod sql_records;
 mod sqlite;
 #[cfg(feature = "test-support")]

@@ -11,13 +11,19 @@
 /// Record reads: the columns `RecordRow` maps, then the condition `$where`.
 macro_rules! record_select {
     ($where:literal) => {
-        concat!(
-            "SELECT workspace_id, id, collection_id, status, data, version, created_at, updated_at, \
-             published_at, created_by, updated_by FROM records WHERE ",
-            $where
-        )
+        concat!("SELECT ", record_columns!(), " FROM records WHERE ", $where)
     };
 }
+
+/// The columns `RecordRow` maps.
+macro_rules! record_columns {
+    () => {
+        "workspace_id, id, collection_id, status, data, version, created_at, updated_at, \
+         published_at, created_by, updated_by"
+    };
+}
+
+pub(crate) const RECORD_COLUMNS: &str = record_columns!();
 
 pub(crate) const RECORD_GET: &str = record_select!("workspace_id = $1 AND id = $2");
 /// `$2` the collection, `$3` the cursor (the empty string sorts before every id), `$4` whether
@@ -54,12 +60,13 @@ pub(crate) const UNIQUE_RELEASE: &str = "DELETE FROM record_uniques \
 /// claim released and committed between the two statements, possible only on PostgreSQL).
 pub(crate) const CLAIM_ATTEMPTS: usize = 3;
 
-/// Implements `RecordsTx` for `SqlTx<$db>`. Invoke it beside `impl_members_tx!`, whose
-/// helpers it uses.
+/// Implements `RecordsTx` for `SqlTx<$db>`, whose list queries are written in `$dialect`.
+/// Invoke it beside `impl_members_tx!`, whose helpers it uses.
 macro_rules! impl_records_tx {
-    ($db:ty) => {
+    ($db:ty, $dialect:expr) => {
         mod records_tx {
             use palisade_core::collections::model::Record;
+            use palisade_core::collections::query::RecordQuery;
             use palisade_core::crypto::sha256;
             use palisade_core::ids::{CollectionId, RecordId};
             use palisade_core::store::{RecordsTx, StoreResult};
@@ -68,6 +75,7 @@ macro_rules! impl_records_tx {
             use super::members_tx::{in_scope, one};
             use crate::rows::{RecordRow, corrupt};
             use crate::sql::{SqlTx, map_err};
+            use crate::sql_record_query::{Bind, build};
             use crate::sql_records as q;
 
             /// A statement of this workspace keyed by `$2` alone; how many rows it changed.
@@ -130,6 +138,30 @@ macro_rules! impl_records_tx {
                         .fetch_all(&mut *self.tx)
                         .await
                         .map_err(map_err)?;
+                    rows.into_iter().map(RecordRow::into_record).collect()
+                }
+
+                async fn records_query(
+                    &mut self,
+                    collection: &CollectionId,
+                    query: &RecordQuery,
+                ) -> StoreResult<Vec<Record>> {
+                    let ws = self.workspace()?.to_owned();
+                    let built = build($dialect, q::RECORD_COLUMNS, query)?;
+                    // Safe: field names are checked by `build`, every value is a parameter.
+                    let sql = sqlx::AssertSqlSafe(built.sql);
+                    let mut statement = sqlx::query_as::<_, RecordRow>(sql)
+                        .bind(ws)
+                        .bind(collection.as_str())
+                        .bind(query.drafts);
+                    for bind in built.binds {
+                        statement = match bind {
+                            Bind::Text(s) => statement.bind(s),
+                            Bind::Int(n) => statement.bind(n),
+                            Bind::Bool(b) => statement.bind(b),
+                        };
+                    }
+                    let rows = statement.fetch_all(&mut *self.tx).await.map_err(map_err)?;
                     rows.into_iter().map(RecordRow::into_record).collect()
                 }
 

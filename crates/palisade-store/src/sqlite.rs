@@ -28,7 +28,7 @@ crate::sql::impl_transactions!(sqlx::Sqlite, statements);
 crate::sql_members::impl_members_tx!(sqlx::Sqlite);
 crate::sql_api_keys::impl_api_keys_tx!(sqlx::Sqlite);
 crate::sql_collections::impl_collections_tx!(sqlx::Sqlite);
-crate::sql_records::impl_records_tx!(sqlx::Sqlite);
+crate::sql_records::impl_records_tx!(sqlx::Sqlite, crate::sql_record_query::Dialect::Sqlite);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -55,7 +55,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .collation(
+                crate::sql_record_query::DECIMAL_COLLATION,
+                palisade_core::collections::values::decimal_cmp,
+            );
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())

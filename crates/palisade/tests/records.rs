@@ -2378,15 +2378,16 @@ async fn roles_and_scopes_decide_who_reads_and_writes_records() {
             .assert_problem(404, "collection_not_found", &format!("{b}: create in none"));
         let r = s
             .get(
-                &format!("{}?filter[title]=x", records(&ws, "posts")),
+                &format!("{}?filter[title]=x&bogus=1", records(&ws, "posts")),
                 Some(&o),
             )
             .await;
         r.assert_problem(
             422,
             "validation_failed",
-            &format!("{b}: filters are not in this slice"),
+            &format!("{b}: an unknown list parameter"),
         );
+        assert_eq!(r.body["errors"][0]["parameter"], "bogus", "{b}");
         s.stop().await;
     }
 }

@@ -10,11 +10,11 @@ use palisade_core::collections::model::{
 };
 use palisade_core::collections::records::{NewRecord, RecordView};
 use palisade_core::collections::service::CollectionView;
-use palisade_core::ids::{CollectionId, RecordId};
+use palisade_core::ids::CollectionId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::extract::{JsonBody, ListParams, Meta, Tenant};
+use crate::extract::{JsonBody, ListParams, Meta, RecordListParams, Tenant};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::{ListOut, rfc3339};
 use crate::state::AppState;
@@ -428,29 +428,35 @@ pub async fn create_record(
     Ok((StatusCode::CREATED, with_etag(view)))
 }
 
-/// A collection's records, by id (drafts only with `records.read_draft`).
+/// A collection's records: filtered, sorted, projected, one page at a time (drafts only with
+/// `records.read_draft`; fields the caller may not read are never shown, filtered, sorted or
+/// selected).
 #[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/collections/{collection}/records", tag = "records", security(("bearer" = [])),
     params(
         ("workspace" = String, Path, description = "Workspace id or slug"),
         ("collection" = String, Path, description = "Collection name"),
         ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page (with the same `sort`)"),
+        ("sort" = Option<String>, Query, description = "Up to 3 keys, `-` for descending: `sort=-priority,due`. Sortable: text, integer, decimal, boolean, date, datetime, enum and relation fields, and `id`, `status`, `created_at`, `updated_at`, `published_at`, `created_by`, `updated_by`. Missing values sort last (first when descending); ties by `id`; text by code point, decimals as numbers, datetimes as instants. Default: `id`."),
+        ("fields" = Option<String>, Query, description = "Only these record fields (comma-separated); the record's meta (id, status, version, times, actors) is always returned"),
+        ("filter[field][op]" = Option<String>, Query, description = "Repeatable, ANDed; `filter[field]=v` means `eq`. Ops: `eq ne lt lte gt gte in contains`; `in` takes comma-separated values (at most 100). text: all; integer, decimal, date, datetime: eq ne lt lte gt gte in; boolean: eq ne; enum, relation: eq ne in; tags: contains (holds the tag); `id`, `status`, `created_by`, `updated_by`: eq ne in; `created_at`, `updated_at`, `published_at`: eq ne lt lte gt gte. `ne` also matches a missing value. Values are checked like field values (datetimes normalised to UTC). json, file and encrypted fields cannot be filtered or sorted."),
     ),
     responses(
         (status = 200, description = "One page", body = ListOut<RecordOut>),
-        (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`permission_denied`; `field_not_readable`: a filter, sort or `fields` names a field you may not read (each parameter named in `errors`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: each bad parameter named in `errors[].parameter` (unknown field or operator, a value of the wrong type, an encrypted field, a cursor of another sort)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_records(
     State(state): State<AppState>,
     Tenant(scope): Tenant,
     Path(path): Path<(String, String)>,
-    page: ListParams<RecordId>,
+    RecordListParams(request): RecordListParams,
 ) -> ApiResult<Json<ListOut<RecordOut>>> {
     let (_, collection) = path;
     let page = state
         .services
-        .list_records(&scope, &collection, page.after, page.limit)
+        .list_records(&scope, &collection, &request)
         .await?;
     Ok(Json(ListOut {
         data: page.data.into_iter().map(RecordOut::from).collect(),

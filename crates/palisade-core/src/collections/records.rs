@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use tracing::instrument;
 
 use super::model::{Collection, Field, FieldType, Record, RecordStatus};
+use super::query::{self, ListRequest};
 use super::values::normalize;
 use crate::acl::{Permission, authorize_collection};
 use crate::app::Services;
@@ -21,7 +22,7 @@ use crate::principal::RequestMeta;
 use crate::store::{Access, TenantTx};
 use crate::tenancy::TenantScope;
 use crate::workspaces::model::Page;
-use crate::workspaces::service::{LIST_LIMIT_MAX, page_of, ws_event};
+use crate::workspaces::service::{LIST_LIMIT_MAX, ws_event};
 
 /// A record as its caller may see it: unreadable fields left out, encrypted ones opened.
 #[derive(Debug, Clone)]
@@ -220,32 +221,47 @@ impl Services {
         self.record_view(scope, &schema, record)
     }
 
-    /// One collection's records by id; drafts only with `records.read_draft`.
+    /// One page of a collection's records, filtered, sorted and projected as `request` asks
+    /// (see [`super::query`]); drafts only with `records.read_draft`, unreadable fields never
+    /// filtered, sorted, selected or shown.
     pub async fn list_records(
         &self,
         scope: &TenantScope,
         collection: &str,
-        after: Option<RecordId>,
-        limit: u32,
+        request: &ListRequest,
     ) -> Result<Page<RecordView>> {
         authorize_collection(scope, collection, Permission::RecordsRead)?;
-        let limit = limit.clamp(1, LIST_LIMIT_MAX);
         let drafts = scope.holds_on(collection, Permission::RecordsReadDraft);
         let mut tx = self.store.tenant(scope, Access::Read).await?;
         let schema = Self::collection_named(&mut tx, collection).await?;
-        let rows = tx
-            .records_list(&schema.id, after.as_ref(), limit + 1, drafts)
-            .await?;
-        let page = page_of(rows, limit, |r| r.id.to_string());
-        let data = page
-            .data
+        let resolved = query::resolve(
+            &schema,
+            |field| readable(scope, &schema.name, field),
+            drafts,
+            request,
+        )?;
+        let limit = request.limit.clamp(1, LIST_LIMIT_MAX);
+        let mut db_query = resolved.query;
+        db_query.limit = limit + 1;
+        let mut rows = tx.records_query(&schema.id, &db_query).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|last| query::encode_cursor(&db_query.sort, &resolved.sort_text, last))
+        } else {
+            None
+        };
+        let data = rows
             .into_iter()
-            .map(|r| self.record_view(scope, &schema, r))
+            .map(|r| {
+                let mut view = self.record_view(scope, &schema, r)?;
+                if let Some(fields) = &resolved.projection {
+                    view.record.data.retain(|k, _| fields.contains(k));
+                }
+                Ok(view)
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Page {
-            data,
-            next_cursor: page.next_cursor,
-        })
+        Ok(Page { data, next_cursor })
     }
 
     /// Applies a JSON merge patch (`null` removes a value) if `if_match` (a version) is

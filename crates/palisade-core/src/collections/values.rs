@@ -3,6 +3,8 @@
 //! refusal. `null` is handled by the caller (absent and `null` both mean "no value"; `required`
 //! is a record-level rule).
 
+use std::cmp::Ordering;
+
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
@@ -83,7 +85,7 @@ fn text(value: &Value) -> Result<Value, String> {
 
 /// `-?digits(.digits)?`, kept exactly as written (its scale is meaningful: `12.50`), except
 /// that a negative zero is written without its sign.
-fn decimal(value: &Value) -> Result<Value, String> {
+pub(super) fn decimal(value: &Value) -> Result<Value, String> {
     let refuse = || {
         format!(
             "must be a decimal as a string, such as \"12.50\" (up to {DECIMAL_INTEGER_DIGITS} digits before the point and {DECIMAL_FRACTION_DIGITS} after; no exponent)"
@@ -134,6 +136,68 @@ fn datetime(value: &Value) -> Result<Value, String> {
             "must be an RFC 3339 date-time with an offset, such as 2026-11-22T09:30:00+01:00"
                 .to_owned()
         })
+}
+
+/// The order of two decimals as numbers, exactly (`1.50` equals `1.5`; `-0` equals `0`).
+/// A total order on all strings, as a SQLite collation must be: strings that are not decimals
+/// sort after every decimal, by their bytes.
+pub fn decimal_cmp(a: &str, b: &str) -> Ordering {
+    match (DecimalParts::parse(a), DecimalParts::parse(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// A decimal as sign, integer digits without leading zeros and fraction digits without
+/// trailing zeros, so equal numbers have equal parts.
+struct DecimalParts<'a> {
+    negative: bool,
+    int: &'a str,
+    frac: &'a str,
+}
+
+impl<'a> DecimalParts<'a> {
+    fn parse(s: &'a str) -> Option<Self> {
+        let (negative, unsigned) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if !frac.bytes().all(|b| b.is_ascii_digit()) || (unsigned.contains('.') && frac.is_empty())
+        {
+            return None;
+        }
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        let zero = int.is_empty() && frac.is_empty();
+        Some(Self {
+            negative: negative && !zero,
+            int,
+            frac,
+        })
+    }
+
+    fn magnitude_cmp(&self, other: &Self) -> Ordering {
+        self.int
+            .len()
+            .cmp(&other.int.len())
+            .then_with(|| self.int.cmp(other.int))
+            .then_with(|| self.frac.cmp(other.frac))
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, false) => self.magnitude_cmp(other),
+            (true, true) => other.magnitude_cmp(self),
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+        }
+    }
 }
 
 /// A list of distinct strings (duplicates dropped, first occurrence kept).
@@ -301,5 +365,39 @@ mod tests {
         let many: Vec<String> = (0..=TAGS_MAX).map(|i| format!("t{i}")).collect();
         refused(T::Tags, json!(many));
         refused(T::File, json!("anything"));
+    }
+
+    #[test]
+    fn decimals_compare_as_numbers_exactly() {
+        use Ordering::{Equal, Greater, Less};
+        for (a, b, want) in [
+            ("1.5", "1.50", Equal),
+            ("0", "-0.000", Equal),
+            ("10", "9.99", Greater),
+            ("9.75", "10.5", Less),
+            ("-2", "-1.5", Less),
+            ("-1.5", "0", Less),
+            ("0.1", "0.10", Equal),
+            ("0.1", "0.09", Greater),
+            (
+                "1234567890123456789012345678.000000000000000001",
+                "1234567890123456789012345678",
+                Greater,
+            ),
+            ("-0.000000000000000001", "0", Less),
+            ("5", "abc", Less),
+            ("abc", "abd", Less),
+        ] {
+            assert_eq!(decimal_cmp(a, b), want, "{a} vs {b}");
+            assert_eq!(decimal_cmp(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn datetimes_are_stored_without_trailing_fraction_zeros() {
+        assert_eq!(
+            ok(FieldType::Datetime, json!("2026-01-01T00:00:00.500+00:00")),
+            json!("2026-01-01T00:00:00.5Z")
+        );
     }
 }
