@@ -687,3 +687,250 @@ fn decode_cursor(cursor: &str, sort: &[SortKey], sort_text: &str) -> Option<Afte
     }
     Some(After { values, id })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use serde_json::Map;
+
+    use super::*;
+    use crate::collections::model::{Field, FieldOptions};
+    use crate::ids::{CollectionId, WorkspaceId};
+
+    fn field(name: &str, kind: FieldType, encrypted: bool) -> Field {
+        Field {
+            name: name.into(),
+            kind,
+            required: false,
+            unique: false,
+            pii: false,
+            encrypted,
+            options: FieldOptions {
+                values: (kind == FieldType::Enum).then(|| vec!["open".into(), "done".into()]),
+                collection: None,
+            },
+        }
+    }
+
+    fn schema() -> Collection {
+        use FieldType as T;
+        Collection {
+            id: CollectionId::generate(),
+            workspace_id: WorkspaceId::generate(),
+            name: "tasks".into(),
+            fields: vec![
+                field("title", T::Text, false),
+                field("qty", T::Integer, false),
+                field("price", T::Decimal, false),
+                field("done", T::Boolean, false),
+                field("due", T::Datetime, false),
+                field("state", T::Enum, false),
+                field("labels", T::Tags, false),
+                field("meta", T::Json, false),
+                field("ssn", T::Text, true),
+                field("secret", T::Text, false),
+            ],
+            version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn filter(field: &str, op: Option<&str>, value: &str) -> RawFilter {
+        let parameter = match op {
+            Some(op) => format!("filter[{field}][{op}]"),
+            None => format!("filter[{field}]"),
+        };
+        RawFilter {
+            parameter,
+            field: field.into(),
+            op: op.map(str::to_owned),
+            value: value.into(),
+        }
+    }
+
+    fn run(request: &ListRequest) -> Result<ResolvedList> {
+        resolve(&schema(), |f| f != "secret", false, request)
+    }
+
+    /// The parameters named by a refusal, and whether it was a 403.
+    fn refused(request: &ListRequest) -> (Vec<String>, Vec<String>, bool) {
+        match run(request) {
+            Err(Error::Validation(e)) => (
+                e.iter().map(|f| f.pointer.clone()).collect(),
+                e.iter().map(|f| f.message.clone()).collect(),
+                false,
+            ),
+            Err(Error::FieldsNotReadable(e)) => (
+                e.iter().map(|f| f.pointer.clone()).collect(),
+                e.iter().map(|f| f.message.clone()).collect(),
+                true,
+            ),
+            other => panic!("{request:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filters_resolve_to_typed_values_in_stored_form() {
+        let request = ListRequest {
+            limit: 20,
+            filters: vec![
+                filter("qty", Some("gte"), "-5"),
+                filter("price", Some("lt"), "-0.00"),
+                filter("due", Some("gt"), "2026-01-01T01:00:00.500+01:00"),
+                filter("state", Some("in"), "open,done"),
+                filter("done", None, "true"),
+                filter("created_at", Some("lte"), "2026-01-01T00:00:00Z"),
+            ],
+            ..ListRequest::default()
+        };
+        let q = run(&request).unwrap().query;
+        let values: Vec<Vec<KeyValue>> = q.filters.iter().map(|f| f.values.clone()).collect();
+        assert_eq!(
+            values,
+            vec![
+                vec![KeyValue::Integer(-5)],
+                vec![KeyValue::Text("0.00".into())],
+                vec![KeyValue::Text("2026-01-01T00:00:00.5Z".into())],
+                vec![KeyValue::Text("open".into()), KeyValue::Text("done".into())],
+                vec![KeyValue::Boolean(true)],
+                vec![KeyValue::Text("2026-01-01T00:00:00Z".into())],
+            ]
+        );
+        assert_eq!(q.filters[4].op, FilterOp::Eq);
+        assert_eq!(
+            q.filters[5].key.source,
+            KeySource::Column(Column::CreatedAt)
+        );
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_parameter() {
+        let request = ListRequest {
+            limit: 20,
+            filters: vec![
+                filter("nope", Some("eq"), "x"),
+                filter("qty", Some("gt"), "abc"),
+                filter("done", Some("lt"), "true"),
+                filter("meta", Some("eq"), "{}"),
+                filter("ssn", Some("eq"), "123"),
+                filter("state", Some("eq"), "Open"),
+                filter("qty", Some("like"), "1"),
+                filter("id", Some("eq"), "usr_x"),
+            ],
+            sort: Some("labels".into()),
+            fields: Some("ghost".into()),
+            cursor: Some("not-a-cursor".into()),
+        };
+        let (params, messages, forbidden) = refused(&request);
+        assert!(!forbidden);
+        assert_eq!(
+            params,
+            [
+                "filter[nope][eq]",
+                "filter[qty][gt]",
+                "filter[done][lt]",
+                "filter[meta][eq]",
+                "filter[ssn][eq]",
+                "filter[state][eq]",
+                "filter[qty][like]",
+                "filter[id][eq]",
+                "sort",
+                "fields",
+                "cursor",
+            ]
+        );
+        assert!(messages[4].contains("encrypted"), "{}", messages[4]);
+        let (params, messages, _) = refused(&ListRequest {
+            sort: Some("-ssn".into()),
+            ..ListRequest::default()
+        });
+        assert_eq!(params, ["sort"]);
+        assert!(messages[0].contains("encrypted"));
+        let (params, _, _) = refused(&ListRequest {
+            sort: Some("title,qty,price,due".into()),
+            ..ListRequest::default()
+        });
+        assert_eq!(params, ["sort"]);
+    }
+
+    #[test]
+    fn unreadable_fields_are_refused_with_403_for_filter_sort_and_fields() {
+        for request in [
+            ListRequest {
+                filters: vec![filter("secret", None, "x")],
+                ..ListRequest::default()
+            },
+            ListRequest {
+                sort: Some("-secret".into()),
+                ..ListRequest::default()
+            },
+            ListRequest {
+                fields: Some("title,secret".into()),
+                ..ListRequest::default()
+            },
+        ] {
+            let (params, _, forbidden) = refused(&request);
+            assert!(forbidden, "{request:?}");
+            assert_eq!(params.len(), 1);
+        }
+        // Encrypted fields may be selected, only not compared.
+        let ok = run(&ListRequest {
+            fields: Some("ssn,title".into()),
+            ..ListRequest::default()
+        })
+        .unwrap();
+        assert_eq!(
+            ok.projection.unwrap().into_iter().collect::<Vec<_>>(),
+            ["ssn", "title"]
+        );
+    }
+
+    #[test]
+    fn a_cursor_continues_only_the_sort_it_was_made_for() {
+        let sorted = |sort: &str| ListRequest {
+            limit: 20,
+            sort: Some(sort.into()),
+            ..ListRequest::default()
+        };
+        let first = run(&sorted("-price,due")).unwrap();
+        assert_eq!(first.sort_text, "-price,due");
+        let mut data = Map::new();
+        data.insert("price".into(), json!("12.50"));
+        let record = Record {
+            id: RecordId::generate(),
+            workspace_id: WorkspaceId::generate(),
+            collection_id: CollectionId::generate(),
+            status: RecordStatus::Published,
+            data,
+            version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            published_at: None,
+            created_by: "usr_x".into(),
+            updated_by: "usr_x".into(),
+        };
+        let cursor = encode_cursor(&first.query.sort, &first.sort_text, &record);
+        let mut next = sorted("-price,due");
+        next.cursor = Some(cursor.clone());
+        let after = run(&next).unwrap().query.after.unwrap();
+        assert_eq!(
+            after,
+            After {
+                values: vec![Some(KeyValue::Text("12.50".into())), None],
+                id: record.id.clone(),
+            }
+        );
+        let mut other = sorted("price,due");
+        other.cursor = Some(cursor);
+        assert_eq!(refused(&other).0, ["cursor"]);
+        // A forged cursor with a malformed decimal never reaches a cast.
+        let forged = URL_SAFE_NO_PAD.encode(
+            json!({"s": "-price,due", "v": ["1e9", null], "i": record.id.as_str()}).to_string(),
+        );
+        let mut forged_request = sorted("-price,due");
+        forged_request.cursor = Some(forged);
+        assert_eq!(refused(&forged_request).0, ["cursor"]);
+    }
+}
