@@ -103,8 +103,11 @@ pub(crate) const WORKSPACE_GET: &str = workspace_select!("WHERE w.id = $1");
 /// The audit log's shared statements; `$backend::AUDIT_HEAD_LOCKED` differs per backend.
 pub(crate) const AUDIT_HEAD: &str =
     "SELECT origin, size, last_leaf, frontier FROM audit_heads WHERE log_id = $1";
-pub(crate) const AUDIT_ENTRY_INSERT: &str = "INSERT INTO audit_entries (log_id, seq, entry, leaf, ts, action, result, actor_type, actor_id, \
-     target_type, target_id, gdpr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// The head of a multi-row entry insert; `QueryBuilder::push_values` adds the rows.
+pub(crate) const AUDIT_ENTRY_INSERT_ROWS: &str = "INSERT INTO audit_entries (log_id, seq, entry, leaf, ts, action, result, actor_type, actor_id, \
+     target_type, target_id, gdpr) ";
+/// Rows per multi-row insert of an append: well under both backends' parameter limits.
+pub(crate) const APPEND_CHUNK: usize = 256;
 /// Checkpoint reads: every one selects the same columns for one log (`$1`).
 macro_rules! checkpoint_select {
     ($tail:literal) => {
@@ -288,54 +291,78 @@ macro_rules! impl_transactions {
             }
 
             async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<AppendedEntry> {
+                let appended = self.audit_append_all(std::slice::from_ref(record)).await?;
+                appended.first().copied().ok_or_else(|| corrupt("audit_entries", "nothing appended"))
+            }
+
+            async fn audit_append_all(&mut self, records: &[AuditRecord]) -> StoreResult<Vec<AppendedEntry>> {
+                if records.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let log = log_of(self);
-                if record.log_id() != log {
+                if records.iter().any(|r| r.log_id() != log) {
                     return Err(corrupt("audit_entries", "event for another log"));
                 }
                 // The head serializes this log's appends (a row lock on PostgreSQL; SQLite has one writer).
                 let head = self.audit_head(true).await?.ok_or_else(|| corrupt("audit_heads", "log does not exist"))?;
                 let mut frontier = Frontier::from_hashes(head.size, head.frontier)
                     .ok_or_else(|| corrupt("audit_heads", "frontier does not match size"))?;
-                let bytes = record
-                    .entry_bytes(head.size, head.last_leaf)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
-                let leaf = palisade_audit::leaf_hash(&bytes);
-                let seq = to_i64(head.size)?;
-                let ts = palisade_core::audit::format_ts(record.at);
-                sqlx::query(crate::sql::AUDIT_ENTRY_INSERT)
-                    .bind(&log)
-                    .bind(seq)
-                    .bind(&bytes)
-                    .bind(&leaf[..])
-                    .bind(&ts)
-                    .bind(record.action.as_ref())
-                    .bind(record.result.as_str())
-                    .bind(record.actor.kind)
-                    .bind(record.actor.id.as_str())
-                    .bind(record.target.kind.as_ref())
-                    .bind(record.target.id.as_str())
-                    .bind(record.gdpr())
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-                let mut nodes = Vec::with_capacity(4);
-                frontier.push_with(leaf, |id, h| nodes.push((id, *h)));
-                // One statement for the new tree hashes, one for the openings.
-                let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_tree (log_id, level, idx, hash) ");
+                // Chain every entry in memory, then write them with a few multi-row statements.
+                let (mut size, mut last_leaf) = (head.size, head.last_leaf);
+                let mut entries = Vec::with_capacity(records.len());
+                let mut nodes = Vec::with_capacity(records.len() * 2);
+                let mut openings = Vec::new();
+                let mut appended = Vec::with_capacity(records.len());
+                for record in records {
+                    let bytes = record.entry_bytes(size, last_leaf).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let leaf = palisade_audit::leaf_hash(&bytes);
+                    let seq = to_i64(size)?;
+                    frontier.push_with(leaf, |id, h| nodes.push((id, *h)));
+                    if !record.openings.is_empty() {
+                        let subject = record.subject.clone().or_else(|| (record.actor.kind == "user").then(|| record.actor.id.clone()));
+                        for o in &record.openings {
+                            openings.push((seq, o, subject.clone()));
+                        }
+                    }
+                    entries.push((seq, bytes, leaf, palisade_core::audit::format_ts(record.at), record));
+                    appended.push(AppendedEntry { seq: size, leaf });
+                    last_leaf = leaf;
+                    size += 1;
+                }
+                for chunk in entries.chunks(crate::sql::APPEND_CHUNK) {
+                    let mut b = sqlx::QueryBuilder::<$db>::new(crate::sql::AUDIT_ENTRY_INSERT_ROWS);
+                    b.push_values(chunk, |mut row, (seq, bytes, leaf, ts, r)| {
+                        row.push_bind(log.clone())
+                            .push_bind(*seq)
+                            .push_bind(bytes.clone())
+                            .push_bind(leaf.to_vec())
+                            .push_bind(ts.clone())
+                            .push_bind(r.action.to_string())
+                            .push_bind(r.result.as_str())
+                            .push_bind(r.actor.kind)
+                            .push_bind(r.actor.id.clone())
+                            .push_bind(r.target.kind.to_string())
+                            .push_bind(r.target.id.clone())
+                            .push_bind(r.gdpr());
+                    });
+                    b.build().execute(&mut *self.tx).await.map_err(map_err)?;
+                }
                 let mut rows = Vec::with_capacity(nodes.len());
                 for (id, hash) in &nodes {
                     rows.push((i16::from(id.level), to_i64(id.index)?, hash.to_vec()));
                 }
-                b.push_values(rows, |mut row, (level, idx, hash)| {
-                    row.push_bind(log.clone()).push_bind(level).push_bind(idx).push_bind(hash);
-                });
-                b.build().execute(&mut *self.tx).await.map_err(map_err)?;
-                if !record.openings.is_empty() {
-                    let subject = record.subject.clone().or_else(|| (record.actor.kind == "user").then(|| record.actor.id.clone()));
+                for chunk in rows.chunks(crate::sql::APPEND_CHUNK) {
+                    let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_tree (log_id, level, idx, hash) ");
+                    b.push_values(chunk, |mut row, (level, idx, hash)| {
+                        row.push_bind(log.clone()).push_bind(*level).push_bind(*idx).push_bind(hash.clone());
+                    });
+                    b.build().execute(&mut *self.tx).await.map_err(map_err)?;
+                }
+                for chunk in openings.chunks(crate::sql::APPEND_CHUNK) {
                     let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) ");
-                    b.push_values(&record.openings, |mut row, o| {
+                    b.push_values(chunk, |mut row, (seq, o, subject)| {
                         row.push_bind(log.clone())
-                            .push_bind(seq)
+                            .push_bind(*seq)
                             .push_bind(o.pointer.clone())
                             .push_bind(o.salt.to_vec())
                             .push_bind(Json(o.value.clone()))
@@ -346,17 +373,17 @@ macro_rules! impl_transactions {
                 let frontier_bytes: Vec<u8> = frontier.hashes().flat_map(|h| h.iter().copied()).collect();
                 let done = sqlx::query("UPDATE audit_heads SET size = $2, last_leaf = $3, frontier = $4 WHERE log_id = $1 AND size = $5")
                     .bind(&log)
-                    .bind(seq + 1)
-                    .bind(&leaf[..])
+                    .bind(to_i64(size)?)
+                    .bind(&last_leaf[..])
                     .bind(frontier_bytes)
-                    .bind(seq)
+                    .bind(to_i64(head.size)?)
                     .execute(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
                 if done.rows_affected() != 1 {
                     return Err(corrupt("audit_heads", "head moved during an append"));
                 }
-                Ok(AppendedEntry { seq: head.size, leaf })
+                Ok(appended)
             }
 
             async fn audit_head(&mut self, lock: bool) -> StoreResult<Option<AuditHead>> {

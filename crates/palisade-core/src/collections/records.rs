@@ -193,9 +193,7 @@ impl Services {
             &Map::new(),
             &values,
         ));
-        for e in events {
-            tx.audit_append(&e.seal(meta, now)?).await?;
-        }
+        append_events(&mut tx, events, meta, now).await?;
         tx.commit().await?;
         let view = RecordView {
             record: Record {
@@ -342,9 +340,7 @@ impl Services {
         event.diff_field("/version", json!(before.version), json!(after.version));
         let mut events = vec![audit_values(event, &schema, &old, &merged)];
         events.extend(link_events(scope, &schema, &after.id, &old, &merged));
-        for e in events {
-            tx.audit_append(&e.seal(meta, now)?).await?;
-        }
+        append_events(&mut tx, events, meta, now).await?;
         tx.commit().await?;
         let view = RecordView {
             record: Record {
@@ -701,6 +697,21 @@ fn check_required(
 }
 
 /// A record the caller may see: a draft needs `records.read_draft` on the collection.
+/// Seals `events` and appends them as consecutive entries in one batch (one head update).
+async fn append_events(
+    tx: &mut Box<dyn TenantTx>,
+    events: Vec<AuditEvent>,
+    meta: &RequestMeta,
+    now: time::OffsetDateTime,
+) -> Result<()> {
+    let sealed = events
+        .into_iter()
+        .map(|e| e.seal(meta, now))
+        .collect::<Result<Vec<_>>>()?;
+    tx.audit_append_all(&sealed).await?;
+    Ok(())
+}
+
 async fn visible_record(
     tx: &mut Box<dyn TenantTx>,
     scope: &TenantScope,
