@@ -487,8 +487,10 @@ pub trait AuditLogTx: Send {
     async fn audit_append(&mut self, record: &AuditRecord) -> StoreResult<AppendedEntry>;
     /// Appends `records` in order, as consecutive entries, with one head read and update and
     /// multi-row inserts: what one request's several entries should use.
-    async fn audit_append_all(&mut self, records: &[AuditRecord])
-    -> StoreResult<Vec<AppendedEntry>>;
+    async fn audit_append_all(
+        &mut self,
+        records: &[AuditRecord],
+    ) -> StoreResult<Vec<AppendedEntry>>;
     /// The head; `lock` holds it until commit (no append or signing meanwhile).
     async fn audit_head(&mut self, lock: bool) -> StoreResult<Option<AuditHead>>;
     /// Entries `[start, end)` with their openings, in order.

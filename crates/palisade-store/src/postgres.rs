@@ -7,7 +7,7 @@ use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use crate::sql::{SqlTx, map_err};
+use crate::sql::{Conn, SqlTx, map_err};
 use crate::{APP_ROLE, Migrations, OpenError, TENANT_TABLES};
 
 mod statements {
@@ -148,7 +148,7 @@ impl PgStore {
         .await
         .map_err(map_err)?;
         Ok(SqlTx {
-            tx,
+            tx: Conn::Tx(tx),
             workspace,
             write: access == Access::Write,
         })

@@ -7,9 +7,47 @@ use palisade_core::error::StoreError;
 
 /// A transaction of one backend, bound at `begin` to the workspace of its scope (if any).
 pub(crate) struct SqlTx<DB: sqlx::Database> {
-    pub tx: sqlx::Transaction<'static, DB>,
+    pub tx: Conn<DB>,
     pub workspace: Option<String>,
     pub write: bool,
+}
+
+/// The connection a `SqlTx` runs on: a database transaction, or (SQLite reads) a read-only
+/// connection in autocommit mode, where each statement sees the latest commit — what
+/// PostgreSQL's default read committed gives a read transaction too — without the two extra
+/// round trips of `BEGIN` and `COMMIT` to SQLite's connection thread.
+pub(crate) enum Conn<DB: sqlx::Database> {
+    Tx(sqlx::Transaction<'static, DB>),
+    Autocommit(sqlx::pool::PoolConnection<DB>),
+}
+
+impl<DB: sqlx::Database> Conn<DB> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Tx(tx) => tx.commit().await,
+            Conn::Autocommit(_) => Ok(()),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Conn<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        match self {
+            Conn::Tx(tx) => tx,
+            Conn::Autocommit(conn) => conn,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Conn<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match self {
+            Conn::Tx(tx) => tx,
+            Conn::Autocommit(conn) => conn,
+        }
+    }
 }
 
 impl<DB: sqlx::Database> SqlTx<DB> {

@@ -11,7 +11,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::sql::{SqlTx, map_err};
+use crate::sql::{Conn, SqlTx, map_err};
 use crate::{Migrations, OpenError};
 
 mod statements {
@@ -86,10 +86,15 @@ impl SqliteStore {
         workspace: Option<String>,
     ) -> StoreResult<SqlTx<sqlx::Sqlite>> {
         let tx = match access {
-            Access::Write => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Access::Read => self.reader.begin().await,
-        }
-        .map_err(map_err)?;
+            Access::Write => Conn::Tx(
+                self.writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(map_err)?,
+            ),
+            // Read-only connections; see `Conn` for why no transaction.
+            Access::Read => Conn::Autocommit(self.reader.acquire().await.map_err(map_err)?),
+        };
         Ok(SqlTx {
             tx,
             workspace,
