@@ -388,6 +388,13 @@ pub trait RecordsTx: Send {
         limit: u32,
         drafts: bool,
     ) -> StoreResult<Vec<Record>>;
+    /// The collection named `collection` and, if it holds it, record `id`, in one statement;
+    /// `None` if there is no such collection.
+    async fn record_in_collection(
+        &mut self,
+        collection: &str,
+        id: &RecordId,
+    ) -> StoreResult<Option<(Collection, Option<Record>)>>;
     /// One page of a collection's records as `query` asks: filtered, sorted (ties by id),
     /// after its cursor, at most `query.limit` rows.
     async fn records_query(

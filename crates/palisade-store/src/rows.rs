@@ -505,6 +505,47 @@ impl RecordRow {
     }
 }
 
+/// A collection and, if it holds it, one record (`sql_records::RECORD_IN_COLLECTION`): the
+/// collection's columns as `CollectionRow`, the record's prefixed `r_` and null when absent.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CollectionRecordRow {
+    #[sqlx(flatten)]
+    pub collection: CollectionRow,
+    pub r_id: Option<String>,
+    pub r_status: Option<String>,
+    pub r_data: Option<Json<serde_json::Map<String, serde_json::Value>>>,
+    pub r_version: Option<i64>,
+    pub r_created_at: Option<OffsetDateTime>,
+    pub r_updated_at: Option<OffsetDateTime>,
+    pub r_published_at: Option<OffsetDateTime>,
+    pub r_created_by: Option<String>,
+    pub r_updated_by: Option<String>,
+}
+
+impl CollectionRecordRow {
+    pub fn into_pair(self) -> StoreResult<(Collection, Option<Record>)> {
+        let collection = Collection::from(self.collection);
+        let Some(id) = self.r_id else {
+            return Ok((collection, None));
+        };
+        let missing = || corrupt("records", "a record column is null");
+        let row = RecordRow {
+            workspace_id: collection.workspace_id.to_string(),
+            id,
+            collection_id: collection.id.to_string(),
+            status: self.r_status.ok_or_else(missing)?,
+            data: self.r_data.ok_or_else(missing)?,
+            version: self.r_version.ok_or_else(missing)?,
+            created_at: self.r_created_at.ok_or_else(missing)?,
+            updated_at: self.r_updated_at.ok_or_else(missing)?,
+            published_at: self.r_published_at,
+            created_by: self.r_created_by.ok_or_else(missing)?,
+            updated_by: self.r_updated_by.ok_or_else(missing)?,
+        };
+        Ok((collection, Some(row.into_record()?)))
+    }
+}
+
 /// A time as the instance tables `api_key_usage` and `api_key_changes` store it: µs since the
 /// Unix epoch (sub-µs digits dropped, the precision both backends keep elsewhere).
 pub(crate) fn micros(at: OffsetDateTime) -> StoreResult<i64> {

@@ -32,6 +32,15 @@ pub(crate) const RECORDS_LIST: &str = record_select!(
     "workspace_id = $1 AND collection_id = $2 AND id > $3 AND ($4 OR status = 'published') \
      ORDER BY id LIMIT $5"
 );
+/// The collection named `$2` and, if it holds it, record `$3`: one statement for a read of
+/// one record (served by `collections (workspace_id, name)` and the records primary key).
+pub(crate) const RECORD_IN_COLLECTION: &str = "SELECT c.workspace_id, c.id, c.name, c.fields, c.version, c.created_at, \
+     c.updated_at, r.id AS r_id, r.status AS r_status, r.data AS r_data, r.version AS r_version, \
+     r.created_at AS r_created_at, r.updated_at AS r_updated_at, r.published_at AS r_published_at, \
+     r.created_by AS r_created_by, r.updated_by AS r_updated_by \
+     FROM collections c LEFT JOIN records r \
+     ON r.workspace_id = c.workspace_id AND r.collection_id = c.id AND r.id = $3 \
+     WHERE c.workspace_id = $1 AND c.name = $2";
 pub(crate) const RECORD_INSERT: &str = "INSERT INTO records (workspace_id, id, collection_id, status, data, version, \
      created_at, updated_at, published_at, created_by, updated_by) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -65,7 +74,7 @@ pub(crate) const CLAIM_ATTEMPTS: usize = 3;
 macro_rules! impl_records_tx {
     ($db:ty, $dialect:expr) => {
         mod records_tx {
-            use palisade_core::collections::model::Record;
+            use palisade_core::collections::model::{Collection, Record};
             use palisade_core::collections::query::RecordQuery;
             use palisade_core::crypto::sha256;
             use palisade_core::ids::{CollectionId, RecordId};
@@ -73,7 +82,7 @@ macro_rules! impl_records_tx {
             use sqlx::types::Json;
 
             use super::members_tx::{in_scope, one};
-            use crate::rows::{RecordRow, corrupt};
+            use crate::rows::{CollectionRecordRow, RecordRow, corrupt};
             use crate::sql::{SqlTx, map_err};
             use crate::sql_record_query::{Bind, build};
             use crate::sql_records as q;
@@ -139,6 +148,22 @@ macro_rules! impl_records_tx {
                         .await
                         .map_err(map_err)?;
                     rows.into_iter().map(RecordRow::into_record).collect()
+                }
+
+                async fn record_in_collection(
+                    &mut self,
+                    collection: &str,
+                    id: &RecordId,
+                ) -> StoreResult<Option<(Collection, Option<Record>)>> {
+                    let ws = self.workspace()?.to_owned();
+                    let row: Option<CollectionRecordRow> = sqlx::query_as(q::RECORD_IN_COLLECTION)
+                        .bind(ws)
+                        .bind(collection)
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                    row.map(CollectionRecordRow::into_pair).transpose()
                 }
 
                 async fn records_query(

@@ -214,8 +214,15 @@ impl Services {
     ) -> Result<RecordView> {
         authorize_collection(scope, collection, Permission::RecordsRead)?;
         let mut tx = self.store.tenant(scope, Access::Read).await?;
-        let schema = Self::collection_named(&mut tx, collection).await?;
-        let record = visible_record(&mut tx, scope, &schema, id).await?;
+        // One statement for both (a missing collection is still told apart).
+        let (schema, record) = match RecordId::parse(id) {
+            Some(id) => tx
+                .record_in_collection(collection, &id)
+                .await?
+                .ok_or(Error::NotFound(Resource::Collection))?,
+            None => (Self::collection_named(&mut tx, collection).await?, None),
+        };
+        let record = visible(scope, &schema, record)?;
         self.record_view(scope, &schema, record)
     }
 
@@ -722,14 +729,19 @@ async fn visible_record(
     let record = tx
         .record_get(&id)
         .await?
-        .filter(|r| r.collection_id == schema.id)
-        .ok_or(Error::NotFound(Resource::Record))?;
-    if record.status == RecordStatus::Draft
-        && !scope.holds_on(&schema.name, Permission::RecordsReadDraft)
-    {
-        return Err(Error::NotFound(Resource::Record));
-    }
-    Ok(record)
+        .filter(|r| r.collection_id == schema.id);
+    visible(scope, &schema, record)
+}
+
+/// The record if there is one and the caller may see it (a draft needs `records.read_draft`);
+/// 404 otherwise, the same for both.
+fn visible(scope: &TenantScope, schema: &Collection, record: Option<Record>) -> Result<Record> {
+    record
+        .filter(|r| {
+            r.status != RecordStatus::Draft
+                || scope.holds_on(&schema.name, Permission::RecordsReadDraft)
+        })
+        .ok_or(Error::NotFound(Resource::Record))
 }
 
 /// A view with unreadable fields left out (write responses too, DAT-4).
