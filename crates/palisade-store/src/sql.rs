@@ -367,8 +367,24 @@ macro_rules! impl_transactions {
                     last_leaf = leaf;
                     size += 1;
                 }
+                // The statements below run one by one on PostgreSQL; SQLite takes them as one
+                // multi-statement command, one round trip to its connection thread.
+                let merge = $backend::MERGE_STATEMENTS;
+                let mut b = sqlx::QueryBuilder::<$db>::new("");
+                let mut rows_written = 0u64;
+                let mut expected = 0u64;
+                macro_rules! end_statement {
+                    () => {
+                        if merge {
+                            b.push("; ");
+                        } else {
+                            rows_written += b.build().execute(&mut *self.tx).await.map_err(map_err)?.rows_affected();
+                            b.reset();
+                        }
+                    };
+                }
                 for chunk in entries.chunks(crate::sql::APPEND_CHUNK) {
-                    let mut b = sqlx::QueryBuilder::<$db>::new(crate::sql::AUDIT_ENTRY_INSERT_ROWS);
+                    b.push(crate::sql::AUDIT_ENTRY_INSERT_ROWS);
                     b.push_values(chunk, |mut row, (seq, bytes, leaf, ts, r)| {
                         row.push_bind(log.clone())
                             .push_bind(*seq)
@@ -383,21 +399,23 @@ macro_rules! impl_transactions {
                             .push_bind(r.target.id.clone())
                             .push_bind(r.gdpr());
                     });
-                    b.build().execute(&mut *self.tx).await.map_err(map_err)?;
+                    expected += chunk.len() as u64;
+                    end_statement!();
                 }
                 let mut rows = Vec::with_capacity(nodes.len());
                 for (id, hash) in &nodes {
                     rows.push((i16::from(id.level), to_i64(id.index)?, hash.to_vec()));
                 }
                 for chunk in rows.chunks(crate::sql::APPEND_CHUNK) {
-                    let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_tree (log_id, level, idx, hash) ");
+                    b.push("INSERT INTO audit_tree (log_id, level, idx, hash) ");
                     b.push_values(chunk, |mut row, (level, idx, hash)| {
                         row.push_bind(log.clone()).push_bind(*level).push_bind(*idx).push_bind(hash.clone());
                     });
-                    b.build().execute(&mut *self.tx).await.map_err(map_err)?;
+                    expected += chunk.len() as u64;
+                    end_statement!();
                 }
                 for chunk in openings.chunks(crate::sql::APPEND_CHUNK) {
-                    let mut b = sqlx::QueryBuilder::<$db>::new("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) ");
+                    b.push("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) ");
                     b.push_values(chunk, |mut row, (seq, o, subject)| {
                         row.push_bind(log.clone())
                             .push_bind(*seq)
@@ -406,19 +424,25 @@ macro_rules! impl_transactions {
                             .push_bind(Json(o.value.clone()))
                             .push_bind(subject.clone());
                     });
-                    b.build().execute(&mut *self.tx).await.map_err(map_err)?;
+                    expected += chunk.len() as u64;
+                    end_statement!();
                 }
+                // Conditional on the size read above: a moved head changes no row, and the
+                // count below catches it.
                 let frontier_bytes: Vec<u8> = frontier.hashes().flat_map(|h| h.iter().copied()).collect();
-                let done = sqlx::query("UPDATE audit_heads SET size = $2, last_leaf = $3, frontier = $4 WHERE log_id = $1 AND size = $5")
-                    .bind(&log)
-                    .bind(to_i64(size)?)
-                    .bind(&last_leaf[..])
-                    .bind(frontier_bytes)
-                    .bind(to_i64(head.size)?)
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-                if done.rows_affected() != 1 {
+                b.push("UPDATE audit_heads SET size = ");
+                b.push_bind(to_i64(size)?);
+                b.push(", last_leaf = ");
+                b.push_bind(last_leaf.to_vec());
+                b.push(", frontier = ");
+                b.push_bind(frontier_bytes);
+                b.push(" WHERE log_id = ");
+                b.push_bind(log.clone());
+                b.push(" AND size = ");
+                b.push_bind(to_i64(head.size)?);
+                expected += 1;
+                rows_written += b.build().execute(&mut *self.tx).await.map_err(map_err)?.rows_affected();
+                if rows_written != expected {
                     return Err(corrupt("audit_heads", "head moved during an append"));
                 }
                 Ok(appended)

@@ -15,6 +15,8 @@ use crate::sql::{Conn, SqlTx, map_err};
 use crate::{Migrations, OpenError};
 
 mod statements {
+    /// Whether several statements with parameters may share one command.
+    pub const MERGE_STATEMENTS: bool = true;
     pub const AUDIT_HEAD_LOCKED: &str = crate::sql::AUDIT_HEAD;
     // One writer connection serialises writes, so a plain read suffices as a row lock.
     pub const LIMIT_LOCKED: &str = "SELECT tat, logged_until FROM rate_limits WHERE key = $1";

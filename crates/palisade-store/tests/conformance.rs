@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use palisade_audit::merkle::NodeId;
 use palisade_core::accounts::model::{
     AccountToken, RefreshToken, ResetCode, Session, TokenPurpose, User,
 };
@@ -23,7 +24,7 @@ use palisade_core::ids::{
 };
 use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{
-    Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint, TenantTx,
+    Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint, StoredEntry, TenantTx,
 };
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use palisade_core::workspaces::model::{
@@ -753,6 +754,73 @@ const APPEND_ONLY_VIOLATIONS: [&str; 10] = [
     "UPDATE audit_keys SET public_key = sealed_seed",
     "DELETE FROM audit_keys",
 ];
+
+#[tokio::test]
+async fn a_batched_append_stores_what_appending_one_by_one_stores() {
+    for (db, store) in stores().await {
+        let owner = add_user(&*store, "batch@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &owner, "batch").await;
+        let events: Vec<_> = (0..5)
+            .map(|i| {
+                AuditEvent::new(
+                    AuditLog::Workspace(ws.id.clone()),
+                    "record.tag_added",
+                    Actor::of(scope.principal()),
+                    Target {
+                        kind: "record".into(),
+                        id: format!("rec_{i}"),
+                    },
+                )
+                .seal(&RequestMeta::default(), t0())
+                .unwrap()
+            })
+            .collect();
+        // What a batch writes, read back, then rolled back.
+        let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
+        let batch = tx.audit_append_all(&events).await.unwrap();
+        let batch_head = tx.audit_head(false).await.unwrap().unwrap();
+        let batch_entries = tx.audit_entries(0, 6).await.unwrap();
+        let nodes: Vec<NodeId> = (0..6).map(|i| NodeId { level: 0, index: i }).collect();
+        let batch_nodes = tx.audit_nodes(&nodes).await.unwrap();
+        drop(tx);
+        // The same events one by one.
+        let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
+        assert_eq!(
+            tx.audit_head(false).await.unwrap().unwrap().size,
+            1,
+            "{}",
+            db.backend
+        );
+        let mut single = Vec::new();
+        for e in &events {
+            single.push(tx.audit_append(e).await.unwrap());
+        }
+        let head = tx.audit_head(false).await.unwrap().unwrap();
+        let stored = tx.audit_entries(0, 6).await.unwrap();
+        assert_eq!(batch, single, "{}", db.backend);
+        assert_eq!(
+            (batch_head.size, batch_head.last_leaf, batch_head.frontier),
+            (head.size, head.last_leaf, head.frontier),
+            "{}",
+            db.backend
+        );
+        assert_eq!(head.size, 6);
+        let bytes = |v: &[StoredEntry]| v.iter().map(|e| e.bytes.clone()).collect::<Vec<_>>();
+        assert_eq!(bytes(&batch_entries), bytes(&stored), "{}", db.backend);
+        assert_eq!(
+            batch_nodes,
+            tx.audit_nodes(&nodes).await.unwrap(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(batch_nodes.len(), 6);
+        tx.commit().await.unwrap();
+        // An empty batch writes nothing.
+        let mut tx = store.tenant(&scope, Access::Write).await.unwrap();
+        assert!(tx.audit_append_all(&[]).await.unwrap().is_empty());
+        assert_eq!(tx.audit_head(false).await.unwrap().unwrap().size, 6);
+    }
+}
 
 #[tokio::test]
 async fn audit_log_is_append_only_in_the_database() {
