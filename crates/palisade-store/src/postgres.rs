@@ -139,48 +139,22 @@ impl PgStore {
         user: Option<&str>,
         system: bool,
     ) -> StoreResult<SqlTx<sqlx::Postgres>> {
-        let workspace_value = workspace.as_deref().unwrap_or("");
-        let user_value = user.unwrap_or("");
-        let system_value = if system { "on" } else { "" };
-        // One round trip: `BEGIN` and the scope settings in one simple query. Written into the
-        // text only when every value is an id (`[a-z0-9_]`); anything else is bound instead.
-        let tx = if [workspace_value, user_value].iter().all(|v| is_plain_id(v)) {
-            let begin = format!(
-                "BEGIN; SELECT set_config('app.workspace_id', '{workspace_value}', true), \
-                 set_config('app.user_id', '{user_value}', true), \
-                 set_config('app.system', '{system_value}', true)"
-            );
-            self.pool
-                .begin_with(sqlx::AssertSqlSafe(begin))
-                .await
-                .map_err(map_err)?
-        } else {
-            let mut tx = self.pool.begin().await.map_err(map_err)?;
-            sqlx::query(
-                "SELECT set_config('app.workspace_id', $1, true), set_config('app.user_id', $2, true), set_config('app.system', $3, true)",
-            )
-            .bind(workspace_value)
-            .bind(user_value)
-            .bind(system_value)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            tx
-        };
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "SELECT set_config('app.workspace_id', $1, true), set_config('app.user_id', $2, true), set_config('app.system', $3, true)",
+        )
+        .bind(workspace.as_deref().unwrap_or(""))
+        .bind(user.unwrap_or(""))
+        .bind(if system { "on" } else { "" })
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         Ok(SqlTx {
             tx: Conn::Tx(tx),
             workspace,
             write: access == Access::Write,
         })
     }
-}
-
-/// Whether `value` may be written into a statement as a quoted literal: ids only.
-fn is_plain_id(value: &str) -> bool {
-    value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[async_trait::async_trait]
