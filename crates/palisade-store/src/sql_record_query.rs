@@ -253,13 +253,17 @@ pub(crate) fn build(
         });
     }
 
+    // The id is never null: plain `ASC`/`DESC` lets SQLite walk its index (a `NULLS LAST`
+    // there would make it sort the collection).
     let mut order_sql = Vec::with_capacity(order.len());
     for (key, descending) in &order {
         let l = lhs(dialect, key)?;
-        order_sql.push(if *descending {
-            format!("{l} DESC NULLS FIRST")
-        } else {
-            format!("{l} ASC NULLS LAST")
+        let never_null = key.source == id_key.source;
+        order_sql.push(match (*descending, never_null) {
+            (true, true) => format!("{l} DESC"),
+            (false, true) => format!("{l} ASC"),
+            (true, false) => format!("{l} DESC NULLS FIRST"),
+            (false, false) => format!("{l} ASC NULLS LAST"),
         });
     }
     let limit = b.binds.len() + 4;
@@ -359,6 +363,18 @@ mod tests {
             let built = build(dialect, "id", &q).unwrap();
             params_in_order(&built);
             assert!(built.sql.contains("DESC NULLS FIRST"), "{}", built.sql);
+        }
+    }
+
+    #[test]
+    fn the_default_order_is_the_plain_id_order_an_index_serves() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let built = build(dialect, "id", &query()).unwrap();
+            assert!(
+                built.sql.ends_with("ORDER BY id ASC LIMIT $4"),
+                "{}",
+                built.sql
+            );
         }
     }
 
