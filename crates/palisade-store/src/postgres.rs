@@ -33,7 +33,7 @@ crate::sql::impl_transactions!(sqlx::Postgres, statements);
 crate::sql_members::impl_members_tx!(sqlx::Postgres);
 crate::sql_api_keys::impl_api_keys_tx!(sqlx::Postgres);
 crate::sql_collections::impl_collections_tx!(sqlx::Postgres);
-crate::sql_records::impl_records_tx!(sqlx::Postgres, Dialect::Postgres);
+crate::sql_records::impl_records_tx!(sqlx::Postgres, crate::sql_record_query::Dialect::Postgres);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {

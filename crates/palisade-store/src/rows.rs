@@ -546,56 +546,6 @@ impl CollectionRecordRow {
     }
 }
 
-/// Records from the JSON array a SQLite list query returns (`sql_record_query`), checked like
-/// rows.
-pub(crate) fn records_from_json(text: &str) -> StoreResult<Vec<Record>> {
-    use serde_json::Value;
-    let bad = |detail: &str| corrupt("records", format!("list row: {detail}"));
-    let rows: Vec<serde_json::Map<String, Value>> =
-        serde_json::from_str(text).map_err(|_| bad("not a JSON array of objects"))?;
-    let text_of = |row: &serde_json::Map<String, Value>, key: &str| -> StoreResult<String> {
-        row.get(key)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| bad(key))
-    };
-    let time_of =
-        |row: &serde_json::Map<String, Value>, key: &str| -> StoreResult<OffsetDateTime> {
-            let t = text_of(row, key)?;
-            OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| bad(key))
-        };
-    rows.into_iter()
-        .map(|mut row| {
-            let data = match row.remove("data") {
-                Some(Value::Object(map)) => map,
-                _ => return Err(bad("data")),
-            };
-            let published_at = match row.get("published_at") {
-                None | Some(Value::Null) => None,
-                Some(_) => Some(time_of(&row, "published_at")?),
-            };
-            RecordRow {
-                workspace_id: text_of(&row, "workspace_id")?,
-                id: text_of(&row, "id")?,
-                collection_id: text_of(&row, "collection_id")?,
-                status: text_of(&row, "status")?,
-                data: Json(data),
-                version: row
-                    .get("version")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| bad("version"))?,
-                created_at: time_of(&row, "created_at")?,
-                updated_at: time_of(&row, "updated_at")?,
-                published_at,
-                created_by: text_of(&row, "created_by")?,
-                updated_by: text_of(&row, "updated_by")?,
-            }
-            .into_record()
-        })
-        .collect()
-}
-
 /// A time as the instance tables `api_key_usage` and `api_key_changes` store it: µs since the
 /// Unix epoch (sub-µs digits dropped, the precision both backends keep elsewhere).
 pub(crate) fn micros(at: OffsetDateTime) -> StoreResult<i64> {

@@ -14,12 +14,6 @@ use palisade_core::collections::query::{
 };
 use palisade_core::error::StoreError;
 
-/// A record row as a JSON object (SQLite), read back by `rows::records_from_json`.
-const SQLITE_ROW_OBJECT: &str = "'workspace_id', workspace_id, 'id', id, \
-     'collection_id', collection_id, 'status', status, 'data', json(data), 'version', version, \
-     'created_at', created_at, 'updated_at', updated_at, 'published_at', published_at, \
-     'created_by', created_by, 'updated_by', updated_by";
-
 /// The name of the SQLite collation that orders decimal strings numerically.
 pub(crate) const DECIMAL_COLLATION: &str = "palisade_decimal";
 
@@ -274,20 +268,11 @@ pub(crate) fn build(
     }
     let limit = b.binds.len() + 4;
     b.binds.push(Bind::Int(i64::from(query.limit)));
-    let order_sql = order_sql.join(", ");
-    let page = format!(
-        "SELECT {columns} FROM records WHERE {} ORDER BY {order_sql} LIMIT ${limit}",
+    let sql = format!(
+        "SELECT {columns} FROM records WHERE {} ORDER BY {} LIMIT ${limit}",
         conditions.join(" AND "),
+        order_sql.join(", ")
     );
-    let sql = match dialect {
-        Dialect::Postgres => page,
-        // The page as one JSON array in one row: sqlx hands each row over from SQLite's
-        // connection thread separately, which costs more than the rows themselves.
-        Dialect::Sqlite => format!(
-            "SELECT json_group_array(json_object({SQLITE_ROW_OBJECT}) ORDER BY {order_sql}) \
-             FROM ({page})"
-        ),
-    };
     Ok(Built {
         sql,
         binds: b.binds,

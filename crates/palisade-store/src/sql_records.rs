@@ -82,11 +82,10 @@ macro_rules! impl_records_tx {
             use sqlx::types::Json;
 
             use super::members_tx::{in_scope, one};
-            use crate::rows::{CollectionRecordRow, RecordRow, corrupt, records_from_json};
+            use crate::rows::{CollectionRecordRow, RecordRow, corrupt};
             use crate::sql::{SqlTx, map_err};
-            use crate::sql_record_query::{Bind, Dialect, build};
+            use crate::sql_record_query::{Bind, build};
             use crate::sql_records as q;
-            use sqlx::{FromRow as _, Row as _};
 
             /// A statement of this workspace keyed by `$2` alone; how many rows it changed.
             async fn execute_keyed(
@@ -176,7 +175,7 @@ macro_rules! impl_records_tx {
                     let built = build($dialect, q::RECORD_COLUMNS, query)?;
                     // Safe: field names are checked by `build`, every value is a parameter.
                     let sql = sqlx::AssertSqlSafe(built.sql);
-                    let mut statement = sqlx::query(sql)
+                    let mut statement = sqlx::query_as::<_, RecordRow>(sql)
                         .bind(ws)
                         .bind(collection.as_str())
                         .bind(query.drafts);
@@ -187,15 +186,8 @@ macro_rules! impl_records_tx {
                             Bind::Bool(b) => statement.bind(b),
                         };
                     }
-                    if $dialect == Dialect::Sqlite {
-                        let row = statement.fetch_one(&mut *self.tx).await.map_err(map_err)?;
-                        let text: String = row.try_get(0).map_err(map_err)?;
-                        return records_from_json(&text);
-                    }
                     let rows = statement.fetch_all(&mut *self.tx).await.map_err(map_err)?;
-                    rows.iter()
-                        .map(|row| RecordRow::from_row(row).map_err(map_err)?.into_record())
-                        .collect()
+                    rows.into_iter().map(RecordRow::into_record).collect()
                 }
 
                 async fn record_update(

@@ -30,7 +30,7 @@ crate::sql::impl_transactions!(sqlx::Sqlite, statements);
 crate::sql_members::impl_members_tx!(sqlx::Sqlite);
 crate::sql_api_keys::impl_api_keys_tx!(sqlx::Sqlite);
 crate::sql_collections::impl_collections_tx!(sqlx::Sqlite);
-crate::sql_records::impl_records_tx!(sqlx::Sqlite, Dialect::Sqlite);
+crate::sql_records::impl_records_tx!(sqlx::Sqlite, crate::sql_record_query::Dialect::Sqlite);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
