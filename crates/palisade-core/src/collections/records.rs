@@ -730,7 +730,7 @@ async fn visible_record(
         .record_get(&id)
         .await?
         .filter(|r| r.collection_id == schema.id);
-    visible(scope, &schema, record)
+    visible(scope, schema, record)
 }
 
 /// The record if there is one and the caller may see it (a draft needs `records.read_draft`);
