@@ -6,6 +6,11 @@ use clap::{Parser, Subcommand};
 use palisade::config::{Config, LogFormat, Overrides};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: glibc's allocator contends on its arena locks under the server's many small JSON
+/// allocations across threads (measured in `bench/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "palisade",
