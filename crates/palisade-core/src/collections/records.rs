@@ -102,18 +102,19 @@ impl Services {
         collection: &Collection,
         mut record: Record,
     ) -> Result<RecordView> {
+        let mut stored = std::mem::take(&mut record.data);
         let mut data = Map::new();
         for field in &collection.fields {
-            let Some(stored) = record.data.get(&field.name) else {
-                continue;
-            };
             if !readable(scope, &collection.name, &field.name) {
                 continue;
             }
+            let Some(value) = stored.remove(&field.name) else {
+                continue;
+            };
             let value = if field.encrypted {
-                self.open_value(&record, &field.name, stored)?
+                self.open_value(&record, &field.name, &value)?
             } else {
-                stored.clone()
+                value
             };
             data.insert(field.name.clone(), value);
         }
