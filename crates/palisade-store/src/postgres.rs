@@ -11,7 +11,8 @@ use crate::sql::{Conn, SqlTx, map_err};
 use crate::{APP_ROLE, Migrations, OpenError, TENANT_TABLES};
 
 mod statements {
-    /// Whether several statements with parameters may share one command.
+    /// Whether several statements with parameters may share one command (else an append is
+    /// one statement of data-modifying CTEs).
     pub const MERGE_STATEMENTS: bool = false;
     pub const LIMIT_LOCKED: &str =
         "SELECT tat, logged_until FROM rate_limits WHERE key = $1 FOR UPDATE";

@@ -367,23 +367,37 @@ macro_rules! impl_transactions {
                     last_leaf = leaf;
                     size += 1;
                 }
-                // The statements below run one by one on PostgreSQL; SQLite takes them as one
-                // multi-statement command, one round trip to its connection thread.
+                // One command for every insert and the head update: SQLite takes them as
+                // statements separated by `;` (each counts its rows); PostgreSQL as one statement,
+                // the inserts as data-modifying CTEs and the head update last (only it counts).
+                // Either way the head lock is held for one round trip, not one per statement.
                 let merge = $backend::MERGE_STATEMENTS;
-                let mut b = sqlx::QueryBuilder::<$db>::new("");
-                let mut rows_written = 0u64;
+                let mut b = sqlx::QueryBuilder::<$db>::new(if merge { "" } else { "WITH " });
                 let mut expected = 0u64;
-                macro_rules! end_statement {
+                let mut ctes = 0usize;
+                macro_rules! begin_statement {
                     () => {
+                        if !merge {
+                            if ctes > 0 {
+                                b.push(", ");
+                            }
+                            b.push(format!("s{ctes} AS ("));
+                        }
+                    };
+                }
+                macro_rules! end_statement {
+                    ($rows:expr) => {
                         if merge {
                             b.push("; ");
+                            expected += $rows as u64;
                         } else {
-                            rows_written += b.build().execute(&mut *self.tx).await.map_err(map_err)?.rows_affected();
-                            b.reset();
+                            b.push(" RETURNING 1)");
+                            ctes += 1;
                         }
                     };
                 }
                 for chunk in entries.chunks(crate::sql::APPEND_CHUNK) {
+                    begin_statement!();
                     b.push(crate::sql::AUDIT_ENTRY_INSERT_ROWS);
                     b.push_values(chunk, |mut row, (seq, bytes, leaf, ts, r)| {
                         row.push_bind(log.clone())
@@ -399,22 +413,22 @@ macro_rules! impl_transactions {
                             .push_bind(r.target.id.clone())
                             .push_bind(r.gdpr());
                     });
-                    expected += chunk.len() as u64;
-                    end_statement!();
+                    end_statement!(chunk.len());
                 }
                 let mut rows = Vec::with_capacity(nodes.len());
                 for (id, hash) in &nodes {
                     rows.push((i16::from(id.level), to_i64(id.index)?, hash.to_vec()));
                 }
                 for chunk in rows.chunks(crate::sql::APPEND_CHUNK) {
+                    begin_statement!();
                     b.push("INSERT INTO audit_tree (log_id, level, idx, hash) ");
                     b.push_values(chunk, |mut row, (level, idx, hash)| {
                         row.push_bind(log.clone()).push_bind(*level).push_bind(*idx).push_bind(hash.clone());
                     });
-                    expected += chunk.len() as u64;
-                    end_statement!();
+                    end_statement!(chunk.len());
                 }
                 for chunk in openings.chunks(crate::sql::APPEND_CHUNK) {
+                    begin_statement!();
                     b.push("INSERT INTO audit_openings (log_id, seq, pointer, salt, value, subject) ");
                     b.push_values(chunk, |mut row, (seq, o, subject)| {
                         row.push_bind(log.clone())
@@ -424,13 +438,12 @@ macro_rules! impl_transactions {
                             .push_bind(Json(o.value.clone()))
                             .push_bind(subject.clone());
                     });
-                    expected += chunk.len() as u64;
-                    end_statement!();
+                    end_statement!(chunk.len());
                 }
                 // Conditional on the size read above: a moved head changes no row, and the
                 // count below catches it.
                 let frontier_bytes: Vec<u8> = frontier.hashes().flat_map(|h| h.iter().copied()).collect();
-                b.push("UPDATE audit_heads SET size = ");
+                b.push(" UPDATE audit_heads SET size = ");
                 b.push_bind(to_i64(size)?);
                 b.push(", last_leaf = ");
                 b.push_bind(last_leaf.to_vec());
@@ -441,7 +454,7 @@ macro_rules! impl_transactions {
                 b.push(" AND size = ");
                 b.push_bind(to_i64(head.size)?);
                 expected += 1;
-                rows_written += b.build().execute(&mut *self.tx).await.map_err(map_err)?.rows_affected();
+                let rows_written = b.build().execute(&mut *self.tx).await.map_err(map_err)?.rows_affected();
                 if rows_written != expected {
                     return Err(corrupt("audit_heads", "head moved during an append"));
                 }

@@ -15,7 +15,8 @@ use crate::sql::{Conn, SqlTx, map_err};
 use crate::{Migrations, OpenError};
 
 mod statements {
-    /// Whether several statements with parameters may share one command.
+    /// Whether several statements with parameters may share one command (else an append is
+    /// one statement of data-modifying CTEs).
     pub const MERGE_STATEMENTS: bool = true;
     pub const AUDIT_HEAD_LOCKED: &str = crate::sql::AUDIT_HEAD;
     // One writer connection serialises writes, so a plain read suffices as a row lock.
