@@ -178,22 +178,14 @@ impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::RouteNotFound)?;
+        let query = raw_query(parts, state).await?;
         let mut params = ListParams {
             limit: LIST_LIMIT_DEFAULT,
             after: None,
         };
         let mut errors = Vec::new();
-        let mut fail = |name: &str, message: String| {
-            errors.push(ProblemField {
-                pointer: None,
-                parameter: Some(name.to_owned()),
-                message,
-            })
-        };
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let mut fail = |name: &str, message: String| errors.push(parameter_problem(name, message));
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "limit" => match parse_limit(&value) {
                     Ok(n) => params.limit = n,
@@ -217,6 +209,23 @@ impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
     }
 }
 
+/// The request's query string (empty when there is none).
+async fn raw_query<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
+    let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::RouteNotFound)?;
+    Ok(query.unwrap_or_default())
+}
+
+/// A problem with the query parameter `name`.
+fn parameter_problem(name: &str, message: String) -> ProblemField {
+    ProblemField {
+        pointer: None,
+        parameter: Some(name.to_owned()),
+        message,
+    }
+}
+
 /// A list's `limit`: 1 to `LIST_LIMIT_MAX`.
 fn parse_limit(value: &str) -> Result<u32, String> {
     match value.parse::<u32>() {
@@ -235,23 +244,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RecordListParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::RouteNotFound)?;
+        let query = raw_query(parts, state).await?;
         let mut request = ListRequest {
             limit: LIST_LIMIT_DEFAULT,
             ..ListRequest::default()
         };
         let mut errors = Vec::new();
-        let mut fail = |name: &str, message: String| {
-            errors.push(ProblemField {
-                pointer: None,
-                parameter: Some(name.to_owned()),
-                message,
-            })
-        };
+        let mut fail = |name: &str, message: String| errors.push(parameter_problem(name, message));
         let mut seen = std::collections::HashSet::new();
-        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if !seen.insert(key.clone()) {
                 fail(&key, "is given more than once".into());
                 continue;

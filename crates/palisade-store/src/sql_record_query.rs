@@ -79,16 +79,9 @@ fn checked_name(name: &str) -> Result<&str, StoreError> {
     }
 }
 
+/// A column's SQL name: the name lists use for it (`Column::as_str`) is the column's own.
 fn column_sql(column: Column) -> &'static str {
-    match column {
-        Column::Id => "id",
-        Column::Status => "status",
-        Column::CreatedAt => "created_at",
-        Column::UpdatedAt => "updated_at",
-        Column::PublishedAt => "published_at",
-        Column::CreatedBy => "created_by",
-        Column::UpdatedBy => "updated_by",
-    }
+    column.as_str()
 }
 
 /// The raw text of a field (`data ->> 'f'` / `json_extract`).

@@ -9,7 +9,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{ADMIN, Reply, Server, assert_status, enable_modules, id, join, servers, ws_path};
+use common::{
+    ADMIN, Reply, Server, assert_status, enable_modules, give_custom_role, id, join, servers,
+    ws_path,
+};
 use palisade_core::store::StoredEntry;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -1303,28 +1306,19 @@ async fn roles_and_scopes_decide_and_field_grants_narrow_the_schema() {
         }
         let (_, narrowed, _) = s.user("narrowed@example.com").await;
         let narrowed_member = join(&s, &o, &ws, "narrowed@example.com", &narrowed, "member").await;
-        let r = s
-            .post(
-                &ws_path(&ws, "/roles"),
-                Some(&o),
-                json!({"name": "Staff readers", "base_role": "member",
-                "permissions": ["workspace.read", "records.read"],
-                "fields": [
-                    {"collection": "staff", "field": "full_name", "read": true, "write": false},
-                    {"collection": "staff", "field": "email", "read": true, "write": false},
-                ]}),
-            )
-            .await;
-        assert_status(&r, 201, &format!("{b}: custom role"));
-        let role = id(&r.body);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/members/{narrowed_member}")),
-                Some(&o),
-                json!({"custom_role": role}),
-            )
-            .await;
-        assert_status(&r, 200, &format!("{b}: assign custom role"));
+        give_custom_role(
+            &s,
+            &o,
+            &ws,
+            &narrowed_member,
+            json!({"name": "Staff readers", "base_role": "member",
+            "permissions": ["workspace.read", "records.read"],
+            "fields": [
+                {"collection": "staff", "field": "full_name", "read": true, "write": false},
+                {"collection": "staff", "field": "email", "read": true, "write": false},
+            ]}),
+        )
+        .await;
 
         let (_, read_key) = create_key(&s, &o, &ws, "Reader", &["read"]).await;
         let (_, write_key) = create_key(&s, &o, &ws, "Writer", &["write"]).await;

@@ -7,11 +7,13 @@
 
 mod common;
 
+use common::records::{collection, create, create_key, member, record, records};
+
 use std::path::PathBuf;
 
 use common::{
-    ADMIN, Reply, Server, assert_status, contains, database_image, enable_modules, id, join,
-    servers, ws_path,
+    ADMIN, Reply, Server, assert_status, contains, database_image, enable_modules,
+    give_custom_role, id, servers, ws_path,
 };
 use palisade_core::store::StoredEntry;
 use palisade_store::testing::databases;
@@ -23,14 +25,6 @@ use serde_json::{Value, json};
 
 fn col_path(ws: &str, name: &str) -> String {
     ws_path(ws, &format!("/collections/{name}"))
-}
-
-fn records(ws: &str, col: &str) -> String {
-    format!("{}/records", col_path(ws, col))
-}
-
-fn record(ws: &str, col: &str, id: &str) -> String {
-    format!("{}/{id}", records(ws, col))
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -66,36 +60,6 @@ async fn send(
 
 async fn delete(s: &Server, path: &str, token: &str) -> Reply {
     s.call(Method::DELETE, path, Some(token), None).await
-}
-
-/// `POST …/collections`, which must be 201; returns the collection.
-async fn collection(s: &Server, token: &str, ws: &str, name: &str, fields: Value) -> Value {
-    let r = s
-        .post(
-            &ws_path(ws, "/collections"),
-            Some(token),
-            json!({"name": name, "fields": fields}),
-        )
-        .await;
-    assert_status(
-        &r,
-        201,
-        &format!("{}: create collection {name}", s.backend()),
-    );
-    r.body
-}
-
-/// `POST …/records`, which must be 201 with the version as ETag; returns the record.
-async fn create(s: &Server, token: &str, ws: &str, col: &str, body: Value) -> Value {
-    let r = s.post(&records(ws, col), Some(token), body.clone()).await;
-    assert_status(
-        &r,
-        201,
-        &format!("{}: create record in {col} {body}", s.backend()),
-    );
-    assert_eq!(r.header("etag"), "\"1\"", "{}: {}", s.backend(), r.text);
-    assert_eq!(r.body["version"], 1, "{}", s.backend());
-    r.body
 }
 
 /// `GET …/records/{id}`, which must be 200 with the version as ETag.
@@ -157,32 +121,6 @@ fn fields_of(rec: &Value) -> Value {
         m.remove(k);
     }
     Value::Object(m)
-}
-
-/// A new user who joined `ws` as `role`: (user id, token, member id).
-async fn member(
-    s: &Server,
-    owner: &str,
-    ws: &str,
-    email: &str,
-    role: &str,
-) -> (String, String, String) {
-    let (uid, token, _) = s.user(email).await;
-    let mid = join(s, owner, ws, email, &token, role).await;
-    (uid, token, mid)
-}
-
-/// `POST …/api-keys`, which must be 201; returns (key id, secret).
-async fn create_key(s: &Server, token: &str, ws: &str, scopes: &[&str]) -> (String, String) {
-    let r = s
-        .post(
-            &ws_path(ws, "/api-keys"),
-            Some(token),
-            json!({"name": format!("key {scopes:?}"), "scopes": scopes}),
-        )
-        .await;
-    assert_status(&r, 201, &format!("{}: create key {scopes:?}", s.backend()));
-    (id(&r.body), r.body["key"].as_str().unwrap().to_owned())
 }
 
 /// Asserts a 422 `validation_failed` naming exactly these pointers.
@@ -821,30 +759,14 @@ async fn field_grants_hide_unreadable_fields_and_refuse_unwritable_ones() {
         enable_modules(&s, &admin, &ws, &["advanced_rbac"]).await;
         let (narrow_id, narrow, narrow_member) =
             member(&s, &o, &ws, "narrow@example.com", "member").await;
-        let r = s
-            .post(
-                &ws_path(&ws, "/roles"),
-                Some(&o),
-                json!({"name": "Clerk", "base_role": "member",
+        give_custom_role(&s, &o, &ws, &narrow_member, json!({"name": "Clerk", "base_role": "member",
                 "permissions": ["workspace.read", "records.read", "records.read_draft", "records.write"],
                 "fields": [
                     {"collection": "staff", "field": "title", "read": true, "write": false},
                     {"collection": "staff", "field": "title", "read": false, "write": true},
                     {"collection": "staff", "field": "note", "read": true, "write": false},
                     {"collection": "staff", "field": "salary", "read": false, "write": false},
-                ]}),
-            )
-            .await;
-        assert_status(&r, 201, &format!("{b}: custom role"));
-        let role = id(&r.body);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/members/{narrow_member}")),
-                Some(&o),
-                json!({"custom_role": role}),
-            )
-            .await;
-        assert_status(&r, 200, &format!("{b}: assign the role"));
+                ]})).await;
 
         collection(
             &s,

@@ -12,24 +12,18 @@
 
 mod common;
 
+use common::records::{collection, create, create_key, member, record, records};
+
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
-use common::{ADMIN, Reply, Server, assert_status, enable_modules, id, join, servers, ws_path};
+use common::{ADMIN, Reply, Server, assert_status, enable_modules, give_custom_role, id, servers};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: requests.
-
-fn records(ws: &str, col: &str) -> String {
-    ws_path(ws, &format!("/collections/{col}/records"))
-}
-
-fn record(ws: &str, col: &str, rid: &str) -> String {
-    format!("{}/{rid}", records(ws, col))
-}
 
 /// Query parameters, in the order they are sent.
 type Params = Vec<(String, String)>;
@@ -153,61 +147,6 @@ async fn page(
 
 fn ids(list: &[Value]) -> Vec<String> {
     list.iter().map(id).collect()
-}
-
-/// `POST …/collections`, which must be 201; returns the collection.
-async fn collection(s: &Server, token: &str, ws: &str, name: &str, fields: Value) -> Value {
-    let r = s
-        .post(
-            &ws_path(ws, "/collections"),
-            Some(token),
-            json!({"name": name, "fields": fields}),
-        )
-        .await;
-    assert_status(
-        &r,
-        201,
-        &format!("{}: create collection {name}", s.backend()),
-    );
-    r.body
-}
-
-/// `POST …/records`, which must be 201 with the version as ETag; returns the record.
-async fn create(s: &Server, token: &str, ws: &str, col: &str, body: Value) -> Value {
-    let r = s.post(&records(ws, col), Some(token), body.clone()).await;
-    assert_status(
-        &r,
-        201,
-        &format!("{}: create record in {col} {body}", s.backend()),
-    );
-    assert_eq!(r.header("etag"), "\"1\"", "{}: {}", s.backend(), r.text);
-    r.body
-}
-
-/// A new user who joined `ws` as `role`: (user id, token, member id).
-async fn member(
-    s: &Server,
-    owner: &str,
-    ws: &str,
-    email: &str,
-    role: &str,
-) -> (String, String, String) {
-    let (uid, token, _) = s.user(email).await;
-    let mid = join(s, owner, ws, email, &token, role).await;
-    (uid, token, mid)
-}
-
-/// `POST …/api-keys`, which must be 201; returns (key id, secret).
-async fn create_key(s: &Server, token: &str, ws: &str, scopes: &[&str]) -> (String, String) {
-    let r = s
-        .post(
-            &ws_path(ws, "/api-keys"),
-            Some(token),
-            json!({"name": format!("key {scopes:?}"), "scopes": scopes}),
-        )
-        .await;
-    assert_status(&r, 201, &format!("{}: create key {scopes:?}", s.backend()));
-    (id(&r.body), r.body["key"].as_str().unwrap().to_owned())
 }
 
 /// The newest seq of the workspace's log (0 when empty).
@@ -1911,30 +1850,14 @@ async fn unreadable_fields_cannot_be_filtered_sorted_or_projected() {
         let (_, admin, _) = s.user(ADMIN).await;
         enable_modules(&s, &admin, &ws, &["advanced_rbac"]).await;
         let (_, narrow, narrow_member) = member(&s, &o, &ws, "narrow@example.com", "member").await;
-        let r = s
-            .post(
-                &ws_path(&ws, "/roles"),
-                Some(&o),
-                json!({"name": "Clerk", "base_role": "member",
+        give_custom_role(&s, &o, &ws, &narrow_member, json!({"name": "Clerk", "base_role": "member",
                 "permissions": ["workspace.read", "records.read", "records.read_draft", "records.write"],
                 "fields": [
                     {"collection": "staff", "field": "title", "read": true, "write": true},
                     {"collection": "staff", "field": "note", "read": true, "write": false},
                     {"collection": "staff", "field": "rank", "read": true, "write": false},
                     {"collection": "staff", "field": "salary", "read": false, "write": false},
-                ]}),
-            )
-            .await;
-        assert_status(&r, 201, &format!("{b}: custom role"));
-        let role = id(&r.body);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/members/{narrow_member}")),
-                Some(&o),
-                json!({"custom_role": role}),
-            )
-            .await;
-        assert_status(&r, 200, &format!("{b}: assign the role"));
+                ]})).await;
         collection(
             &s,
             &o,

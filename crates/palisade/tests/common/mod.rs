@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 pub mod smtp;
 
+pub mod records;
+
 use std::sync::Arc;
 
 use palisade::Config;
@@ -555,6 +557,30 @@ pub async fn enable_modules(s: &Server, admin: &str, ws: &str, modules: &[&str])
         )
         .await;
     assert_status(&r, 200, &format!("{}: enable {modules:?}", s.backend()));
+}
+
+/// Creates a custom role (`role`: the `POST …/roles` body) as `owner` and gives it to member
+/// `member_id`; returns the role's id.
+pub async fn give_custom_role(
+    s: &Server,
+    owner: &str,
+    ws: &str,
+    member_id: &str,
+    role: Value,
+) -> String {
+    let b = s.backend();
+    let r = s.post(&ws_path(ws, "/roles"), Some(owner), role).await;
+    assert_status(&r, 201, &format!("{b}: custom role"));
+    let role_id = id(&r.body);
+    let r = s
+        .patch(
+            &ws_path(ws, &format!("/members/{member_id}")),
+            Some(owner),
+            json!({"custom_role": role_id}),
+        )
+        .await;
+    assert_status(&r, 200, &format!("{b}: assign the custom role"));
+    role_id
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
