@@ -2412,3 +2412,52 @@ async fn queries_and_cursors_do_not_cross_workspaces() {
         s.stop().await;
     }
 }
+
+/// A cursor carries the last record's sort values, which may be personal: it is sealed, so
+/// neither the value nor any encoding of it shows, and a cursor changed by one character is
+/// refused like any other bad cursor.
+#[tokio::test]
+async fn cursors_are_sealed_and_tamper_evident() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for s in servers().await {
+        let b = s.backend();
+        let (_, o, _) = s.user("sealed@example.com").await;
+        let ws = id(&s.workspace(&o, "Sealed", "sealed").await);
+        collection(
+            &s,
+            &o,
+            &ws,
+            "people",
+            json!([{"name": "email", "type": "text", "pii": true}]),
+        )
+        .await;
+        for email in ["ada.lovelace@example.com", "grace.hopper@example.com"] {
+            create(&s, &o, &ws, "people", json!({"email": email})).await;
+        }
+        let params = q(&[("sort", "email"), ("limit", "1")]);
+        let (first, cursor) = page(&s, &o, &ws, "people", &params).await;
+        assert_eq!(first[0]["email"], "ada.lovelace@example.com", "{b}");
+        let cursor = cursor.expect("a second page");
+        let decoded = URL_SAFE_NO_PAD.decode(&cursor).unwrap_or_default();
+        for needle in ["ada.lovelace", "sort", "email"] {
+            assert!(!cursor.contains(needle), "{b}: {needle} in the cursor");
+            assert!(
+                !common::contains(&decoded, needle),
+                "{b}: {needle} in the decoded cursor"
+            );
+        }
+        let mut next = params.clone();
+        next.push(("cursor".into(), cursor.clone()));
+        let (second, _) = page(&s, &o, &ws, "people", &next).await;
+        assert_eq!(second[0]["email"], "grace.hopper@example.com", "{b}");
+        let mut chars: Vec<char> = cursor.chars().collect();
+        let last = chars.len() - 5;
+        chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
+        let mut forged = params.clone();
+        forged.push(("cursor".into(), chars.into_iter().collect()));
+        let (_, r) = list(&s, &o, &ws, "people", &forged).await;
+        r.assert_problem(422, "validation_failed", &format!("{b}: a changed cursor"));
+        assert_eq!(r.body["errors"][0]["parameter"], "cursor", "{b}");
+    }
+}

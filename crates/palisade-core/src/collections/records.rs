@@ -95,6 +95,33 @@ impl Services {
         serde_json::from_slice(&plaintext).map_err(Error::internal)
     }
 
+    /// A list cursor's associated data: it opens only for the same workspace and collection.
+    fn cursor_aad(schema: &Collection) -> Aad<'_> {
+        Aad {
+            owner: schema.workspace_id.as_str(),
+            table: "record_cursors",
+            row: schema.id.as_str(),
+            field: "",
+        }
+    }
+
+    /// A list position sealed into an opaque cursor: sort values may be personal, and cursors
+    /// travel in URLs (and so in proxies' logs).
+    fn seal_cursor(&self, schema: &Collection, position: &[u8]) -> Result<String> {
+        let sealed = self
+            .data_keys
+            .active()
+            .seal(position, Self::cursor_aad(schema))?;
+        Ok(URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// The position in a cursor this node (or one sharing its data keys) sealed for `schema`.
+    fn open_cursor(&self, schema: &Collection, cursor: &str) -> Option<Vec<u8>> {
+        let sealed = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let key = self.data_keys.for_sealed(&sealed)?;
+        key.open(&sealed, Self::cursor_aad(schema)).ok()
+    }
+
     /// What `scope` may see of `record`: readable fields only, encrypted ones opened.
     fn record_view(
         &self,
@@ -243,6 +270,7 @@ impl Services {
         let resolved = query::resolve(
             &schema,
             |field| readable(scope, &schema.name, field),
+            |cursor| self.open_cursor(&schema, cursor),
             drafts,
             request,
         )?;
@@ -253,7 +281,11 @@ impl Services {
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             rows.last()
-                .map(|last| query::encode_cursor(&db_query.sort, &resolved.sort_text, last))
+                .map(|last| {
+                    let position = query::encode_cursor(&db_query.sort, &resolved.sort_text, last);
+                    self.seal_cursor(&schema, &position)
+                })
+                .transpose()?
         } else {
             None
         };
