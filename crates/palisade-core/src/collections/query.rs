@@ -9,8 +9,6 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -696,6 +694,8 @@ fn decode_cursor(bytes: &[u8], sort: &[SortKey], sort_text: &str) -> Option<Afte
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::Map;
 
     use super::*;
