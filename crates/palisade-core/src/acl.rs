@@ -248,6 +248,18 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// Whether a team grant or a field grant names `collection`.
+    pub fn names_collection(&self, collection: &str) -> bool {
+        self.collections.contains_key(collection) || self.fields.contains_key(collection)
+    }
+
+    /// Whether a field grant names `field` of `collection`.
+    pub fn names_field(&self, collection: &str, field: &str) -> bool {
+        self.fields
+            .get(collection)
+            .is_some_and(|grants| grants.iter().any(|g| g.field == field))
+    }
+
     /// The one place roles, custom roles and team grants combine.
     pub fn resolve(role: Role, custom: Option<&RoleGrants>, teams: &[TeamGrant]) -> Grants {
         let ceiling = role.permissions();
@@ -441,6 +453,31 @@ mod tests {
         assert_eq!(g.permissions(), set(&[P::RecordsRead, P::MembersManage]));
         let g = Grants::resolve(Role::Member, None, &[]);
         assert_eq!(g.permissions(), Role::Member.permissions());
+    }
+
+    #[test]
+    fn grants_say_which_collections_and_fields_they_name() {
+        use Permission as P;
+        let custom = RoleGrants {
+            permissions: set(&[P::RecordsRead]),
+            fields: vec![FieldGrant {
+                collection: "staff".into(),
+                field: "salary".into(),
+                read: false,
+                write: false,
+            }],
+        };
+        let teams = [TeamGrant {
+            collection: Some("tasks".into()),
+            permissions: set(&[P::RecordsWrite]),
+        }];
+        let g = Grants::resolve(Role::Member, Some(&custom), &teams);
+        assert!(g.names_collection("staff") && g.names_collection("tasks"));
+        assert!(!g.names_collection("other"));
+        assert!(g.names_field("staff", "salary"));
+        assert!(!g.names_field("staff", "title") && !g.names_field("tasks", "salary"));
+        let plain = Grants::resolve(Role::Admin, None, &[]);
+        assert!(!plain.names_collection("staff") && !plain.names_field("staff", "salary"));
     }
 
     #[test]

@@ -420,6 +420,13 @@ pub trait RecordsTx: Send {
         value: &str,
         record: &RecordId,
     ) -> StoreResult<bool>;
+    /// Moves every unique claim of `field` to the name `to` (a field rename).
+    async fn record_uniques_rename(
+        &mut self,
+        collection: &CollectionId,
+        field: &str,
+        to: &str,
+    ) -> StoreResult<()>;
     /// Gives up `record`'s claim on `value` of `field` (no-op if it held none).
     async fn record_unique_release(
         &mut self,

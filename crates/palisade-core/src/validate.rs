@@ -7,6 +7,15 @@ use crate::error::{Error, FieldError, Result};
 pub struct Checks(Vec<FieldError>);
 
 impl Checks {
+    /// How many problems so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

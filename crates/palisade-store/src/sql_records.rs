@@ -62,6 +62,8 @@ pub(crate) const UNIQUE_CLAIM: &str = "INSERT INTO record_uniques (workspace_id,
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 pub(crate) const UNIQUE_HOLDER: &str = "SELECT record_id FROM record_uniques \
      WHERE workspace_id = $1 AND collection_id = $2 AND field = $3 AND value_hash = $4";
+pub(crate) const UNIQUES_RENAME: &str = "UPDATE record_uniques SET field = $4 \
+     WHERE workspace_id = $1 AND collection_id = $2 AND field = $3";
 pub(crate) const UNIQUE_RELEASE: &str = "DELETE FROM record_uniques \
      WHERE workspace_id = $1 AND collection_id = $2 AND field = $3 AND value_hash = $4 AND record_id = $5";
 
@@ -274,6 +276,24 @@ macro_rules! impl_records_tx {
                     }
                     // The value kept changing hands: report it as held, never as ours.
                     Ok(false)
+                }
+
+                async fn record_uniques_rename(
+                    &mut self,
+                    collection: &CollectionId,
+                    field: &str,
+                    to: &str,
+                ) -> StoreResult<()> {
+                    let ws = self.workspace()?.to_owned();
+                    sqlx::query(q::UNIQUES_RENAME)
+                        .bind(ws)
+                        .bind(collection.as_str())
+                        .bind(field)
+                        .bind(to)
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(())
                 }
 
                 async fn record_unique_release(

@@ -858,13 +858,34 @@ async fn patch_is_all_or_nothing_versioned_and_audited() {
                 vec!["/remove_fields/0"],
             ),
             (
-                "rename",
-                json!({"update_fields": [{"name": "notes", "rename_to": "remarks"}]}),
+                "a rename onto another field",
+                json!({"update_fields": [{"name": "notes", "rename_to": "title"}]}),
                 vec!["/update_fields/0/rename_to"],
             ),
             (
-                "collection rename",
-                json!({"name": "programmes", "add_fields": [good_add]}),
+                "a rename to a reserved name",
+                json!({"update_fields": [{"name": "notes", "rename_to": "status"}]}),
+                vec!["/update_fields/0/rename_to"],
+            ),
+            (
+                "a rename with another change to the field",
+                json!({"update_fields": [{"name": "notes", "rename_to": "remarks", "required": true}]}),
+                vec!["/update_fields/0/rename_to"],
+            ),
+            (
+                "a field added under a renamed field's old name",
+                json!({"update_fields": [{"name": "notes", "rename_to": "remarks"}],
+                       "add_fields": [{"name": "notes", "type": "text"}]}),
+                vec!["/add_fields/0/name"],
+            ),
+            (
+                "a collection renamed onto another",
+                json!({"name": "people", "add_fields": [good_add]}),
+                vec!["/name"],
+            ),
+            (
+                "a collection renamed to a bad name",
+                json!({"name": "Programmes"}),
                 vec!["/name"],
             ),
             (

@@ -2372,3 +2372,198 @@ async fn concurrent_tag_changes_are_never_lost() {
         s.stop().await;
     }
 }
+
+/// Renames with care: a field rename moves every record's value (an encrypted one sealed again
+/// under its new name, a unique one keeping its claims), a collection rename moves the records'
+/// address; both are refused while a grant names the old or new name, and every rename is one
+/// audit entry in a log that still verifies.
+#[tokio::test]
+async fn renames_move_values_and_claims_and_wait_for_grants_to_let_go() {
+    for s in servers().await {
+        let b = s.backend();
+        let (_, o, _) = s.user("rename@example.com").await;
+        let ws = id(&s.workspace(&o, "Rename", "rename").await);
+        collection(
+            &s,
+            &o,
+            &ws,
+            "people",
+            json!([
+                {"name": "email", "type": "text", "unique": true},
+                {"name": "ssn", "type": "text", "encrypted": true},
+                {"name": "note", "type": "text"},
+            ]),
+        )
+        .await;
+        let ada = create(
+            &s,
+            &o,
+            &ws,
+            "people",
+            json!({"email": "ada@example.com", "ssn": "078-05-1120", "note": "n1"}),
+        )
+        .await;
+        let bob = create(
+            &s,
+            &o,
+            &ws,
+            "people",
+            json!({"email": "bob@example.com", "note": "n2"}),
+        )
+        .await;
+
+        // Field renames.
+        let r = s
+            .patch(
+                &col_path(&ws, "people"),
+                Some(&o),
+                json!({"update_fields": [{"name": "email", "rename_to": "mail"},
+                                         {"name": "ssn", "rename_to": "tax_id"}]}),
+            )
+            .await;
+        assert_status(&r, 200, &format!("{b}: rename fields"));
+        let names: Vec<&str> = r.body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["mail", "tax_id", "note"], "{b}");
+        let got = fetch(&s, &o, &ws, "people", &id(&ada)).await;
+        assert_eq!(got["mail"], "ada@example.com", "{b}: {got}");
+        assert_eq!(
+            got["tax_id"], "078-05-1120",
+            "{b}: the encrypted value opens under its new name"
+        );
+        assert!(
+            got.get("email").is_none() && got.get("ssn").is_none(),
+            "{b}: {got}"
+        );
+        assert_eq!(got["version"], 2, "{b}: a moved value is a new version");
+        let got = fetch(&s, &o, &ws, "people", &id(&bob)).await;
+        assert!(got.get("tax_id").is_none(), "{b}: {got}");
+        // The unique claims moved with the values.
+        let r = s
+            .post(
+                &records(&ws, "people"),
+                Some(&o),
+                json!({"mail": "ada@example.com"}),
+            )
+            .await;
+        assert_invalid(
+            &r,
+            &["/mail"],
+            &format!("{b}: the renamed field is still unique"),
+        );
+        let r = s
+            .post(
+                &records(&ws, "people"),
+                Some(&o),
+                json!({"email": "x@example.com"}),
+            )
+            .await;
+        assert_invalid(&r, &["/email"], &format!("{b}: the old name is unknown"));
+        let r = s
+            .get(
+                &format!(
+                    "{}?filter[mail][eq]=bob@example.com",
+                    records(&ws, "people")
+                ),
+                Some(&o),
+            )
+            .await;
+        assert_status(&r, 200, &format!("{b}: filter on the new name"));
+        assert_eq!(r.body["data"][0]["id"], bob["id"], "{b}");
+        let image = database_image(&s).await;
+        assert!(
+            !contains(&image, "078-05-1120"),
+            "{b}: the re-sealed value is not in clear"
+        );
+
+        // A collection rename.
+        let r = s
+            .patch(&col_path(&ws, "people"), Some(&o), json!({"name": "staff"}))
+            .await;
+        assert_status(&r, 200, &format!("{b}: rename the collection"));
+        assert_eq!(r.body["name"], "staff", "{b}");
+        assert_eq!(
+            fetch(&s, &o, &ws, "staff", &id(&ada)).await["mail"],
+            "ada@example.com",
+            "{b}"
+        );
+        s.get(&record(&ws, "people", &id(&ada)), Some(&o))
+            .await
+            .assert_problem(404, "collection_not_found", &format!("{b}: the old name"));
+
+        // A grant naming a field or the collection holds renames back.
+        let (_, admin, _) = s.user(ADMIN).await;
+        enable_modules(&s, &admin, &ws, &["advanced_rbac"]).await;
+        let (_, _, clerk) = member(&s, &o, &ws, "clerk@example.com", "member").await;
+        give_custom_role(
+            &s,
+            &o,
+            &ws,
+            &clerk,
+            json!({"name": "Clerk", "base_role": "member",
+                   "permissions": ["workspace.read", "records.read"],
+                   "fields": [{"collection": "staff", "field": "note", "read": true, "write": false},
+                              {"collection": "staff", "field": "phone", "read": true, "write": false}]}),
+        )
+        .await;
+        let head = s.workspace_log(&ws).await.len();
+        for (what, body, pointer) in [
+            (
+                "the granted field",
+                json!({"update_fields": [{"name": "note", "rename_to": "remark"}]}),
+                "/update_fields/0/rename_to",
+            ),
+            (
+                "onto a granted name",
+                json!({"update_fields": [{"name": "mail", "rename_to": "phone"}]}),
+                "/update_fields/0/rename_to",
+            ),
+            ("the granted collection", json!({"name": "people"}), "/name"),
+        ] {
+            let r = s.patch(&col_path(&ws, "staff"), Some(&o), body).await;
+            assert_invalid(&r, &[pointer], &format!("{b}: {what}"));
+            assert!(
+                r.text.contains("role "),
+                "{b}: {what} names the role: {}",
+                r.text
+            );
+        }
+        assert_eq!(
+            s.workspace_log(&ws).await.len(),
+            head,
+            "{b}: refusals write nothing"
+        );
+        assert_eq!(
+            fetch(&s, &o, &ws, "staff", &id(&bob)).await["note"],
+            "n2",
+            "{b}"
+        );
+
+        // Each rename was one entry, and the log verifies.
+        let renames: Vec<Ev> = audit(&s, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.action == "collection.update")
+            .collect();
+        assert_eq!(renames.len(), 2, "{b}");
+        assert_eq!(
+            renames[0].entry["renamed_fields"],
+            json!({"email": "mail", "ssn": "tax_id"}),
+            "{b}: {}",
+            renames[0].raw
+        );
+        assert_eq!(
+            renames[1].entry["diff"]["/name"],
+            json!(["people", "staff"]),
+            "{b}: {}",
+            renames[1].raw
+        );
+        let size = s.workspace_log(&ws).await.len() as u64;
+        assert_log_verifies(&s, &o, &ws, size).await;
+        s.stop().await;
+    }
+}

@@ -93,13 +93,15 @@ pub struct CollectionIn {
     pub fields: Vec<FieldIn>,
 }
 
-/// A change to an existing field: flags and options (its name, type and `encrypted` stay).
+/// A change to an existing field: a rename (alone), or flags and options (its type and
+/// `encrypted` stay).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldChangeIn {
     #[schema(example = "amount")]
     pub name: String,
-    /// Refused for now: add a new field and remove the old one.
+    /// A new name, in an entry with no other change. Every record's value moves to it. Refused
+    /// while a custom role or API key grant names the old or new name.
     pub rename_to: Option<String>,
     pub required: Option<bool>,
     pub unique: Option<bool>,
@@ -111,7 +113,8 @@ pub struct FieldChangeIn {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionPatchIn {
-    /// A collection keeps its name: any other value is refused.
+    /// A new name for the collection; refused while a custom role, team or API key grant names
+    /// the old or new name.
     pub name: Option<String>,
     #[serde(default)]
     pub add_fields: Vec<FieldIn>,
@@ -275,7 +278,8 @@ pub async fn get_collection(
     ))
 }
 
-/// Add fields, change flags and options, remove fields (needs `collections.manage`).
+/// Add fields, change flags and options, remove fields, rename the collection or fields (needs
+/// `collections.manage`); all or nothing.
 #[utoipa::path(patch, path = "/api/v1/workspaces/{workspace}/collections/{collection}", tag = "collections", security(("bearer" = [])),
     params(("workspace" = String, Path, description = "Workspace id or slug"), ("collection" = String, Path, description = "Collection name")),
     request_body(content = CollectionPatchIn, content_type = "application/merge-patch+json"),
@@ -283,7 +287,8 @@ pub async fn get_collection(
         (status = 200, description = "Changed", body = CollectionOut),
         (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`workspace_not_found`, `collection_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`name_taken`: another collection took the new name meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: each bad entry named by pointer; a rename while a grant names the old or new name", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_collection(
     State(state): State<AppState>,

@@ -71,7 +71,7 @@ impl Services {
         }
     }
 
-    fn seal_value(&self, record: &Record, field: &str, value: &Value) -> Result<Value> {
+    pub(super) fn seal_value(&self, record: &Record, field: &str, value: &Value) -> Result<Value> {
         let plaintext = serde_json::to_vec(value).map_err(Error::internal)?;
         let sealed = self
             .data_keys
@@ -80,7 +80,7 @@ impl Services {
         Ok(Value::String(URL_SAFE_NO_PAD.encode(sealed)))
     }
 
-    fn open_value(&self, record: &Record, field: &str, stored: &Value) -> Result<Value> {
+    pub(super) fn open_value(&self, record: &Record, field: &str, stored: &Value) -> Result<Value> {
         let sealed = stored
             .as_str()
             .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())

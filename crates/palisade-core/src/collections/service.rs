@@ -322,7 +322,8 @@ impl Services {
     }
 
     /// Adds fields, changes flags and options, removes fields (needs `collections.manage`), all
-    /// or nothing. A field's name, type and `encrypted` flag stay as created.
+    /// or nothing; renames the collection or fields, with care (see `refuse_named_in_grants`). A
+    /// field's type and `encrypted` flag stay as created.
     #[instrument(skip_all, fields(workspace = %scope.workspace_id()))]
     pub async fn update_collection(
         &self,
@@ -347,20 +348,48 @@ impl Services {
             all.iter().map(|c| (c.name.clone(), c.id.clone())).collect();
         let rules = FieldRules { by_name: &by_name };
         let mut checks = Checks::new();
-        if let Some(new_name) = &patch.name
-            && new_name != &before.name
-        {
-            checks.fail(
-                "/name",
-                "a collection keeps the name it was created with (relations, roles and keys refer to it)",
-            );
+        let new_name = patch.name.clone().filter(|n| n != &before.name);
+        if let Some(new_name) = &new_name {
+            if !is_name(new_name) {
+                checks.fail(
+                    "/name",
+                    "must be 1 to 63 characters: a lowercase letter, then lowercase letters, digits or '_'",
+                );
+            } else if by_name.contains_key(new_name) {
+                checks.fail("/name", "is the name of another collection");
+            }
         }
         let has_records = tx.records_count(&before.id).await? > 0;
         let mut fields = before.fields.clone();
         let mut touched = HashSet::new();
+        let mut renames: Vec<Rename> = Vec::new();
         for (i, change) in patch.update_fields.iter().enumerate() {
             let at = format!("/update_fields/{i}");
             apply_change(&rules, &mut checks, &at, &mut fields, &mut touched, change);
+            if let Some(to) = change.rename_to.as_ref().filter(|to| *to != &change.name)
+                && fields.iter().any(|f| &f.name == to)
+            {
+                renames.push(Rename {
+                    at: format!("{at}/rename_to"),
+                    from: change.name.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+        // A renamed field's old name stays taken in this change: grants may still name it.
+        let mut names = HashSet::new();
+        for (i, field) in fields.iter().enumerate() {
+            if !names.insert(field.name.clone()) {
+                let at = patch
+                    .update_fields
+                    .iter()
+                    .position(|c| c.rename_to.as_deref() == Some(field.name.as_str()))
+                    .map_or_else(
+                        || format!("/fields/{i}"),
+                        |j| format!("/update_fields/{j}/rename_to"),
+                    );
+                checks.fail(&at, "is the name of another field of this collection");
+            }
         }
         for (i, field) in patch.remove_fields.iter().enumerate() {
             let at = format!("/remove_fields/{i}");
@@ -374,6 +403,7 @@ impl Services {
             }
         }
         let mut seen: HashSet<String> = fields.iter().map(|f| f.name.clone()).collect();
+        seen.extend(renames.iter().map(|r| r.from.clone()));
         for (i, input) in patch.add_fields.iter().enumerate() {
             let at = format!("/add_fields/{i}");
             no_duplicate(&mut checks, &mut seen, &format!("{at}/name"), &input.name);
@@ -391,21 +421,61 @@ impl Services {
                 format!("a collection holds at most {FIELDS_MAX} fields"),
             );
         }
+        if new_name.is_some() || !renames.is_empty() {
+            refuse_named_in_grants(
+                &mut tx,
+                &mut checks,
+                &before.name,
+                new_name.as_deref(),
+                &renames,
+            )
+            .await?;
+        }
         checks.finish()?;
-        if fields == before.fields {
+        if fields == before.fields && new_name.is_none() {
             return Ok(self.view_of(scope, before, relation_names(&all)));
         }
+        // Renames first, so the other changes see every field under its new name.
+        let mut renamed = before.clone();
+        for r in &renames {
+            if let Some(f) = renamed.fields.iter_mut().find(|f| f.name == r.from) {
+                f.name = r.to.clone();
+            }
+        }
+        if has_records && !renames.is_empty() {
+            self.rename_record_fields(&mut tx, &before, &renames)
+                .await?;
+        }
         if has_records {
-            migrate_records(&mut tx, &before, &fields, &patch).await?;
+            migrate_records(&mut tx, &renamed, &fields, &patch).await?;
         }
         let mut after = before.clone();
+        if let Some(name) = &new_name {
+            after.name = name.clone();
+        }
         after.fields = fields;
         after.version += 1;
         after.updated_at = now;
-        if !tx.collection_update(&after).await? {
-            return Err(Error::NotFound(Resource::Collection));
+        match tx.collection_update(&after).await {
+            Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::NameTaken)),
+            Ok(false) => return Err(Error::NotFound(Resource::Collection)),
+            other => {
+                other?;
+            }
         }
         let mut event = ws_event(scope, "collection.update", collection_target(&after.id));
+        if new_name.is_some() {
+            event.diff_field("/name", json!(before.name), json!(after.name));
+        }
+        if !renames.is_empty() {
+            let map: serde_json::Map<String, Value> = renames
+                .iter()
+                .map(|r| (r.from.clone(), json!(r.to)))
+                .collect();
+            event
+                .extra
+                .insert("renamed_fields".into(), Value::Object(map));
+        }
         diff_fields(&mut event, Some(&before.fields), Some(&after.fields));
         event.diff_field("/version", json!(before.version), json!(after.version));
         tx.audit_append(&event.seal(meta, now)?).await?;
@@ -573,6 +643,162 @@ async fn migrate_records(
     checks.finish()
 }
 
+/// A field renamed by a schema change (`at` points at its `rename_to`).
+struct Rename {
+    at: String,
+    from: String,
+    to: String,
+}
+
+/// Refuses a rename while a custom role, a team or a live API key names the collection (for a
+/// collection rename) or the field (for a field rename) by its old or new name: the grant would
+/// silently stop applying, or apply to what the new name now means. Those grants must change
+/// first (a key's grants are fixed: revoke it).
+async fn refuse_named_in_grants(
+    tx: &mut Box<dyn crate::store::TenantTx>,
+    checks: &mut Checks,
+    collection: &str,
+    new_name: Option<&str>,
+    renames: &[Rename],
+) -> Result<()> {
+    let mut roles = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tx.custom_roles_list(after.as_ref(), 200).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        roles.extend(page);
+    }
+    let mut teams = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tx.teams_list(after.as_ref(), 200).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        teams.extend(page);
+    }
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tx.api_keys_list(after.as_ref(), 200).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        keys.extend(page.into_iter().filter(|k| k.revoked_at.is_none()));
+    }
+    // Who names collection `c` (or its `field`) in a grant.
+    let holders = |c: &str, field: Option<&str>| {
+        let mut found: Vec<String> = Vec::new();
+        for role in &roles {
+            if role
+                .fields
+                .iter()
+                .any(|g| g.collection == c && field.is_none_or(|f| g.field == f))
+            {
+                found.push(format!("role {}", role.id));
+            }
+        }
+        if field.is_none() {
+            for team in &teams {
+                if team
+                    .grants
+                    .iter()
+                    .any(|g| g.collection.as_deref() == Some(c))
+                {
+                    found.push(format!("team {}", team.id));
+                }
+            }
+        }
+        for key in &keys {
+            let named = match field {
+                None => key.grants.names_collection(c),
+                Some(f) => key.grants.names_field(c, f),
+            };
+            if named {
+                found.push(format!("API key {}", key.id));
+            }
+        }
+        found
+    };
+    if let Some(new_name) = new_name {
+        let mut found = holders(collection, None);
+        found.extend(holders(new_name, None));
+        if !found.is_empty() {
+            checks.fail(
+                "/name",
+                format!(
+                    "grants name this collection ({}): change or remove them first (an API key's grants are fixed: revoke it)",
+                    found.join(", ")
+                ),
+            );
+        }
+    }
+    for r in renames {
+        let mut found = holders(collection, Some(&r.from));
+        found.extend(holders(collection, Some(&r.to)));
+        if !found.is_empty() {
+            checks.fail(
+                &r.at,
+                format!(
+                    "grants name this field ({}): change or remove them first (an API key's grants are fixed: revoke it)",
+                    found.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Services {
+    /// Moves each renamed field's values (and unique claims) to its new name in every record;
+    /// encrypted values are opened and sealed again, since the field name is in their AAD.
+    async fn rename_record_fields(
+        &self,
+        tx: &mut Box<dyn crate::store::TenantTx>,
+        collection: &Collection,
+        renames: &[Rename],
+    ) -> Result<()> {
+        for r in renames {
+            if collection.field(&r.from).is_some_and(|f| f.unique) {
+                tx.record_uniques_rename(&collection.id, &r.from, &r.to)
+                    .await?;
+            }
+        }
+        let mut cursor: Option<crate::ids::RecordId> = None;
+        loop {
+            let page = tx
+                .records_list(&collection.id, cursor.as_ref(), 500, true)
+                .await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id.clone());
+            for record in page {
+                if !renames.iter().any(|r| record.data.contains_key(&r.from)) {
+                    continue;
+                }
+                let mut moved = record.clone();
+                for r in renames {
+                    let Some(value) = moved.data.remove(&r.from) else {
+                        continue;
+                    };
+                    let value = if collection.field(&r.from).is_some_and(|f| f.encrypted) {
+                        let plain = self.open_value(&record, &r.from, &value)?;
+                        self.seal_value(&record, &r.to, &plain)?
+                    } else {
+                        value
+                    };
+                    moved.data.insert(r.to.clone(), value);
+                }
+                moved.version += 1;
+                if !tx.record_update(&moved, record.version).await? {
+                    return Err(Error::internal(StoreError::Invalid(
+                        "a record changed during a schema change".into(),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reading schemas needs either permission: record readers need the schema to use records.
 fn authorize_schema_read(scope: &TenantScope) -> Result<()> {
     authorize(scope, Permission::CollectionsManage)
@@ -600,11 +826,24 @@ fn apply_change(
         checks.fail(&format!("{at}/name"), "is changed twice");
         return;
     }
-    if change.rename_to.as_ref().is_some_and(|n| n != &field.name) {
-        checks.fail(
-            &format!("{at}/rename_to"),
-            "fields keep their names for now (roles and keys refer to them): add a new field and remove this one",
-        );
+    if let Some(to) = change.rename_to.as_ref().filter(|to| *to != &field.name) {
+        let alone = change.required.is_none()
+            && change.unique.is_none()
+            && change.pii.is_none()
+            && change.options.is_none();
+        if !alone {
+            checks.fail(
+                &format!("{at}/rename_to"),
+                "rename a field in an update of its own (no other change to it in the same entry)",
+            );
+            return;
+        }
+        let before = checks.len();
+        FieldRules::check_name(checks, &format!("{at}/rename_to"), to);
+        if checks.len() == before {
+            field.name = to.clone();
+        }
+        return;
     }
     if let Some(required) = change.required {
         field.required = required;
