@@ -661,30 +661,26 @@ async fn refuse_named_in_grants(
     new_name: Option<&str>,
     renames: &[Rename],
 ) -> Result<()> {
-    let mut roles = Vec::new();
-    let mut after = None;
-    loop {
-        let page = tx.custom_roles_list(after.as_ref(), 200).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        roles.extend(page);
+    // Every row of a paged list, 200 at a time.
+    macro_rules! all_pages {
+        ($list:ident) => {{
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = tx.$list(after.as_ref(), 200).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                all.extend(page);
+            }
+            all
+        }};
     }
-    let mut teams = Vec::new();
-    let mut after = None;
-    loop {
-        let page = tx.teams_list(after.as_ref(), 200).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        teams.extend(page);
-    }
-    let mut keys = Vec::new();
-    let mut after = None;
-    loop {
-        let page = tx.api_keys_list(after.as_ref(), 200).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        keys.extend(page.into_iter().filter(|k| k.revoked_at.is_none()));
-    }
+    let roles = all_pages!(custom_roles_list);
+    let teams = all_pages!(teams_list);
+    let keys: Vec<_> = all_pages!(api_keys_list)
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none())
+        .collect();
     // Who names collection `c` (or its `field`) in a grant.
     let holders = |c: &str, field: Option<&str>| {
         let mut found: Vec<String> = Vec::new();
