@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::audit::{pair, workspace_audit};
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +18,6 @@ use common::{
     ADMIN, Reply, Server, assert_status, contains, database_image, id, join, servers, ws_path,
 };
 use palisade_core::ids::ApiKeyId;
-use palisade_core::store::StoredEntry;
 use palisade_store::testing::databases;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -229,53 +230,6 @@ async fn member_id(s: &Server, token: &str, ws: &str, user_id: &str) -> String {
         .iter()
         .find(|m| m["user_id"] == user_id)
         .unwrap_or_else(|| panic!("{user_id} is not a member of {ws}")))
-}
-
-/// An audit entry as stored.
-#[derive(Debug)]
-struct Ev {
-    action: String,
-    actor: (String, String),
-    target: (String, String),
-    /// The entry's exact bytes and its openings' values.
-    raw: String,
-}
-
-fn ev(e: StoredEntry) -> Ev {
-    let v: Value = serde_json::from_slice(&e.bytes).unwrap();
-    let pair = |x: &Value| {
-        (
-            x["type"].as_str().unwrap_or_default().to_owned(),
-            x["id"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
-    let mut raw = String::from_utf8(e.bytes).unwrap();
-    for o in &e.openings {
-        raw.push('\n');
-        raw.push_str(&o.value.to_string());
-    }
-    Ev {
-        action: v["action"].as_str().unwrap().to_owned(),
-        actor: pair(&v["actor"]),
-        target: pair(&v["target"]),
-        raw,
-    }
-}
-
-/// The workspace's log as stored, oldest first.
-async fn workspace_audit(server: &Server, ws_id: &str) -> Vec<Ev> {
-    let mut events: Vec<Ev> = server
-        .workspace_log(ws_id)
-        .await
-        .into_iter()
-        .map(ev)
-        .collect();
-    events.reverse();
-    events
-}
-
-fn pair(kind: &str, id: &str) -> (String, String) {
-    (kind.to_owned(), id.to_owned())
 }
 
 /// One request's outcome, with when it was sent.
@@ -1005,7 +959,7 @@ async fn each_scope_allows_exactly_its_permissions_and_never_an_owner_power() {
             .iter()
             .find(|e| e.action == "invoice.approve")
             .expect("the application event");
-        assert_eq!(app.actor.0, "api_key", "{b}: {}", app.raw);
+        assert_eq!(app.actor.0, "api_key", "{b}: {}", app.raw_with_openings);
         assert_eq!(app.actor.1, write_id, "{b}");
         let update = events
             .iter()
@@ -1016,7 +970,7 @@ async fn each_scope_allows_exactly_its_permissions_and_never_an_owner_power() {
             update.actor,
             pair("api_key", &mgmt_id),
             "{b}: {}",
-            update.raw
+            update.raw_with_openings
         );
         let change = events
             .iter()
@@ -1669,10 +1623,11 @@ async fn creating_rotating_and_revoking_are_audited_once_each_without_the_secret
         for e in &events {
             for key in secrets {
                 assert!(
-                    !e.raw.contains(key.as_str()) && !e.raw.contains(body_of(key)),
+                    !e.raw_with_openings.contains(key.as_str())
+                        && !e.raw_with_openings.contains(body_of(key)),
                     "{b}: {} holds a secret: {}",
                     e.action,
-                    e.raw
+                    e.raw_with_openings
                 );
             }
         }

@@ -7,22 +7,20 @@
 
 mod common;
 
+use common::audit::{Ev, audit_head, pair, workspace_audit};
+use common::records::{col_path, collection as create};
+
 use std::collections::BTreeSet;
 
 use common::{
     ADMIN, Reply, Server, assert_status, enable_modules, give_custom_role, id, join, servers,
     ws_path,
 };
-use palisade_core::store::StoredEntry;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-fn col_path(ws: &str, name: &str) -> String {
-    ws_path(ws, &format!("/collections/{name}"))
-}
 
 async fn delete(s: &Server, path: &str, token: &str) -> Reply {
     s.call(Method::DELETE, path, Some(token), None).await
@@ -53,23 +51,6 @@ fn field_names(collection: &Value) -> Vec<String> {
         .iter()
         .map(|f| f["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// `POST …/collections`, which must be 201; returns the collection.
-async fn create(s: &Server, token: &str, ws: &str, name: &str, fields: Value) -> Value {
-    let r = s
-        .post(
-            &ws_path(ws, "/collections"),
-            Some(token),
-            json!({"name": name, "fields": fields}),
-        )
-        .await;
-    assert_status(
-        &r,
-        201,
-        &format!("{}: create collection {name}", s.backend()),
-    );
-    r.body
 }
 
 /// `GET …/collections/{name}`, which must be 200.
@@ -132,44 +113,6 @@ async fn create_key(
     (id(&r.body), r.body["key"].as_str().unwrap().to_owned())
 }
 
-/// An audit entry as stored.
-#[derive(Debug, Clone)]
-struct Ev {
-    action: String,
-    actor: (String, String),
-    target: (String, String),
-    diff: Value,
-    raw: String,
-}
-
-fn pair(kind: &str, id: &str) -> (String, String) {
-    (kind.to_owned(), id.to_owned())
-}
-
-fn ev(e: StoredEntry) -> Ev {
-    let v: Value = serde_json::from_slice(&e.bytes).unwrap();
-    let p = |x: &Value| {
-        (
-            x["type"].as_str().unwrap_or_default().to_owned(),
-            x["id"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
-    Ev {
-        action: v["action"].as_str().unwrap().to_owned(),
-        actor: p(&v["actor"]),
-        target: p(&v["target"]),
-        diff: v["diff"].clone(),
-        raw: String::from_utf8(e.bytes).unwrap(),
-    }
-}
-
-/// The workspace's log as stored, oldest first.
-async fn workspace_audit(s: &Server, ws: &str) -> Vec<Ev> {
-    let mut events: Vec<Ev> = s.workspace_log(ws).await.into_iter().map(ev).collect();
-    events.reverse();
-    events
-}
-
 /// The `collection.*` entries of the workspace's log, oldest first.
 async fn collection_audit(s: &Server, ws: &str) -> Vec<Ev> {
     workspace_audit(s, ws)
@@ -177,11 +120,6 @@ async fn collection_audit(s: &Server, ws: &str) -> Vec<Ev> {
         .into_iter()
         .filter(|e| e.action.starts_with("collection."))
         .collect()
-}
-
-/// The newest seq of the workspace's log (0 when empty).
-async fn audit_head(s: &Server, ws: &str) -> u64 {
-    s.workspace_log(ws).await.first().map_or(0, |e| e.seq)
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::records::{collection, create, create_key, member, record, records};
+use common::audit::{Ev, audit_head, pair, workspace_audit as audit};
+
+use common::records::{col_path, collection, create, create_key, member, record, records};
 
 use std::path::PathBuf;
 
@@ -15,17 +17,12 @@ use common::{
     ADMIN, Reply, Server, assert_status, contains, database_image, enable_modules,
     give_custom_role, id, servers, ws_path,
 };
-use palisade_core::store::StoredEntry;
 use palisade_store::testing::databases;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-fn col_path(ws: &str, name: &str) -> String {
-    ws_path(ws, &format!("/collections/{name}"))
-}
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
@@ -134,48 +131,6 @@ fn assert_invalid(r: &Reply, pointers: &[&str], context: &str) {
     );
 }
 
-/// An audit entry as stored, decoded from its exact bytes.
-#[derive(Debug, Clone)]
-struct Ev {
-    seq: u64,
-    action: String,
-    actor: (String, String),
-    target: (String, String),
-    entry: Value,
-    raw: String,
-    openings: Vec<String>,
-}
-
-fn pair(kind: &str, id: &str) -> (String, String) {
-    (kind.to_owned(), id.to_owned())
-}
-
-fn ev(e: StoredEntry) -> Ev {
-    let v: Value = serde_json::from_slice(&e.bytes).unwrap();
-    let p = |x: &Value| {
-        (
-            x["type"].as_str().unwrap_or_default().to_owned(),
-            x["id"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
-    Ev {
-        seq: e.seq,
-        action: v["action"].as_str().unwrap().to_owned(),
-        actor: p(&v["actor"]),
-        target: p(&v["target"]),
-        entry: v.clone(),
-        raw: String::from_utf8(e.bytes).unwrap(),
-        openings: e.openings.iter().map(|o| o.pointer.clone()).collect(),
-    }
-}
-
-/// The workspace's log as stored, oldest first.
-async fn audit(s: &Server, ws: &str) -> Vec<Ev> {
-    let mut events: Vec<Ev> = s.workspace_log(ws).await.into_iter().map(ev).collect();
-    events.reverse();
-    events
-}
-
 /// The `record.*` entries of the workspace's log, oldest first.
 async fn record_audit(s: &Server, ws: &str) -> Vec<Ev> {
     audit(s, ws)
@@ -185,31 +140,10 @@ async fn record_audit(s: &Server, ws: &str) -> Vec<Ev> {
         .collect()
 }
 
-/// The newest seq of the workspace's log (0 when empty).
-async fn audit_head(s: &Server, ws: &str) -> u64 {
-    s.workspace_log(ws).await.first().map_or(0, |e| e.seq)
-}
-
 /// How many records the store holds for a collection id (read through a test scope).
 async fn stored_records(s: &Server, ws: &str, collection_id: &str) -> u64 {
-    use palisade_core::ids::{CollectionId, SessionId, UserId, WorkspaceId};
-    use palisade_core::principal::{Principal, SignInMethod};
-    let store = s.store().await;
-    let principal = Principal::User {
-        user_id: UserId::generate(),
-        session_id: SessionId::generate(),
-        method: SignInMethod::Password,
-        signed_in_at: time::OffsetDateTime::now_utc(),
-    };
-    let scope = palisade_core::tenancy::TenantScope::for_tests(
-        WorkspaceId::parse(ws).unwrap(),
-        principal,
-        palisade_core::acl::Role::Owner,
-    );
-    let mut tx = store
-        .tenant(&scope, palisade_core::store::Access::Read)
-        .await
-        .unwrap();
+    use palisade_core::ids::CollectionId;
+    let mut tx = s.tenant_read(ws).await;
     tx.records_count(&CollectionId::parse(collection_id).unwrap())
         .await
         .unwrap()

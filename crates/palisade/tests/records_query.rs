@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::audit::audit_head;
+
 use common::records::{collection, create, create_key, member, record, records};
 
 use std::cmp::Ordering;
@@ -147,11 +149,6 @@ async fn page(
 
 fn ids(list: &[Value]) -> Vec<String> {
     list.iter().map(id).collect()
-}
-
-/// The newest seq of the workspace's log (0 when empty).
-async fn audit_head(s: &Server, ws: &str) -> u64 {
-    s.workspace_log(ws).await.first().map_or(0, |e| e.seq)
 }
 
 /// The query parameters a problem names, sorted.

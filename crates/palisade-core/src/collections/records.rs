@@ -38,11 +38,22 @@ pub struct NewRecord {
     pub data: Map<String, Value>,
 }
 
-fn record_target(id: &RecordId) -> Target {
-    Target {
+/// An entry of the workspace's log about record `id` of `schema` (its collection named).
+fn record_event(
+    scope: &TenantScope,
+    action: &'static str,
+    schema: &Collection,
+    id: &RecordId,
+) -> AuditEvent {
+    let target = Target {
         kind: "record".into(),
         id: id.to_string(),
-    }
+    };
+    let mut event = ws_event(scope, action, target);
+    event
+        .extra
+        .insert("collection".into(), json!(schema.name.clone()));
+    event
 }
 
 fn pointer(field: &str) -> String {
@@ -207,10 +218,7 @@ impl Services {
         record.data = self.stored_data(&record, &schema, &values)?;
         tx.record_insert(&record).await?;
         let mut events = Vec::new();
-        let mut event = ws_event(scope, "record.create", record_target(&record.id));
-        event
-            .extra
-            .insert("collection".into(), json!(schema.name.clone()));
+        let mut event = record_event(scope, "record.create", &schema, &record.id);
         event.diff_field("/status", Value::Null, json!(status.as_str()));
         let event = audit_values(event, &schema, &Map::new(), &values);
         events.push(event);
@@ -223,14 +231,7 @@ impl Services {
         ));
         append_events(&mut tx, events, meta, now).await?;
         tx.commit().await?;
-        let view = RecordView {
-            record: Record {
-                data: values,
-                ..record
-            },
-            collection: schema.name.clone(),
-        };
-        Ok(filter_view(scope, &schema, view))
+        Ok(written_view(scope, &schema, record, values))
     }
 
     /// One record; a draft only with `records.read_draft` (else 404, as if absent).
@@ -373,23 +374,13 @@ impl Services {
         if !tx.record_update(&after, before.version).await? {
             return Err(Error::PreconditionFailed);
         }
-        let mut event = ws_event(scope, "record.update", record_target(&after.id));
-        event
-            .extra
-            .insert("collection".into(), json!(schema.name.clone()));
+        let mut event = record_event(scope, "record.update", &schema, &after.id);
         event.diff_field("/version", json!(before.version), json!(after.version));
         let mut events = vec![audit_values(event, &schema, &old, &merged)];
         events.extend(link_events(scope, &schema, &after.id, &old, &merged));
         append_events(&mut tx, events, meta, now).await?;
         tx.commit().await?;
-        let view = RecordView {
-            record: Record {
-                data: merged,
-                ..after
-            },
-            collection: schema.name.clone(),
-        };
-        Ok(filter_view(scope, &schema, view))
+        Ok(written_view(scope, &schema, after, merged))
     }
 
     /// Deletes a record (with `if_match`, only at that version).
@@ -414,10 +405,7 @@ impl Services {
         if !tx.record_delete(&before.id).await? {
             return Err(Error::NotFound(Resource::Record));
         }
-        let mut event = ws_event(scope, "record.delete", record_target(&before.id));
-        event
-            .extra
-            .insert("collection".into(), json!(schema.name.clone()));
+        let mut event = record_event(scope, "record.delete", &schema, &before.id);
         event.diff_field("/status", json!(before.status.as_str()), Value::Null);
         let event = audit_values(event, &schema, &old, &Map::new());
         tx.audit_append(&event.seal(meta, now)?).await?;
@@ -458,10 +446,7 @@ impl Services {
             RecordStatus::Published => "record.publish",
             RecordStatus::Draft => "record.unpublish",
         };
-        let mut event = ws_event(scope, action, record_target(&after.id));
-        event
-            .extra
-            .insert("collection".into(), json!(schema.name.clone()));
+        let mut event = record_event(scope, action, &schema, &after.id);
         event.diff_field(
             "/status",
             json!(before.status.as_str()),
@@ -777,12 +762,20 @@ fn visible(scope: &TenantScope, schema: &Collection, record: Option<Record>) -> 
         .ok_or(Error::NotFound(Resource::Record))
 }
 
-/// A view with unreadable fields left out (write responses too, DAT-4).
-fn filter_view(scope: &TenantScope, schema: &Collection, mut view: RecordView) -> RecordView {
-    view.record
-        .data
-        .retain(|k, _| readable(scope, &schema.name, k));
-    view
+/// What a write answers: the record with its plain `values` (as validated, before sealing),
+/// unreadable fields left out.
+fn written_view(
+    scope: &TenantScope,
+    schema: &Collection,
+    record: Record,
+    values: Map<String, Value>,
+) -> RecordView {
+    let mut data = values;
+    data.retain(|k, _| readable(scope, &schema.name, k));
+    RecordView {
+        record: Record { data, ..record },
+        collection: schema.name.clone(),
+    }
 }
 
 /// Adds the changed values to `event`: plain fields in the diff (JSON values as their text);
@@ -859,9 +852,7 @@ fn link_events(
         }
         let (b, a) = (before.get(&field.name), after.get(&field.name));
         let event = |action: &'static str, data: Value| {
-            let mut e = ws_event(scope, action, record_target(record));
-            e.extra
-                .insert("collection".into(), json!(schema.name.clone()));
+            let mut e = record_event(scope, action, schema, record);
             e.extra.insert("field".into(), json!(field.name.clone()));
             e.extra.insert("data".into(), data);
             e

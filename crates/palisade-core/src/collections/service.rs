@@ -335,15 +335,7 @@ impl Services {
         authorize(scope, Permission::CollectionsManage)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        lock_workspace(&mut tx).await?;
-        // Exclusive: waits for record writes in flight, and holds new ones until commit.
-        tx.collection_lock(name, true).await?;
-        let all = tx.collections_all().await?;
-        let before = all
-            .iter()
-            .find(|c| c.name == name)
-            .cloned()
-            .ok_or(Error::NotFound(Resource::Collection))?;
+        let (all, before) = lock_for_schema_change(&mut tx, name).await?;
         let by_name: BTreeMap<String, CollectionId> =
             all.iter().map(|c| (c.name.clone(), c.id.clone())).collect();
         let rules = FieldRules { by_name: &by_name };
@@ -495,14 +487,7 @@ impl Services {
         authorize(scope, Permission::CollectionsManage)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        lock_workspace(&mut tx).await?;
-        // Exclusive: waits for record writes in flight, and holds new ones until commit.
-        tx.collection_lock(name, true).await?;
-        let all = tx.collections_all().await?;
-        let before = all
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or(Error::NotFound(Resource::Collection))?;
+        let (all, before) = lock_for_schema_change(&mut tx, name).await?;
         let used = all
             .iter()
             .filter(|c| c.id != before.id)
@@ -641,6 +626,24 @@ async fn migrate_records(
         }
     }
     checks.finish()
+}
+
+/// Locks what a schema change needs (the workspace row, so schema changes never interleave;
+/// the collection exclusively, which waits for record writes in flight and holds new ones until
+/// commit), then reads every collection: (all of them, the one named `name`).
+async fn lock_for_schema_change(
+    tx: &mut Box<dyn crate::store::TenantTx>,
+    name: &str,
+) -> Result<(Vec<Collection>, Collection)> {
+    lock_workspace(tx).await?;
+    tx.collection_lock(name, true).await?;
+    let all = tx.collections_all().await?;
+    let named = all
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
+        .ok_or(Error::NotFound(Resource::Collection))?;
+    Ok((all, named))
 }
 
 /// A field renamed by a schema change (`at` points at its `rename_to`).

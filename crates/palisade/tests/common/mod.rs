@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 pub mod smtp;
 
+pub mod audit;
 pub mod records;
 
 use std::sync::Arc;
@@ -363,6 +364,17 @@ impl Server {
     /// The workspace's audit log as stored (up to 1,000 entries), newest first, read through
     /// the store with a test scope.
     pub async fn workspace_log(&self, ws_id: &str) -> Vec<palisade_core::store::StoredEntry> {
+        let mut tx = self.tenant_read(ws_id).await;
+        let query = palisade_core::store::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        };
+        tx.audit_query(&query).await.unwrap()
+    }
+
+    /// A read transaction on the workspace's data, through a second handle on the database
+    /// and a test scope (an owner's), to inspect what the server wrote.
+    pub async fn tenant_read(&self, ws_id: &str) -> Box<dyn palisade_core::store::TenantTx> {
         use palisade_core::ids::{SessionId, UserId, WorkspaceId};
         use palisade_core::principal::{Principal, SignInMethod};
         let store = self.store().await;
@@ -377,15 +389,10 @@ impl Server {
             principal,
             palisade_core::acl::Role::Owner,
         );
-        let mut tx = store
+        store
             .tenant(&scope, palisade_core::store::Access::Read)
             .await
-            .unwrap();
-        let query = palisade_core::store::AuditQuery {
-            limit: 1000,
-            ..Default::default()
-        };
-        tx.audit_query(&query).await.unwrap()
+            .unwrap()
     }
 
     pub async fn store(&self) -> Arc<dyn Store> {

@@ -5,8 +5,12 @@ use serde_json::{Value, json};
 
 use super::{Server, assert_status, id, join, ws_path};
 
+pub fn col_path(ws: &str, name: &str) -> String {
+    ws_path(ws, &format!("/collections/{name}"))
+}
+
 pub fn records(ws: &str, col: &str) -> String {
-    ws_path(ws, &format!("/collections/{col}/records"))
+    format!("{}/records", col_path(ws, col))
 }
 
 pub fn record(ws: &str, col: &str, id: &str) -> String {
