@@ -14,8 +14,7 @@ use axum::http::{StatusCode, header};
 use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::collections::query::{ListRequest, RawFilter};
 use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, SessionId, TeamId,
-    WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
 };
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
@@ -163,8 +162,7 @@ cursor_ids!(
     TeamId,
     CustomRoleId,
     ApiKeyId,
-    CollectionId,
-    RecordId
+    CollectionId
 );
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
