@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, to_micros};
 use crate::crypto::password::Passwords;
 use crate::crypto::tokens::AccessTokens;
-use crate::keys::DataKeys;
+use crate::keys::{OwnerKeys, SecretSite, Vault};
 use crate::limits::Limiter;
 use crate::mail::Outbox;
 use crate::store::Store;
@@ -33,6 +33,11 @@ pub struct Settings {
     pub link_base: url::Url,
     /// The instance's name and colours in emails.
     pub brand: crate::mail::templates::Brand,
+    /// How long a new data key version waits before it seals anything, so every node has
+    /// loaded it first (30 s by default: several worker refreshes).
+    pub key_propagation: time::Duration,
+    /// Data keys older than this are rotated by the worker (90 days by default); `None`: never.
+    pub data_key_max_age: Option<time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +47,7 @@ pub struct Services {
     pub(crate) passwords: Passwords,
     pub(crate) tokens: Arc<AccessTokens>,
     pub(crate) settings: Arc<Settings>,
-    pub(crate) data_keys: Arc<DataKeys>,
+    pub(crate) vault: Arc<Vault>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) outbox: Outbox,
     /// Verified API keys and their pending last-use times (KEY-2).
@@ -55,7 +60,7 @@ impl Services {
         clock: Arc<dyn Clock>,
         passwords: Passwords,
         tokens: AccessTokens,
-        data_keys: DataKeys,
+        vault: Arc<Vault>,
         outbox: Outbox,
         settings: Settings,
     ) -> Self {
@@ -66,10 +71,44 @@ impl Services {
             passwords,
             tokens: Arc::new(tokens),
             settings: Arc::new(settings),
-            data_keys: Arc::new(data_keys),
+            vault,
             outbox,
             keys: Arc::default(),
         }
+    }
+
+    /// An owner's data keys (a workspace id, or `instance`): what seals and opens its secrets.
+    pub(crate) async fn owner_keys(&self, owner: &str) -> crate::error::Result<OwnerKeys> {
+        Ok(self
+            .vault
+            .owner(&*self.store, owner, self.clock.now())
+            .await?)
+    }
+
+    /// The one way a feature stores a secret (KMS-2): sealed with AES-256-GCM under the
+    /// owner's active data key, bound to the owner and `site`. The ciphertext names its key, so
+    /// rotation and re-encryption need nothing else; add the column to
+    /// `keys::rotation::SealedColumn` so re-encryption and the dump test cover it.
+    pub async fn seal_secret(
+        &self,
+        owner: &str,
+        site: SecretSite<'_>,
+        plaintext: &[u8],
+    ) -> crate::error::Result<Vec<u8>> {
+        self.owner_keys(owner).await?.seal(site, plaintext)
+    }
+
+    /// Opens what [`seal_secret`](Self::seal_secret) sealed for the same owner and site.
+    pub async fn open_secret(
+        &self,
+        owner: &str,
+        site: SecretSite<'_>,
+        sealed: &[u8],
+    ) -> crate::error::Result<zeroize::Zeroizing<Vec<u8>>> {
+        self.owner_keys(owner)
+            .await?
+            .open(site, sealed)
+            .map_err(crate::error::Error::internal)
     }
 
     /// The outbound mail queue (the binary drains it at shutdown).

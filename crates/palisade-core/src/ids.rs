@@ -126,6 +126,10 @@ id_type!(
     DataKeyId, "dek"
 );
 id_type!(
+    /// A data-key rotation's re-encryption job (KMS-3).
+    KeyRotationId, "krot"
+);
+id_type!(
     /// A record of a collection (DAT-2).
     RecordId, "rec"
 );

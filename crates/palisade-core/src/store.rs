@@ -62,6 +62,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         log_id: &str,
         access: Access,
     ) -> StoreResult<Box<dyn AuditLogTx>>;
+
+    /// Key maintenance for one owner (a workspace id or `instance`): its data keys, its
+    /// rotation job, the sealed values it owns and its audit log, in one transaction.
+    async fn keys(
+        &self,
+        scope: &SystemScope,
+        owner: &str,
+        access: Access,
+    ) -> StoreResult<Box<dyn KeysTx>>;
 }
 
 #[async_trait::async_trait]
@@ -308,12 +317,26 @@ pub trait SystemTx: Send {
     async fn invitation_by_token(&mut self, hash: &[u8; 32]) -> StoreResult<Option<Invitation>>;
 
     async fn data_keys(&mut self, owner: &str) -> StoreResult<Vec<StoredDataKey>>;
+    /// Fails with `StoreError::Conflict("data_keys_owner_version")` if the owner has that
+    /// version already (another node created it first).
     async fn data_key_insert(&mut self, key: &StoredDataKey) -> StoreResult<()>;
+    /// Every data key of every owner, with the owner's region (none for `instance` or a
+    /// workspace row that is gone), by owner and version.
+    async fn data_keys_all(&mut self) -> StoreResult<Vec<(StoredDataKey, Option<String>)>>;
+    /// Replaces a data key's wrapped form if it is still `old`; false if it changed meanwhile.
+    async fn data_key_rewrap(&mut self, id: &DataKeyId, old: &[u8], new: &[u8])
+    -> StoreResult<bool>;
+    /// A workspace's region, deleted or not.
+    async fn workspace_region(&mut self, id: &str) -> StoreResult<Option<String>>;
+    /// Every re-encryption job, newest first, at most `limit`.
+    async fn key_rotations(&mut self, limit: u32) -> StoreResult<Vec<KeyRotation>>;
     async fn signing_keys(&mut self, purpose: &str) -> StoreResult<Vec<StoredSigningKey>>;
     async fn signing_key_insert(&mut self, key: &StoredSigningKey) -> StoreResult<()>;
 
     /// Logs whose head has grown past their newest `latest` checkpoint.
     async fn audit_logs_grown(&mut self) -> StoreResult<Vec<String>>;
+    /// Every audit log's id (`instance` and each workspace's), in order.
+    async fn audit_log_ids(&mut self) -> StoreResult<Vec<String>>;
     /// Logs created before `before` with no daily checkpoint for `day`.
     async fn audit_logs_without_daily(
         &mut self,
@@ -473,6 +496,66 @@ pub struct StoredDataKey {
     pub version: i64,
     pub wrapped: Vec<u8>,
     pub created_at: OffsetDateTime,
+    /// It seals nothing before this (every node has loaded it by then); it opens at once.
+    pub activates_at: OffsetDateTime,
+    /// Set once no stored value is sealed under it; it still opens stragglers.
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+/// A re-encryption job (KMS-3): the owner's sealed values move to `to_version`, in passes over
+/// every sealed column, until a whole pass finds none under an older version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRotation {
+    pub id: String,
+    pub owner: String,
+    pub to_version: i64,
+    /// `operator` or `schedule`.
+    pub reason: String,
+    /// `pending`, `running` or `done`.
+    pub state: String,
+    pub pass: i64,
+    /// The sealed column the pass is in, and the last row it finished there.
+    pub phase: String,
+    pub cursor: String,
+    /// Values found under an older version in this pass, and re-sealed in this pass.
+    pub found: i64,
+    pub resealed: i64,
+    /// Sealed values looked at, over every pass.
+    pub scanned: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// One owner's key maintenance (see [`Store::keys`]): a transaction bound to the owner's
+/// workspace (none for `instance`), so its tenant statements and audit log are the owner's.
+#[async_trait::async_trait]
+pub trait KeysTx: TenantTx {
+    /// The owner's data keys by version.
+    async fn owner_data_keys(&mut self) -> StoreResult<Vec<StoredDataKey>>;
+    /// Fails with `StoreError::Conflict("data_keys_owner_version")` if the version exists.
+    async fn owner_data_key_insert(&mut self, key: &StoredDataKey) -> StoreResult<()>;
+    async fn data_key_retire(&mut self, id: &DataKeyId, at: OffsetDateTime) -> StoreResult<()>;
+    /// Fails with `StoreError::Conflict("key_rotations_owner_version")` if one exists.
+    async fn key_rotation_insert(&mut self, job: &KeyRotation) -> StoreResult<()>;
+    /// The owner's unfinished job, locked until commit.
+    async fn key_rotation_open(&mut self) -> StoreResult<Option<KeyRotation>>;
+    async fn key_rotation_update(&mut self, job: &KeyRotation) -> StoreResult<()>;
+    /// Replaces an audit key's sealed seed of the owner's log if it is still `old`.
+    async fn audit_key_reseal(&mut self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool>;
+    /// Every instance signing key (any purpose).
+    async fn signing_keys_all(&mut self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// Replaces a signing key's sealed seed if it is still `old`.
+    async fn signing_key_reseal(&mut self, kid: &str, old: &[u8], new: &[u8])
+    -> StoreResult<bool>;
+    /// Writes a record's `data` (the same values, sealed anew) if its version is still
+    /// `version`; the version and times do not change, so no client's `If-Match` breaks.
+    async fn record_reseal(
+        &mut self,
+        id: &RecordId,
+        version: i64,
+        data: &serde_json::Map<String, serde_json::Value>,
+    ) -> StoreResult<bool>;
 }
 
 /// A signing key as stored: the seed sealed under a data key.

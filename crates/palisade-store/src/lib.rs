@@ -6,6 +6,7 @@ mod rows;
 mod sql;
 mod sql_api_keys;
 mod sql_collections;
+mod sql_keys;
 mod sql_members;
 mod sql_record_query;
 mod sql_records;

@@ -2,7 +2,7 @@
 //! palisade_app` (owns nothing, NOBYPASSRLS). Each transaction sets `app.workspace_id`,
 //! `app.user_id` and `app.system` transaction-locally, so nothing leaks through the pool.
 
-use palisade_core::store::{Access, AccountTx, AuditLogTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::store::{Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -35,6 +35,7 @@ crate::sql_members::impl_members_tx!(sqlx::Postgres);
 crate::sql_api_keys::impl_api_keys_tx!(sqlx::Postgres);
 crate::sql_collections::impl_collections_tx!(sqlx::Postgres);
 crate::sql_records::impl_records_tx!(sqlx::Postgres, crate::sql_record_query::Dialect::Postgres);
+crate::sql_keys::impl_keys_tx!(sqlx::Postgres, "FOR UPDATE");
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -201,6 +202,16 @@ impl Store for PgStore {
         access: Access,
     ) -> StoreResult<Box<dyn AuditLogTx>> {
         let workspace = (log_id != palisade_audit::entry::INSTANCE_LOG).then(|| log_id.to_owned());
+        Ok(Box::new(self.begin(access, workspace, None, true).await?))
+    }
+
+    async fn keys(
+        &self,
+        _scope: &SystemScope,
+        owner: &str,
+        access: Access,
+    ) -> StoreResult<Box<dyn KeysTx>> {
+        let workspace = (owner != palisade_audit::entry::INSTANCE_LOG).then(|| owner.to_owned());
         Ok(Box::new(self.begin(access, workspace, None, true).await?))
     }
 }

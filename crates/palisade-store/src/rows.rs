@@ -621,6 +621,9 @@ pub(crate) struct DataKeyRow {
     pub version: i64,
     pub wrapped: Vec<u8>,
     pub created_at: OffsetDateTime,
+    /// NULL only in SQLite rows from before migration 0009 (which filled it), never written.
+    pub activates_at: Option<OffsetDateTime>,
+    pub retired_at: Option<OffsetDateTime>,
 }
 
 impl From<DataKeyRow> for StoredDataKey {
@@ -631,6 +634,55 @@ impl From<DataKeyRow> for StoredDataKey {
             version: r.version,
             wrapped: r.wrapped,
             created_at: r.created_at,
+            activates_at: r.activates_at.unwrap_or(r.created_at),
+            retired_at: r.retired_at,
+        }
+    }
+}
+
+/// A data key with its owner's region (`SystemTx::data_keys_all`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct RegionalDataKeyRow {
+    #[sqlx(flatten)]
+    pub key: DataKeyRow,
+    pub region: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRotationRow {
+    pub id: String,
+    pub owner: String,
+    pub to_version: i64,
+    pub reason: String,
+    pub state: String,
+    pub pass: i64,
+    pub phase: String,
+    pub cursor: String,
+    pub found: i64,
+    pub resealed: i64,
+    pub scanned: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+impl From<KeyRotationRow> for palisade_core::store::KeyRotation {
+    fn from(r: KeyRotationRow) -> Self {
+        Self {
+            id: r.id,
+            owner: r.owner,
+            to_version: r.to_version,
+            reason: r.reason,
+            state: r.state,
+            pass: r.pass,
+            phase: r.phase,
+            cursor: r.cursor,
+            found: r.found,
+            resealed: r.resealed,
+            scanned: r.scanned,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            finished_at: r.finished_at,
         }
     }
 }

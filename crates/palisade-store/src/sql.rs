@@ -93,8 +93,12 @@ const SQLITE_UNIQUE_INDEXES: &[(&str, &str)] = &[
         "collections_name",
     ),
     (
-        "data_keys.owner, data_keys.version, data_keys.id",
+        "data_keys.owner, data_keys.version",
         "data_keys_owner_version",
+    ),
+    (
+        "key_rotations.owner, key_rotations.to_version",
+        "key_rotations_owner_version",
     ),
     (
         "audit_checkpoints.log_id, audit_checkpoints.size",
@@ -1178,9 +1182,10 @@ macro_rules! impl_transactions {
             }
 
             async fn data_keys(&mut self, owner: &str) -> StoreResult<Vec<StoredDataKey>> {
-                let rows = sqlx::query_as::<_, DataKeyRow>(
-                    "SELECT id, owner, version, wrapped, created_at FROM data_keys WHERE owner = $1 ORDER BY version, id",
-                )
+                let rows = sqlx::query_as::<_, DataKeyRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM data_keys WHERE owner = $1 ORDER BY version",
+                    crate::sql_keys::DATA_KEY_COLUMNS
+                )))
                 .bind(owner)
                 .fetch_all(&mut *self.tx)
                 .await
@@ -1189,16 +1194,60 @@ macro_rules! impl_transactions {
             }
 
             async fn data_key_insert(&mut self, k: &StoredDataKey) -> StoreResult<()> {
-                sqlx::query("INSERT INTO data_keys (id, owner, version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query(crate::sql_keys::DATA_KEY_INSERT)
                     .bind(k.id.as_str())
                     .bind(&k.owner)
                     .bind(k.version)
                     .bind(&k.wrapped)
                     .bind(k.created_at)
+                    .bind(k.activates_at)
+                    .bind(k.retired_at)
                     .execute(&mut *self.tx)
                     .await
                     .map_err(map_err)?;
                 Ok(())
+            }
+
+            async fn data_keys_all(&mut self) -> StoreResult<Vec<(StoredDataKey, Option<String>)>> {
+                let rows = sqlx::query_as::<_, crate::rows::RegionalDataKeyRow>(
+                    "SELECT k.id, k.owner, k.version, k.wrapped, k.created_at, k.activates_at, k.retired_at, w.region \
+                     FROM data_keys k LEFT JOIN workspaces w ON w.id = k.owner ORDER BY k.owner, k.version",
+                )
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(rows.into_iter().map(|r| (StoredDataKey::from(r.key), r.region)).collect())
+            }
+
+            async fn data_key_rewrap(&mut self, id: &palisade_core::ids::DataKeyId, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE data_keys SET wrapped = $3 WHERE id = $1 AND wrapped = $2")
+                    .bind(id.as_str())
+                    .bind(old)
+                    .bind(new)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn workspace_region(&mut self, id: &str) -> StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT region FROM workspaces WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn key_rotations(&mut self, limit: u32) -> StoreResult<Vec<palisade_core::store::KeyRotation>> {
+                let rows = sqlx::query_as::<_, crate::rows::KeyRotationRow>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM key_rotations ORDER BY created_at DESC, id DESC LIMIT $1",
+                    crate::sql_keys::KEY_ROTATION_COLUMNS
+                )))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+                Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn signing_keys(&mut self, purpose: &str) -> StoreResult<Vec<StoredSigningKey>> {
@@ -1232,6 +1281,13 @@ macro_rules! impl_transactions {
                 .fetch_all(&mut *self.tx)
                 .await
                 .map_err(map_err)
+            }
+
+            async fn audit_log_ids(&mut self) -> StoreResult<Vec<String>> {
+                sqlx::query_scalar("SELECT log_id FROM audit_heads ORDER BY log_id")
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(map_err)
             }
 
             async fn audit_logs_without_daily(&mut self, day: &str, before: OffsetDateTime) -> StoreResult<Vec<String>> {

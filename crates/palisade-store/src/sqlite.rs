@@ -5,7 +5,7 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_core::store::{Access, AccountTx, AuditLogTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::store::{Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -32,6 +32,7 @@ crate::sql_members::impl_members_tx!(sqlx::Sqlite);
 crate::sql_api_keys::impl_api_keys_tx!(sqlx::Sqlite);
 crate::sql_collections::impl_collections_tx!(sqlx::Sqlite);
 crate::sql_records::impl_records_tx!(sqlx::Sqlite, crate::sql_record_query::Dialect::Sqlite);
+crate::sql_keys::impl_keys_tx!(sqlx::Sqlite, "");
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -146,6 +147,16 @@ impl Store for SqliteStore {
         access: Access,
     ) -> StoreResult<Box<dyn AuditLogTx>> {
         let workspace = (log_id != palisade_audit::entry::INSTANCE_LOG).then(|| log_id.to_owned());
+        Ok(Box::new(self.begin(access, workspace).await?))
+    }
+
+    async fn keys(
+        &self,
+        _scope: &SystemScope,
+        owner: &str,
+        access: Access,
+    ) -> StoreResult<Box<dyn KeysTx>> {
+        let workspace = (owner != palisade_audit::entry::INSTANCE_LOG).then(|| owner.to_owned());
         Ok(Box::new(self.begin(access, workspace).await?))
     }
 }

@@ -1,5 +1,5 @@
 //! Palisade's background jobs (checkpoint signing, rate-limit upkeep and the API key cache now;
-//! webhook delivery, retention and key rotation later), each claiming its work through the database so several nodes never do it
+//! key rotation; webhook delivery and retention later), each claiming its work through the database so several nodes never do it
 //! twice: a checkpoint is signed under its log's head lock, after re-checking that no other
 //! node signed one within the interval. `mail` holds the two ways email leaves: an SMTP relay,
 //! or `.eml` files in an outbox directory.
@@ -109,5 +109,32 @@ pub async fn run_limits(services: Services, shutdown: impl Future<Output = ()>) 
     }
     if let Err(e) = services.limiter().flush(true).await {
         warn!(error = %e, "giving back leased rate-limit budget at shutdown failed");
+    }
+}
+
+/// How often the key job reloads data keys and works rotations (KMS-3). A new data-key version
+/// must wait longer than this before it seals anything (`keys.propagation_secs`).
+pub const KEY_TICK: Duration = Duration::from_secs(5);
+
+/// Loads data keys other nodes created, starts scheduled data-key rotations and re-encrypts
+/// for open rotation jobs, every [`KEY_TICK`], until `shutdown` resolves.
+pub async fn run_key_rotations(services: Services, shutdown: impl Future<Output = ()>) {
+    let mut ticker = tokio::time::interval(KEY_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        // The work itself can take long; shutdown waits for the current page at most.
+        tokio::select! {
+            () = &mut shutdown => return,
+            result = services.run_key_rotations() => match result {
+                Ok(0) => {}
+                Ok(n) => debug!(jobs = n, "data key rotations finished"),
+                Err(e) => warn!(error = %e, "key rotation work failed; retrying next tick"),
+            },
+        }
     }
 }

@@ -95,9 +95,15 @@ pub struct Config {
     /// How often API keys' `last_used_at` is written: at most once per interval per key.
     #[serde(default = "defaults::api_key_usage_flush")]
     pub api_key_usage_flush_secs: u32,
-    /// Regions a workspace may live in; the first is the default.
+    /// Regions a workspace may live in: a list (`["eu", "us"]`, the first is the default), or
+    /// a table with each region's own master keys (`[regions.us] master_key_file = …`; mark
+    /// the default with `default = true` when there are several). A region without keys of
+    /// its own uses the top-level ones.
     #[serde(default = "defaults::regions")]
-    pub regions: Vec<String>,
+    pub regions: Regions,
+    /// Data-key rotation (KMS-3).
+    #[serde(default)]
+    pub keys: KeysConfig,
     #[serde(default)]
     pub log_format: LogFormat,
     /// Rate limits and quotas (RTL-2): `[rate_limits.auth]`, `[rate_limits.plans.<plan>]`,
@@ -111,6 +117,88 @@ pub struct Config {
     /// configured.
     #[serde(default)]
     pub email: EmailConfig,
+}
+
+/// `regions`: names only, or names with their master keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Regions {
+    Names(Vec<String>),
+    Keyed(std::collections::BTreeMap<String, RegionConfig>),
+}
+
+/// One region's master keys (GDP-4, KMS-1): a workspace in the region has its data keys
+/// wrapped by them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// The region new workspaces get (with several regions, exactly one says so).
+    #[serde(default)]
+    pub default: bool,
+    /// The region's active master key, base64 (better from `PALISADE_MASTER_KEY_<REGION>`).
+    #[serde(default, serialize_with = "mask")]
+    pub master_key: Option<SecretString>,
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    #[serde(default, serialize_with = "mask_all")]
+    pub retired_master_keys: Vec<SecretString>,
+}
+
+impl Regions {
+    /// The names, the default first.
+    pub fn names(&self) -> anyhow::Result<Vec<String>> {
+        match self {
+            Regions::Names(names) => Ok(names.clone()),
+            Regions::Keyed(table) => {
+                let defaults: Vec<&String> = table
+                    .iter()
+                    .filter(|(_, r)| r.default)
+                    .map(|(n, _)| n)
+                    .collect();
+                let first = match (defaults.as_slice(), table.len()) {
+                    ([one], _) => (*one).clone(),
+                    ([], 1) => table.keys().next().cloned().unwrap_or_default(),
+                    ([], _) => anyhow::bail!(
+                        "regions: mark the default region with `default = true`"
+                    ),
+                    _ => anyhow::bail!("regions: only one region may be the default"),
+                };
+                Ok(std::iter::once(first.clone())
+                    .chain(table.keys().filter(|n| **n != first).cloned())
+                    .collect())
+            }
+        }
+    }
+
+    /// The regions that have master keys of their own.
+    pub fn keyed(&self) -> impl Iterator<Item = (&String, &RegionConfig)> {
+        match self {
+            Regions::Names(_) => None,
+            Regions::Keyed(table) => Some(table.iter()),
+        }
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// `[keys]`: data-key rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Rotate every data key older than this many days (the worker starts it); 0: never.
+    pub rotation_days: u32,
+    /// Seconds a new data-key version waits before sealing anything, so every node has
+    /// loaded it first (nodes reload keys every 5 s).
+    pub propagation_secs: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            rotation_days: 90,
+            propagation_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,8 +272,8 @@ mod defaults {
     pub fn refresh_token_ttl() -> u32 {
         30 * 24 * 3600
     }
-    pub fn regions() -> Vec<String> {
-        vec!["eu".to_owned()]
+    pub fn regions() -> Regions {
+        Regions::Names(vec!["eu".to_owned()])
     }
     pub fn smtp_timeout() -> u32 {
         30
@@ -212,6 +300,7 @@ impl Default for Config {
             audit_checkpoint_interval_secs: defaults::checkpoint_interval(),
             api_key_usage_flush_secs: defaults::api_key_usage_flush(),
             regions: defaults::regions(),
+            keys: KeysConfig::default(),
             log_format: LogFormat::Text,
             rate_limits: LimitsConfig::default(),
             accounts: AccountPolicy::default(),
@@ -259,6 +348,10 @@ pub struct Overrides {
 pub struct SecretEnv {
     /// `PALISADE_MASTER_KEY`.
     pub master_key: Option<String>,
+    /// `PALISADE_RETIRED_MASTER_KEYS`: comma-separated.
+    pub retired_master_keys: Option<String>,
+    /// `PALISADE_MASTER_KEY_<REGION>` (the region's name uppercased, `-` as `_`).
+    pub region_master_keys: Vec<(String, String)>,
     /// `PALISADE_SMTP_PASSWORD`.
     pub smtp_password: Option<String>,
 }
@@ -267,9 +360,22 @@ impl SecretEnv {
     pub fn from_process() -> Self {
         Self {
             master_key: std::env::var("PALISADE_MASTER_KEY").ok(),
+            retired_master_keys: std::env::var("PALISADE_RETIRED_MASTER_KEYS").ok(),
+            region_master_keys: std::env::vars()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("PALISADE_MASTER_KEY_")
+                        .filter(|r| *r != "FILE")
+                        .map(|r| (r.to_owned(), v))
+                })
+                .collect(),
             smtp_password: std::env::var("PALISADE_SMTP_PASSWORD").ok(),
         }
     }
+}
+
+/// `PALISADE_MASTER_KEY_<REGION>`'s suffix for a region name.
+pub fn region_env_suffix(region: &str) -> String {
+    region.to_uppercase().replace('-', "_")
 }
 
 impl Config {
@@ -318,6 +424,30 @@ impl Config {
         if let Some(v) = secrets.master_key.filter(|v| !v.is_empty()) {
             config.master_key = Some(SecretString::from(v));
         }
+        if let Some(v) = secrets.retired_master_keys.filter(|v| !v.trim().is_empty()) {
+            config.retired_master_keys = v
+                .split(',')
+                .map(|k| SecretString::from(k.trim().to_owned()))
+                .collect();
+        }
+        for (suffix, key) in secrets.region_master_keys {
+            if key.is_empty() {
+                continue;
+            }
+            let Regions::Keyed(table) = &mut config.regions else {
+                anyhow::bail!(
+                    "PALISADE_MASTER_KEY_{suffix} is set, but `regions` is a list: declare the region as a table ([regions.<name>])"
+                );
+            };
+            let region = table
+                .iter_mut()
+                .find(|(name, _)| region_env_suffix(name) == suffix)
+                .map(|(_, r)| r)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("PALISADE_MASTER_KEY_{suffix} names no configured region")
+                })?;
+            region.master_key = Some(SecretString::from(key));
+        }
         if let (Some(smtp), Some(v)) = (
             config.email.smtp.as_mut(),
             secrets.smtp_password.filter(|v| !v.is_empty()),
@@ -339,8 +469,11 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key must be given together");
         }
-        if self.regions.is_empty() {
+        if self.regions.names()?.is_empty() {
             anyhow::bail!("regions must name at least one region");
+        }
+        if self.keys.propagation_secs > 3600 {
+            anyhow::bail!("keys.propagation_secs must be at most 3600");
         }
         if !(60..=86_400).contains(&self.access_token_ttl_secs) {
             anyhow::bail!("access_token_ttl_secs must be between 60 and 86400");
@@ -429,6 +562,7 @@ mod tests {
             SecretEnv {
                 master_key: Some("c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=".into()),
                 smtp_password: Some("smtp-pw-from-env".into()),
+                ..SecretEnv::default()
             },
         )?;
         assert_eq!(config.listen.port(), 9100);

@@ -6,35 +6,84 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::Context as _;
+use std::collections::BTreeMap;
+
 use palisade_core::crypto::envelope::{Keyring, SymmetricKey};
+use palisade_core::keys::MasterKeys;
 use rustls::crypto::aws_lc_rs;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::Config;
 
-/// The configured master keys. With none configured, a development key file is created beside
-/// the database on first start, with a loud warning.
-pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
-    let active = if let Some(key) = &config.master_key {
-        SymmetricKey::master_from_base64(key.expose_secret())
-            .context("PALISADE_MASTER_KEY / master_key")?
-    } else if let Some(path) = &config.master_key_file {
-        read_key_file(path)?
-    } else {
-        development_key(&config.data_dir.join("master.key"))?
+/// The configured master keys: the top-level set, and each region's own. With none configured,
+/// the development key file beside the database is used, created on first start — but only
+/// while the database holds no data keys (`wrapping`: the master key ids that wrap the stored
+/// ones), so a lost key is never silently replaced by a new one.
+pub fn master_keys(config: &Config, wrapping: &[String]) -> anyhow::Result<MasterKeys> {
+    let default = keyring(
+        "",
+        config.master_key.as_ref(),
+        config.master_key_file.as_deref(),
+        &config.retired_master_keys,
+    )?;
+    let default = match default {
+        Some(ring) => ring,
+        None => {
+            let path = config.data_dir.join("master.key");
+            if !path.exists() && !wrapping.is_empty() {
+                anyhow::bail!(
+                    "no master key is configured and {} does not exist, but the database's data keys are wrapped by master key {}: \
+                     supply it as PALISADE_MASTER_KEY or master_key_file",
+                    path.display(),
+                    wrapping.join(", ")
+                );
+            }
+            Keyring::new(development_key(&path)?, retired(&config.retired_master_keys, "")?)
+        }
     };
-    let retired = config
-        .retired_master_keys
-        .iter()
+    let mut regions = BTreeMap::new();
+    for (name, region) in config.regions.keyed() {
+        let prefix = format!("regions.{name}.");
+        if let Some(ring) = keyring(
+            &prefix,
+            region.master_key.as_ref(),
+            region.master_key_file.as_deref(),
+            &region.retired_master_keys,
+        )? {
+            regions.insert(name.clone(), ring);
+        } else if !region.retired_master_keys.is_empty() {
+            anyhow::bail!("{prefix}retired_master_keys needs {prefix}master_key or master_key_file");
+        }
+    }
+    Ok(MasterKeys::new(default, regions))
+}
+
+/// One keyring from configuration; `None` if it names no active key.
+fn keyring(
+    prefix: &str,
+    key: Option<&SecretString>,
+    file: Option<&Path>,
+    retired_keys: &[SecretString],
+) -> anyhow::Result<Option<Keyring>> {
+    let active = match (key, file) {
+        (Some(key), _) => SymmetricKey::master_from_base64(key.expose_secret())
+            .with_context(|| format!("{prefix}master_key (PALISADE_MASTER_KEY)"))?,
+        (None, Some(path)) => read_key_file(path)?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Keyring::new(active, retired(retired_keys, prefix)?)))
+}
+
+fn retired(keys: &[SecretString], prefix: &str) -> anyhow::Result<Vec<SymmetricKey>> {
+    keys.iter()
         .enumerate()
         .map(|(i, k)| {
             SymmetricKey::master_from_base64(k.expose_secret())
-                .with_context(|| format!("retired_master_keys[{i}]"))
+                .with_context(|| format!("{prefix}retired_master_keys[{i}]"))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Keyring::new(active, retired))
+        .collect()
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<SymmetricKey> {

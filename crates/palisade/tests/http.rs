@@ -998,6 +998,7 @@ async fn tls_serves_with_the_configured_certificate() {
 #[tokio::test]
 async fn signing_key_is_stored_only_sealed_and_a_missing_master_key_is_named() {
     use palisade_core::crypto::envelope::{Keyring, SymmetricKey};
+    use palisade_core::keys::{MasterKeys, Vault};
     use palisade_core::store::Access;
     use palisade_core::tenancy::SystemScope;
 
@@ -1008,13 +1009,12 @@ async fn signing_key_is_stored_only_sealed_and_a_missing_master_key_is_named() {
         let store = s.store().await;
         let master = SymmetricKey::master_from_base64(common::TEST_MASTER_KEY).unwrap();
         let master_id = master.id().to_owned();
-        let key = palisade_core::keys::load_access_token_key(
-            &*store,
-            &Keyring::new(master, vec![]),
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let masters = MasterKeys::new(Keyring::new(master, vec![]), Default::default());
+        let vault = Vault::load(&*store, masters, now).await.unwrap();
+        let key = palisade_core::keys::load_access_token_key(&*store, &vault, now)
+            .await
+            .unwrap();
         assert_eq!(key.kid(), kid, "{b}: the server signs with the stored key");
         let mut tx = store
             .system(&SystemScope::new("test"), Access::Read)
@@ -1038,13 +1038,10 @@ async fn signing_key_is_stored_only_sealed_and_a_missing_master_key_is_named() {
         let other =
             SymmetricKey::master_from_base64("//////////////////////////////////////////8=")
                 .unwrap();
-        let err = palisade_core::keys::load_access_token_key(
-            &*store,
-            &Keyring::new(other, vec![]),
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .expect_err("wrong master key");
+        let masters = MasterKeys::new(Keyring::new(other, vec![]), Default::default());
+        let err = Vault::load(&*store, masters, time::OffsetDateTime::now_utc())
+            .await
+            .expect_err("wrong master key");
         assert!(
             err.to_string().contains(&master_id),
             "{b}: names the missing key: {err}"

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use super::{Actor, AuditEvent, AuditLog, AuditResult, Target};
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
-use crate::crypto::envelope::Aad;
+use crate::keys::{OwnerKeys, SecretSite};
 use crate::crypto::random;
 use crate::error::{Error, FieldError, Resource, Result, StoreError};
 use crate::principal::{Principal, RequestMeta};
@@ -54,9 +54,9 @@ const RESERVED_RESOURCES: &[&str] = &[
     "rate_limit",
 ];
 
-fn key_aad<'a>(log_id: &'a str, kid: &'a str) -> Aad<'a> {
-    Aad {
-        owner: log_id,
+/// Where a log's signing seed is stored (its owner is the log's workspace, or `instance`).
+pub(crate) fn key_site(kid: &str) -> SecretSite<'_> {
+    SecretSite {
         table: "audit_keys",
         row: kid,
         field: "sealed_seed",
@@ -258,20 +258,15 @@ impl Services {
         }
     }
 
-    /// A fresh Ed25519 key for a log, its seed sealed under the instance data key.
-    pub(crate) fn new_audit_key(
-        &self,
-        log_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<StoredAuditKey> {
+    /// A fresh Ed25519 key for a log, its seed sealed under the log owner's data key (`keys`:
+    /// taken before the caller's write transaction, since a first data key is written in its
+    /// own).
+    pub(crate) fn new_audit_key(&self, keys: &OwnerKeys, now: OffsetDateTime) -> Result<StoredAuditKey> {
         let seed = Zeroizing::new(random::bytes::<32>()?);
         let key = SigningKey::from_bytes(&seed);
         let public_key = key.verifying_key().to_bytes();
         let kid = Jwk::ed25519(&key.verifying_key()).kid;
-        let sealed_seed = self
-            .data_keys
-            .active()
-            .seal(seed.as_slice(), key_aad(log_id, &kid))?;
+        let sealed_seed = keys.seal(key_site(&kid), seed.as_slice())?;
         Ok(StoredAuditKey {
             kid,
             public_key,
@@ -280,17 +275,13 @@ impl Services {
         })
     }
 
-    fn open_audit_key(&self, log_id: &str, stored: &StoredAuditKey) -> Result<SigningKey> {
+    async fn open_audit_key(&self, log_id: &str, stored: &StoredAuditKey) -> Result<SigningKey> {
         let unopenable =
             || Error::Internal(format!("audit key {} does not open", stored.kid).into());
-        let dek = self
-            .data_keys
-            .for_sealed(&stored.sealed_seed)
-            .ok_or_else(unopenable)?;
-        let seed = Zeroizing::new(
-            dek.open(&stored.sealed_seed, key_aad(log_id, &stored.kid))
-                .map_err(|_| unopenable())?,
-        );
+        let keys = self.owner_keys(log_id).await?;
+        let seed = keys
+            .open(key_site(&stored.kid), &stored.sealed_seed)
+            .map_err(|_| unopenable())?;
         let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| unopenable())?;
         let key = SigningKey::from_bytes(seed);
         if key.verifying_key().to_bytes() != stored.public_key {
@@ -302,11 +293,12 @@ impl Services {
     /// Creates the instance log on first start (idempotent; racing nodes agree on one).
     pub async fn ensure_instance_log(&self) -> Result<()> {
         let now = self.now();
+        let keys = self.owner_keys(INSTANCE_LOG).await?;
         let mut tx = self.store.accounts(None, Access::Write).await?;
         if tx.audit_head(true).await?.is_some() {
             return Ok(());
         }
-        let key = self.new_audit_key(INSTANCE_LOG, now)?;
+        let key = self.new_audit_key(&keys, now)?;
         match tx
             .audit_log_create(&self.audit_origin(INSTANCE_LOG), &key, now)
             .await
@@ -629,6 +621,26 @@ impl Services {
     pub async fn audit_export(&self, scope: &TenantScope) -> Result<AuditExport> {
         authorize(scope, Permission::AuditRead)?;
         let mut tx = self.store.tenant(scope, Access::Read).await?;
+        self.export_in(&mut *tx, scope.workspace_id().to_string())
+            .await
+    }
+
+    /// Any log's export (`instance` or a workspace id), for the operator's backup verification:
+    /// no member's permission applies, so it is reached through a named `SystemScope` only.
+    pub async fn audit_export_log(&self, log_id: &str) -> Result<AuditExport> {
+        let scope = SystemScope::new("backup verification");
+        let mut tx = self.store.audit_log(&scope, log_id, Access::Read).await?;
+        self.export_in(&mut *tx, log_id.to_owned()).await
+    }
+
+    /// Every audit log's id (`instance` and each workspace's), for backup verification.
+    pub async fn audit_log_ids(&self) -> Result<Vec<String>> {
+        let scope = SystemScope::new("backup verification");
+        let mut tx = self.store.system(&scope, Access::Read).await?;
+        Ok(tx.audit_log_ids().await?)
+    }
+
+    async fn export_in(&self, tx: &mut dyn AuditLogTx, log_id: String) -> Result<AuditExport> {
         let jwks = self.jwks_in(&mut *tx).await?;
         let (size, origin) = self.head(&mut *tx).await?;
         let checkpoint = tx
@@ -651,7 +663,7 @@ impl Services {
             start = end;
         }
         Ok(AuditExport {
-            log_id: scope.workspace_id().to_string(),
+            log_id,
             entries,
             checkpoint,
             daily,
@@ -772,7 +784,7 @@ impl Services {
             .into_iter()
             .max_by(|a, b| (a.created_at, &a.kid).cmp(&(b.created_at, &b.kid)))
             .ok_or_else(|| Error::Internal("audit log has no key".into()))?;
-        let key = self.open_audit_key(log_id, &stored_key)?;
+        let key = self.open_audit_key(log_id, &stored_key).await?;
         let cp = Checkpoint {
             origin: head.origin.clone(),
             size,

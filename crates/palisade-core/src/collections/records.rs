@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use tracing::instrument;
+use zeroize::Zeroizing;
 
 use super::model::{Collection, Field, FieldType, Record, RecordStatus};
 use super::query::{self, ListRequest};
@@ -15,7 +16,8 @@ use super::values::normalize;
 use crate::acl::{Permission, authorize_collection};
 use crate::app::Services;
 use crate::audit::{Actor, AuditEvent, Target};
-use crate::crypto::envelope::Aad;
+use crate::crypto::envelope::EnvelopeError;
+use crate::keys::{OwnerKeys, SecretSite};
 use crate::error::{Error, FieldError, Resource, Result};
 use crate::ids::RecordId;
 use crate::principal::RequestMeta;
@@ -56,6 +58,14 @@ fn record_event(
     event
 }
 
+/// An encrypted field's stored form: its ciphertext, URL-safe base64 in a JSON string.
+pub(crate) fn sealed_bytes(stored: &Value) -> Result<Vec<u8>> {
+    stored
+        .as_str()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+        .ok_or_else(|| Error::internal(EnvelopeError::Malformed))
+}
+
 fn pointer(field: &str) -> String {
     format!("/{field}")
 }
@@ -73,43 +83,41 @@ pub(super) fn unique_key(field: &Field, value: &Value) -> String {
 }
 
 impl Services {
-    fn field_aad<'a>(record: &'a Record, field: &'a str) -> Aad<'a> {
-        Aad {
-            owner: record.workspace_id.as_str(),
+    fn field_site<'a>(record: &'a Record, field: &'a str) -> SecretSite<'a> {
+        SecretSite {
             table: "records",
             row: record.id.as_str(),
             field,
         }
     }
 
-    pub(super) fn seal_value(&self, record: &Record, field: &str, value: &Value) -> Result<Value> {
-        let plaintext = serde_json::to_vec(value).map_err(Error::internal)?;
-        let sealed = self
-            .data_keys
-            .active()
-            .seal(&plaintext, Self::field_aad(record, field))?;
+    pub(super) fn seal_value(
+        keys: &OwnerKeys,
+        record: &Record,
+        field: &str,
+        value: &Value,
+    ) -> Result<Value> {
+        let plaintext = Zeroizing::new(serde_json::to_vec(value).map_err(Error::internal)?);
+        let sealed = keys.seal(Self::field_site(record, field), &plaintext)?;
         Ok(Value::String(URL_SAFE_NO_PAD.encode(sealed)))
     }
 
-    pub(super) fn open_value(&self, record: &Record, field: &str, stored: &Value) -> Result<Value> {
-        let sealed = stored
-            .as_str()
-            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-            .ok_or_else(|| Error::internal(crate::crypto::envelope::EnvelopeError::Malformed))?;
-        let key = self
-            .data_keys
-            .for_sealed(&sealed)
-            .ok_or_else(|| Error::internal(crate::crypto::envelope::EnvelopeError::Malformed))?;
-        let plaintext = key
-            .open(&sealed, Self::field_aad(record, field))
+    pub(super) fn open_value(
+        keys: &OwnerKeys,
+        record: &Record,
+        field: &str,
+        stored: &Value,
+    ) -> Result<Value> {
+        let sealed = sealed_bytes(stored)?;
+        let plaintext = keys
+            .open(Self::field_site(record, field), &sealed)
             .map_err(Error::internal)?;
         serde_json::from_slice(&plaintext).map_err(Error::internal)
     }
 
-    /// A list cursor's associated data: it opens only for the same workspace and collection.
-    fn cursor_aad(schema: &Collection) -> Aad<'_> {
-        Aad {
-            owner: schema.workspace_id.as_str(),
+    /// A list cursor's site: it opens only for the same workspace (the owner) and collection.
+    fn cursor_site(schema: &Collection) -> SecretSite<'_> {
+        SecretSite {
             table: "record_cursors",
             row: schema.id.as_str(),
             field: "",
@@ -118,24 +126,23 @@ impl Services {
 
     /// A list position sealed into an opaque cursor: sort values may be personal, and cursors
     /// travel in URLs (and so in proxies' logs).
-    fn seal_cursor(&self, schema: &Collection, position: &[u8]) -> Result<String> {
-        let sealed = self
-            .data_keys
-            .active()
-            .seal(position, Self::cursor_aad(schema))?;
+    fn seal_cursor(keys: &OwnerKeys, schema: &Collection, position: &[u8]) -> Result<String> {
+        let sealed = keys.seal(Self::cursor_site(schema), position)?;
         Ok(URL_SAFE_NO_PAD.encode(sealed))
     }
 
     /// The position in a cursor this node (or one sharing its data keys) sealed for `schema`.
-    fn open_cursor(&self, schema: &Collection, cursor: &str) -> Option<Vec<u8>> {
+    fn open_cursor(keys: &OwnerKeys, schema: &Collection, cursor: &str) -> Option<Vec<u8>> {
         let sealed = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-        let key = self.data_keys.for_sealed(&sealed)?;
-        key.open(&sealed, Self::cursor_aad(schema)).ok()
+        keys.open(Self::cursor_site(schema), &sealed)
+            .ok()
+            .map(|p| p.to_vec())
     }
 
     /// What `scope` may see of `record`: readable fields only, encrypted ones opened.
     fn record_view(
         &self,
+        keys: &OwnerKeys,
         scope: &TenantScope,
         collection: &Collection,
         mut record: Record,
@@ -150,7 +157,7 @@ impl Services {
                 continue;
             };
             let value = if field.encrypted {
-                self.open_value(&record, &field.name, &value)?
+                Self::open_value(keys, &record, &field.name, &value)?
             } else {
                 value
             };
@@ -188,6 +195,7 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<RecordView> {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let status = match input.status.as_deref() {
             None => RecordStatus::Published,
@@ -215,7 +223,7 @@ impl Services {
         self.check_relations(&mut tx, &schema, &values).await?;
         self.claim_uniques(&mut tx, &schema, &record, &Map::new(), &values)
             .await?;
-        record.data = self.stored_data(&record, &schema, &values)?;
+        record.data = self.stored_data(&keys, &record, &schema, &values)?;
         tx.record_insert(&record).await?;
         let mut events = Vec::new();
         let mut event = record_event(scope, "record.create", &schema, &record.id);
@@ -242,6 +250,7 @@ impl Services {
         id: &str,
     ) -> Result<RecordView> {
         authorize_collection(scope, collection, Permission::RecordsRead)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let mut tx = self.store.tenant(scope, Access::Read).await?;
         // One statement for both (a missing collection is still told apart).
         let (schema, record) = match RecordId::parse(id) {
@@ -252,7 +261,7 @@ impl Services {
             None => (Self::collection_named(&mut tx, collection).await?, None),
         };
         let record = visible(scope, &schema, record)?;
-        self.record_view(scope, &schema, record)
+        self.record_view(&keys, scope, &schema, record)
     }
 
     /// One page of a collection's records, filtered, sorted and projected as `request` asks
@@ -265,13 +274,14 @@ impl Services {
         request: &ListRequest,
     ) -> Result<Page<RecordView>> {
         authorize_collection(scope, collection, Permission::RecordsRead)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let drafts = scope.holds_on(collection, Permission::RecordsReadDraft);
         let mut tx = self.store.tenant(scope, Access::Read).await?;
         let schema = Self::collection_named(&mut tx, collection).await?;
         let resolved = query::resolve(
             &schema,
             |field| readable(scope, &schema.name, field),
-            |cursor| self.open_cursor(&schema, cursor),
+            |cursor| Self::open_cursor(&keys, &schema, cursor),
             drafts,
             request,
         )?;
@@ -284,7 +294,7 @@ impl Services {
             rows.last()
                 .map(|last| {
                     let position = query::encode_cursor(&db_query.sort, &resolved.sort_text, last);
-                    self.seal_cursor(&schema, &position)
+                    Self::seal_cursor(&keys, &schema, &position)
                 })
                 .transpose()?
         } else {
@@ -293,7 +303,7 @@ impl Services {
         let data = rows
             .into_iter()
             .map(|r| {
-                let mut view = self.record_view(scope, &schema, r)?;
+                let mut view = self.record_view(&keys, scope, &schema, r)?;
                 if let Some(fields) = &resolved.projection {
                     view.record.data.retain(|k, _| fields.contains(k));
                 }
@@ -333,6 +343,7 @@ impl Services {
         make_patch: impl Fn(&Collection, &Map<String, Value>) -> Result<Map<String, Value>>,
     ) -> Result<RecordView> {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let schema = Self::collection_for_write(&mut tx, collection).await?;
@@ -340,7 +351,7 @@ impl Services {
         if if_match.is_some_and(|v| v != before.version) {
             return Err(Error::PreconditionFailed);
         }
-        let old = self.open_all(&schema, &before)?;
+        let old = self.open_all(&keys, &schema, &before)?;
         let patch = make_patch(&schema, &old)?;
         check_writable(scope, &schema, patch.keys())?;
         // Every member must name a field (a `null` too); values are normalized.
@@ -361,13 +372,13 @@ impl Services {
             .collect();
         check_required(&schema, &merged, &removed)?;
         if merged == old {
-            return self.record_view(scope, &schema, before);
+            return self.record_view(&keys, scope, &schema, before);
         }
         self.check_relations(&mut tx, &schema, &merged).await?;
         self.claim_uniques(&mut tx, &schema, &before, &old, &merged)
             .await?;
         let mut after = before.clone();
-        after.data = self.stored_data(&after, &schema, &merged)?;
+        after.data = self.stored_data(&keys, &after, &schema, &merged)?;
         after.version += 1;
         after.updated_at = now;
         after.updated_by = Actor::of(scope.principal()).id;
@@ -394,6 +405,7 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<()> {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let schema = Self::collection_for_write(&mut tx, collection).await?;
@@ -401,7 +413,7 @@ impl Services {
         if if_match.is_some_and(|v| v != before.version) {
             return Err(Error::PreconditionFailed);
         }
-        let old = self.open_all(&schema, &before)?;
+        let old = self.open_all(&keys, &schema, &before)?;
         if !tx.record_delete(&before.id).await? {
             return Err(Error::NotFound(Resource::Record));
         }
@@ -424,12 +436,13 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<RecordView> {
         authorize_collection(scope, collection, Permission::RecordsWrite)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let schema = Self::collection_for_write(&mut tx, collection).await?;
         let before = visible_record(&mut tx, scope, &schema, id).await?;
         if before.status == status {
-            return self.record_view(scope, &schema, before);
+            return self.record_view(&keys, scope, &schema, before);
         }
         let mut after = before.clone();
         after.status = status;
@@ -455,7 +468,7 @@ impl Services {
         event.diff_field("/version", json!(before.version), json!(after.version));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
-        self.record_view(scope, &schema, after)
+        self.record_view(&keys, scope, &schema, after)
     }
 
     /// Adds and removes tags of one `tags` field (DAT-5): each tag added or removed is its own
@@ -521,12 +534,12 @@ impl Services {
     }
 
     /// Every stored value in the clear (encrypted ones opened), for diffs and merges.
-    fn open_all(&self, schema: &Collection, record: &Record) -> Result<Map<String, Value>> {
+    fn open_all(&self, keys: &OwnerKeys, schema: &Collection, record: &Record) -> Result<Map<String, Value>> {
         let mut out = Map::new();
         for (k, v) in &record.data {
             let encrypted = schema.field(k).is_some_and(|f| f.encrypted);
             let value = if encrypted {
-                self.open_value(record, k, v)?
+                Self::open_value(keys, record, k, v)?
             } else {
                 v.clone()
             };
@@ -538,6 +551,7 @@ impl Services {
     /// The values as stored: encrypted fields sealed, bound to the record and field.
     fn stored_data(
         &self,
+        keys: &OwnerKeys,
         record: &Record,
         schema: &Collection,
         values: &Map<String, Value>,
@@ -545,7 +559,7 @@ impl Services {
         let mut out = Map::new();
         for (k, v) in values {
             let stored = if schema.field(k).is_some_and(|f| f.encrypted) {
-                self.seal_value(record, k, v)?
+                Self::seal_value(keys, record, k, v)?
             } else {
                 v.clone()
             };

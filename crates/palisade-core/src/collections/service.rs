@@ -334,6 +334,7 @@ impl Services {
     ) -> Result<CollectionView> {
         authorize(scope, Permission::CollectionsManage)?;
         let now = self.now();
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let (all, before) = lock_for_schema_change(&mut tx, name).await?;
         let by_name: BTreeMap<String, CollectionId> =
@@ -435,7 +436,7 @@ impl Services {
             }
         }
         if has_records && !renames.is_empty() {
-            self.rename_record_fields(&mut tx, &before, &renames)
+            self.rename_record_fields(&mut tx, &keys, &before, &renames)
                 .await?;
         }
         if has_records {
@@ -753,6 +754,7 @@ impl Services {
     async fn rename_record_fields(
         &self,
         tx: &mut Box<dyn crate::store::TenantTx>,
+        keys: &crate::keys::OwnerKeys,
         collection: &Collection,
         renames: &[Rename],
     ) -> Result<()> {
@@ -779,8 +781,8 @@ impl Services {
                         continue;
                     };
                     let value = if collection.field(&r.from).is_some_and(|f| f.encrypted) {
-                        let plain = self.open_value(&record, &r.from, &value)?;
-                        self.seal_value(&record, &r.to, &plain)?
+                        let plain = Self::open_value(keys, &record, &r.from, &value)?;
+                        Self::seal_value(keys, &record, &r.to, &plain)?
                     } else {
                         value
                     };

@@ -132,6 +132,11 @@ impl SymmetricKey {
         Ok(out)
     }
 
+    /// This key's bytes sealed under `wrapping` (a data key wrapped by a master key).
+    pub fn wrap_with(&self, wrapping: &SymmetricKey, aad: Aad<'_>) -> Result<Vec<u8>> {
+        wrapping.seal(self.key.expose_secret(), aad)
+    }
+
     /// Decrypts a ciphertext from [`seal`](Self::seal) bound to the same `aad`.
     pub fn open(&self, sealed: &[u8], aad: Aad<'_>) -> Result<Vec<u8>, EnvelopeError> {
         let key_id = key_id_of(sealed)?;
@@ -176,6 +181,10 @@ impl Keyring {
 
     pub fn active(&self) -> &SymmetricKey {
         &self.active
+    }
+
+    pub fn retired(&self) -> &[SymmetricKey] {
+        &self.retired
     }
 
     pub fn get(&self, id: &str) -> Option<&SymmetricKey> {

@@ -296,12 +296,17 @@ impl Services {
             Some(_) => TenantScope::for_parent_owner(workspace.id.clone(), principal.clone()),
             None => TenantScope::for_creator(workspace.id.clone(), principal.clone()),
         };
+        // The workspace's first data key is written before (SQLite has one writer).
+        let keys = self
+            .vault
+            .owner_in_region(&*self.store, workspace.id.as_str(), &workspace.region, now)
+            .await?;
         let mut tx = self.store.tenant(&scope, Access::Write).await?;
         match tx.workspace_insert(&workspace).await {
             Err(StoreError::Conflict(_)) => return Err(Error::Conflict(ConflictKind::SlugTaken)),
             other => other?,
         }
-        let key = self.new_audit_key(workspace.id.as_str(), now)?;
+        let key = self.new_audit_key(&keys, now)?;
         tx.audit_log_create(&self.audit_origin(workspace.id.as_str()), &key, now)
             .await?;
         let mut event = ws_event(&scope, "workspace.create", workspace_target(&workspace.id));
