@@ -324,8 +324,12 @@ pub trait SystemTx: Send {
     /// workspace row that is gone), by owner and version.
     async fn data_keys_all(&mut self) -> StoreResult<Vec<(StoredDataKey, Option<String>)>>;
     /// Replaces a data key's wrapped form if it is still `old`; false if it changed meanwhile.
-    async fn data_key_rewrap(&mut self, id: &DataKeyId, old: &[u8], new: &[u8])
-    -> StoreResult<bool>;
+    async fn data_key_rewrap(
+        &mut self,
+        id: &DataKeyId,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
     /// A workspace's region, deleted or not.
     async fn workspace_region(&mut self, id: &str) -> StoreResult<Option<String>>;
     /// Every re-encryption job, newest first, at most `limit`.
@@ -546,8 +550,7 @@ pub trait KeysTx: TenantTx {
     /// Every instance signing key (any purpose).
     async fn signing_keys_all(&mut self) -> StoreResult<Vec<StoredSigningKey>>;
     /// Replaces a signing key's sealed seed if it is still `old`.
-    async fn signing_key_reseal(&mut self, kid: &str, old: &[u8], new: &[u8])
-    -> StoreResult<bool>;
+    async fn signing_key_reseal(&mut self, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool>;
     /// Writes a record's `data` (the same values, sealed anew) if its version is still
     /// `version`; the version and times do not change, so no client's `If-Match` breaks.
     async fn record_reseal(

@@ -2,7 +2,9 @@
 //! palisade_app` (owns nothing, NOBYPASSRLS). Each transaction sets `app.workspace_id`,
 //! `app.user_id` and `app.system` transaction-locally, so nothing leaks through the pool.
 
-use palisade_core::store::{Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::store::{
+    Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx,
+};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};

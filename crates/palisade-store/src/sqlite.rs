@@ -5,7 +5,9 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_core::store::{Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx};
+use palisade_core::store::{
+    Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx,
+};
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,

@@ -158,9 +158,9 @@ impl Regions {
                 let first = match (defaults.as_slice(), table.len()) {
                     ([one], _) => (*one).clone(),
                     ([], 1) => table.keys().next().cloned().unwrap_or_default(),
-                    ([], _) => anyhow::bail!(
-                        "regions: mark the default region with `default = true`"
-                    ),
+                    ([], _) => {
+                        anyhow::bail!("regions: mark the default region with `default = true`")
+                    }
                     _ => anyhow::bail!("regions: only one region may be the default"),
                 };
                 Ok(std::iter::once(first.clone())

@@ -40,7 +40,10 @@ pub fn master_keys(config: &Config, wrapping: &[String]) -> anyhow::Result<Maste
                     wrapping.join(", ")
                 );
             }
-            Keyring::new(development_key(&path)?, retired(&config.retired_master_keys, "")?)
+            Keyring::new(
+                development_key(&path)?,
+                retired(&config.retired_master_keys, "")?,
+            )
         }
     };
     let mut regions = BTreeMap::new();
@@ -54,7 +57,9 @@ pub fn master_keys(config: &Config, wrapping: &[String]) -> anyhow::Result<Maste
         )? {
             regions.insert(name.clone(), ring);
         } else if !region.retired_master_keys.is_empty() {
-            anyhow::bail!("{prefix}retired_master_keys needs {prefix}master_key or master_key_file");
+            anyhow::bail!(
+                "{prefix}retired_master_keys needs {prefix}master_key or master_key_file"
+            );
         }
     }
     Ok(MasterKeys::new(default, regions))

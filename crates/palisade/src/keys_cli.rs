@@ -62,8 +62,16 @@ fn print_status(status: &KeyStatus) {
             k.owner,
             k.version,
             k.wrapped_by,
-            if k.wrapped_by_active { "" } else { " (not the active master key: run rotate-master)" },
-            if k.retired_at.is_some() { "  retired" } else { "" },
+            if k.wrapped_by_active {
+                ""
+            } else {
+                " (not the active master key: run rotate-master)"
+            },
+            if k.retired_at.is_some() {
+                "  retired"
+            } else {
+                ""
+            },
         );
     }
     if !status.retirable_master_keys.is_empty() {

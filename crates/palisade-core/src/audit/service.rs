@@ -17,9 +17,9 @@ use zeroize::Zeroizing;
 use super::{Actor, AuditEvent, AuditLog, AuditResult, Target};
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
-use crate::keys::{OwnerKeys, SecretSite};
 use crate::crypto::random;
 use crate::error::{Error, FieldError, Resource, Result, StoreError};
+use crate::keys::{OwnerKeys, SecretSite};
 use crate::principal::{Principal, RequestMeta};
 use crate::store::{
     Access, AuditFilter, AuditLogTx, AuditQuery, StoredAuditKey, StoredCheckpoint, StoredEntry,
@@ -261,7 +261,11 @@ impl Services {
     /// A fresh Ed25519 key for a log, its seed sealed under the log owner's data key (`keys`:
     /// taken before the caller's write transaction, since a first data key is written in its
     /// own).
-    pub(crate) fn new_audit_key(&self, keys: &OwnerKeys, now: OffsetDateTime) -> Result<StoredAuditKey> {
+    pub(crate) fn new_audit_key(
+        &self,
+        keys: &OwnerKeys,
+        now: OffsetDateTime,
+    ) -> Result<StoredAuditKey> {
         let seed = Zeroizing::new(random::bytes::<32>()?);
         let key = SigningKey::from_bytes(&seed);
         let public_key = key.verifying_key().to_bytes();

@@ -17,9 +17,9 @@ use crate::acl::{Permission, authorize_collection};
 use crate::app::Services;
 use crate::audit::{Actor, AuditEvent, Target};
 use crate::crypto::envelope::EnvelopeError;
-use crate::keys::{OwnerKeys, SecretSite};
 use crate::error::{Error, FieldError, Resource, Result};
 use crate::ids::RecordId;
+use crate::keys::{OwnerKeys, SecretSite};
 use crate::principal::RequestMeta;
 use crate::store::{Access, TenantTx};
 use crate::tenancy::TenantScope;
@@ -325,10 +325,42 @@ impl Services {
         if_match: Option<i64>,
         meta: &RequestMeta,
     ) -> Result<RecordView> {
-        self.patch_record(scope, collection, id, if_match, meta, |_, _| {
-            Ok(patch.clone())
-        })
-        .await
+        let make_patch = |_: &Collection, _: &Map<String, Value>| Ok(patch.clone());
+        match if_match {
+            Some(_) => {
+                self.patch_record(scope, collection, id, if_match, meta, make_patch)
+                    .await
+            }
+            // Without If-Match the caller asked for no version: a concurrent write that wins
+            // the version check is not its problem, and the patch applies on top of it.
+            None => {
+                self.patch_latest(scope, collection, id, meta, make_patch)
+                    .await
+            }
+        }
+    }
+
+    /// [`patch_record`](Self::patch_record) with no expected version, made again on the newer
+    /// values when a concurrent change wins the version check in between (possible on
+    /// PostgreSQL, whose writers do not serialize on the workspace).
+    async fn patch_latest(
+        &self,
+        scope: &TenantScope,
+        collection: &str,
+        id: &str,
+        meta: &RequestMeta,
+        make_patch: impl Fn(&Collection, &Map<String, Value>) -> Result<Map<String, Value>>,
+    ) -> Result<RecordView> {
+        let mut attempts = 0;
+        loop {
+            match self
+                .patch_record(scope, collection, id, None, meta, &make_patch)
+                .await
+            {
+                Err(Error::PreconditionFailed) if attempts < 20 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     /// The one write path of a record's values: `make_patch` builds the merge patch from the
@@ -518,23 +550,19 @@ impl Services {
             patch.insert(name, Value::Array(tags));
             Ok(patch)
         };
-        // Computed from the values read in the write transaction. On PostgreSQL a concurrent
-        // change can still win the version check in between; the change is then made again
-        // on the newer tags.
-        let mut attempts = 0;
-        loop {
-            match self
-                .patch_record(scope, collection, id, None, meta, make_patch)
-                .await
-            {
-                Err(Error::PreconditionFailed) if attempts < 20 => attempts += 1,
-                other => return other,
-            }
-        }
+        // Computed from the values read in the write transaction, so a change made again
+        // after a lost race applies to the newer tags.
+        self.patch_latest(scope, collection, id, meta, make_patch)
+            .await
     }
 
     /// Every stored value in the clear (encrypted ones opened), for diffs and merges.
-    fn open_all(&self, keys: &OwnerKeys, schema: &Collection, record: &Record) -> Result<Map<String, Value>> {
+    fn open_all(
+        &self,
+        keys: &OwnerKeys,
+        schema: &Collection,
+        record: &Record,
+    ) -> Result<Map<String, Value>> {
         let mut out = Map::new();
         for (k, v) in &record.data {
             let encrypted = schema.field(k).is_some_and(|f| f.encrypted);

@@ -131,8 +131,8 @@ impl MasterKeys {
     /// Opens a stored data key with whichever configured master key wrapped it.
     pub fn unwrap(&self, stored: &StoredDataKey) -> Result<SymmetricKey, KeyLoadError> {
         let id = stored.id.as_str();
-        let master_id = key_id_of(&stored.wrapped)
-            .map_err(|_| KeyLoadError::Unopenable(id.to_owned()))?;
+        let master_id =
+            key_id_of(&stored.wrapped).map_err(|_| KeyLoadError::Unopenable(id.to_owned()))?;
         let master = self
             .find(master_id)
             .ok_or_else(|| KeyLoadError::MissingMasterKey {
@@ -260,29 +260,38 @@ impl OwnerKeys {
 
     /// Seals `plaintext` for `site` under the active version.
     pub fn seal(&self, site: SecretSite<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let v = self
-            .set
-            .versions
-            .get(self.active)
-            .ok_or_else(|| Error::Internal(format!("owner {} has no data key", self.owner).into()))?;
+        let v = self.set.versions.get(self.active).ok_or_else(|| {
+            Error::Internal(format!("owner {} has no data key", self.owner).into())
+        })?;
         v.key.seal(plaintext, self.aad(site))
     }
 
     /// Seals under `version` (re-encryption to a version not yet active on this node).
-    pub fn seal_with(&self, version: i64, site: SecretSite<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
+    pub fn seal_with(
+        &self,
+        version: i64,
+        site: SecretSite<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
         let v = self
             .set
             .versions
             .iter()
             .find(|v| v.version == version)
             .ok_or_else(|| {
-                Error::Internal(format!("owner {} has no data key version {version}", self.owner).into())
+                Error::Internal(
+                    format!("owner {} has no data key version {version}", self.owner).into(),
+                )
             })?;
         v.key.seal(plaintext, self.aad(site))
     }
 
     /// Opens a value sealed for `site` under any version of this owner's keys.
-    pub fn open(&self, site: SecretSite<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    pub fn open(
+        &self,
+        site: SecretSite<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
         let id = key_id_of(sealed)?;
         let v = self
             .set
@@ -404,7 +413,11 @@ impl Vault {
     }
 
     /// Re-reads one owner's data keys.
-    async fn reload(&self, store: &dyn Store, owner: &str) -> Result<Option<Arc<OwnerSet>>, KeyLoadError> {
+    async fn reload(
+        &self,
+        store: &dyn Store,
+        owner: &str,
+    ) -> Result<Option<Arc<OwnerSet>>, KeyLoadError> {
         let scope = SystemScope::new("data key load");
         let mut tx = store.system(&scope, Access::Read).await?;
         let rows = tx.data_keys(owner).await?;

@@ -71,7 +71,10 @@ impl SealedColumn {
     }
 
     fn parse(owner: &str, phase: &str) -> Option<SealedColumn> {
-        Self::of(owner).iter().copied().find(|c| c.as_str() == phase)
+        Self::of(owner)
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == phase)
     }
 }
 
@@ -285,8 +288,10 @@ impl Services {
     /// already open, that job is returned and nothing changes.
     pub async fn rotate_data_key(&self, owner: &str, reason: &str) -> Result<KeyRotation> {
         let now = self.now();
-        // The owner's keys exist (a first version is created if needed) before the write.
+        // The owner's keys exist (a first version is created if needed) before the write, and
+        // its region is current (an administrator may have moved the workspace).
         self.owner_keys(owner).await?;
+        self.vault.refresh(&*self.store).await?;
         let region = self.vault.region_of(owner);
         let scope = SystemScope::new("data key rotation");
         let mut tx = self.store.keys(&scope, owner, Access::Write).await?;
@@ -443,7 +448,12 @@ impl Services {
                     } else {
                         // Something was under an older version this pass: look again, until
                         // a whole pass finds nothing (a write may have raced a re-seal).
-                        debug!(owner, pass = job.pass, found = job.found, "key rotation pass");
+                        debug!(
+                            owner,
+                            pass = job.pass,
+                            found = job.found,
+                            "key rotation pass"
+                        );
                         job.pass += 1;
                         job.found = 0;
                         job.resealed = 0;
@@ -479,7 +489,12 @@ impl Services {
             tx.key_rotation_update(&job).await?;
             tx.commit().await?;
             if done {
-                info!(owner, version = job.to_version, passes = job.pass, "re-encryption finished");
+                info!(
+                    owner,
+                    version = job.to_version,
+                    passes = job.pass,
+                    "re-encryption finished"
+                );
                 return Ok(true);
             }
         }
@@ -650,7 +665,10 @@ async fn reseal_audit_keys(
         let site = key_site(&key.kid);
         let seed = keys.open(site, &key.sealed_seed).map_err(Error::internal)?;
         let fresh = keys.seal_with(to_version, site, &seed)?;
-        if tx.audit_key_reseal(&key.kid, &key.sealed_seed, &fresh).await? {
+        if tx
+            .audit_key_reseal(&key.kid, &key.sealed_seed, &fresh)
+            .await?
+        {
             out.resealed += 1;
         }
     }
@@ -677,7 +695,10 @@ async fn reseal_signing_keys(
         };
         let seed = keys.open(site, &key.sealed_seed).map_err(Error::internal)?;
         let fresh = keys.seal_with(to_version, site, &seed)?;
-        if tx.signing_key_reseal(&key.kid, &key.sealed_seed, &fresh).await? {
+        if tx
+            .signing_key_reseal(&key.kid, &key.sealed_seed, &fresh)
+            .await?
+        {
             out.resealed += 1;
         }
     }

@@ -154,6 +154,12 @@ impl Server {
         Self::start_config(db, config, data).await
     }
 
+    /// [`restart`](Self::restart) with the configuration changed by `tweak` (master keys, say).
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> Server {
+        tweak(&mut self.config);
+        self.restart().await
+    }
+
     /// Another node on the same database, with the same configuration.
     pub async fn second_node(&self) -> Server {
         Self::start_config(
