@@ -3933,3 +3933,180 @@ async fn a_schema_change_waits_for_record_writes_on_its_collection() {
         );
     }
 }
+
+fn data_key(owner: &str, version: i64, wrapped: &[u8]) -> palisade_core::store::StoredDataKey {
+    palisade_core::store::StoredDataKey {
+        id: palisade_core::ids::DataKeyId::generate(),
+        owner: owner.to_owned(),
+        version,
+        wrapped: wrapped.to_vec(),
+        created_at: t0(),
+        activates_at: t0() + time::Duration::seconds(30),
+        retired_at: None,
+    }
+}
+
+#[tokio::test]
+async fn data_key_versions_are_unique_per_owner_and_rewrap_is_compare_and_swap() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let scope = SystemScope::new("test");
+        let mut tx = store.system(&scope, Access::Write).await.unwrap();
+        let v1 = data_key("instance", 1, b"wrapped-one");
+        tx.data_key_insert(&v1).await.unwrap();
+        tx.commit().await.unwrap();
+        // Another node's version 1 of the same owner loses (its transaction is then spent).
+        let mut tx = store.system(&scope, Access::Write).await.unwrap();
+        let err = tx
+            .data_key_insert(&data_key("instance", 1, b"other"))
+            .await
+            .expect_err("duplicate version");
+        assert!(
+            matches!(&err, StoreError::Conflict(c) if c == "data_keys_owner_version"),
+            "{b}: {err:?}"
+        );
+        drop(tx);
+        let mut tx = store.system(&scope, Access::Write).await.unwrap();
+        assert!(
+            !tx.data_key_rewrap(&v1.id, b"stale", b"new").await.unwrap(),
+            "{b}: a stale read changes nothing"
+        );
+        assert!(
+            tx.data_key_rewrap(&v1.id, b"wrapped-one", b"wrapped-again")
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+        let mut tx = store.system(&scope, Access::Read).await.unwrap();
+        let all = tx.data_keys_all().await.unwrap();
+        assert_eq!(all.len(), 1, "{b}");
+        assert_eq!(all[0].0.wrapped, b"wrapped-again", "{b}");
+        assert_eq!(all[0].0.activates_at, v1.activates_at, "{b}");
+        assert_eq!(all[0].1, None, "{b}: the instance has no region");
+    }
+}
+
+#[tokio::test]
+async fn a_keys_transaction_reseals_only_its_owners_values_and_keeps_versions() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let owner = add_user(&*store, &format!("keys-{b}@example.com")).await;
+        let (ws_a, scope_a) = add_workspace(&*store, &owner, "keys-a").await;
+        let (_, scope_b) = add_workspace(&*store, &owner, "keys-b").await;
+        let col_a = add_collection(&*store, &scope_a, "notes").await;
+        let col_b = add_collection(&*store, &scope_b, "notes").await;
+        let rec_a = record(scope_a.workspace_id(), &col_a.id, "a");
+        let rec_b = record(scope_b.workspace_id(), &col_b.id, "b");
+        for (scope, rec) in [(&scope_a, &rec_a), (&scope_b, &rec_b)] {
+            let mut tx = tenant_write(&*store, scope).await;
+            tx.record_insert(rec).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let system = SystemScope::new("test");
+        let mut tx = store
+            .keys(&system, ws_a.id.as_str(), Access::Write)
+            .await
+            .unwrap();
+        // The owner's data key and job.
+        tx.owner_data_key_insert(&data_key(ws_a.id.as_str(), 1, b"w"))
+            .await
+            .unwrap();
+        assert!(
+            tx.owner_data_key_insert(&data_key("instance", 9, b"w"))
+                .await
+                .is_err(),
+            "{b}: another owner's key is refused"
+        );
+        let job = palisade_core::store::KeyRotation {
+            id: "krot_test".into(),
+            owner: ws_a.id.to_string(),
+            to_version: 2,
+            reason: "operator".into(),
+            state: "pending".into(),
+            pass: 1,
+            phase: "records".into(),
+            cursor: String::new(),
+            found: 0,
+            resealed: 0,
+            scanned: 0,
+            created_at: t0(),
+            updated_at: t0(),
+            finished_at: None,
+        };
+        tx.key_rotation_insert(&job).await.unwrap();
+        let mut data = rec_a.data.clone();
+        data.insert("title".into(), serde_json::json!("resealed"));
+        // Compare-and-swap on the version, which does not move.
+        assert!(!tx.record_reseal(&rec_a.id, 7, &data).await.unwrap(), "{b}");
+        assert!(tx.record_reseal(&rec_a.id, 1, &data).await.unwrap(), "{b}");
+        // Workspace B's record is not this transaction's to change.
+        assert!(
+            !tx.record_reseal(&rec_b.id, 1, &data).await.unwrap(),
+            "{b}: cross-workspace reseal"
+        );
+        let mut open = tx.key_rotation_open().await.unwrap().unwrap();
+        assert_eq!(open, job, "{b}");
+        open.state = "done".into();
+        open.finished_at = Some(t0());
+        tx.key_rotation_update(&open).await.unwrap();
+        assert!(tx.key_rotation_open().await.unwrap().is_none(), "{b}");
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&scope_a, Access::Read).await.unwrap();
+        let a = tx.record_get(&rec_a.id).await.unwrap().unwrap();
+        assert_eq!(a.data["title"], "resealed", "{b}");
+        assert_eq!(a.version, 1, "{b}: a reseal is not a new version");
+        drop(tx);
+        let mut tx = store.tenant(&scope_b, Access::Read).await.unwrap();
+        let bb = tx.record_get(&rec_b.id).await.unwrap().unwrap();
+        assert_eq!(bb.data["title"], "b", "{b}");
+        drop(tx);
+        let mut tx = store.system(&system, Access::Read).await.unwrap();
+        let jobs = tx.key_rotations(10).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{b}");
+        assert_eq!(jobs[0].state, "done", "{b}");
+        let keys = tx.data_keys_all().await.unwrap();
+        assert!(
+            keys.iter()
+                .any(|(k, region)| k.owner == ws_a.id.as_str() && region.as_deref() == Some("eu")),
+            "{b}: a workspace key carries its region: {}",
+            keys.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_audit_key_seed_may_be_resealed_but_nothing_else_of_it_changes() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let owner = add_user(&*store, &format!("seal-{b}@example.com")).await;
+        let (ws, scope) = add_workspace(&*store, &owner, "seal").await;
+        let kid = {
+            let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+            tx.audit_keys().await.unwrap()[0].clone()
+        };
+        let system = SystemScope::new("test");
+        let mut tx = store
+            .keys(&system, ws.id.as_str(), Access::Write)
+            .await
+            .unwrap();
+        assert!(
+            !tx.audit_key_reseal(&kid.kid, b"stale", b"new")
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            tx.audit_key_reseal(&kid.kid, &kid.sealed_seed, b"new-seal")
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        let after = tx.audit_keys().await.unwrap();
+        assert_eq!(after[0].sealed_seed, b"new-seal", "{b}");
+        assert_eq!(after[0].public_key, kid.public_key, "{b}");
+    }
+}

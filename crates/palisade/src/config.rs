@@ -590,6 +590,61 @@ mod tests {
     }
 
     #[test]
+    fn regions_are_a_list_or_a_table_with_their_own_master_keys() -> anyhow::Result<()> {
+        let list: Config = toml::from_str("regions = [\"eu\", \"us\"]\n")?;
+        assert_eq!(list.regions.names()?, ["eu", "us"]);
+        let table: Config = toml::from_str(
+            "[regions.eu]\n[regions.us]\ndefault = true\nmaster_key = \"c2VjcmV0LW1hc3Rlci1rZXktYmFzZTY0LXZhbHVlISE=\"\n",
+        )?;
+        assert_eq!(table.regions.names()?, ["us", "eu"]);
+        assert!(!table.render_masked()?.contains("c2VjcmV0"));
+        let keyed: Vec<&String> = table.regions.keyed().map(|(n, _)| n).collect();
+        assert_eq!(keyed, ["eu", "us"]);
+        let ambiguous: Config = toml::from_str("[regions.eu]\n[regions.us]\n")?;
+        assert!(
+            ambiguous.regions.names().is_err(),
+            "two regions, no default"
+        );
+        // A region's key from the environment, by its uppercased name.
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("palisade.toml");
+        std::fs::write(&file, "[regions.eu]\n[regions.us-east]\ndefault = true\n")?;
+        let config = Config::load(
+            Overrides {
+                config: Some(file.clone()),
+                ..Overrides::default()
+            },
+            SecretEnv {
+                region_master_keys: vec![("US_EAST".into(), "a2V5".into())],
+                retired_master_keys: Some("b2xkMQ==, b2xkMg==".into()),
+                ..SecretEnv::default()
+            },
+        )?;
+        let us = config
+            .regions
+            .keyed()
+            .find(|(n, _)| *n == "us-east")
+            .map(|(_, r)| r);
+        assert!(us.and_then(|r| r.master_key.as_ref()).is_some());
+        assert_eq!(config.retired_master_keys.len(), 2);
+        let unknown = Config::load(
+            Overrides {
+                config: Some(file),
+                ..Overrides::default()
+            },
+            SecretEnv {
+                region_master_keys: vec![("APAC".into(), "a2V5".into())],
+                ..SecretEnv::default()
+            },
+        );
+        assert!(
+            unknown.is_err(),
+            "a key for no configured region is refused"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn defaults_are_zero_config() {
         let parsed: Config = toml::from_str("").expect("empty file");
         assert_eq!(

@@ -1,8 +1,10 @@
 //! The `palisade` binary's library half: configuration, key material, wiring, and
 //! [`run`], which serves on a bound listener until `shutdown` resolves (tests use it directly).
 
+pub mod backup;
 pub mod config;
 pub mod keys;
+pub mod keys_cli;
 pub mod verify;
 
 use std::future::Future;
@@ -14,6 +16,7 @@ use palisade_api::{ApiSettings, AppState};
 use palisade_core::clock::Clock;
 use palisade_core::crypto::password::Passwords;
 use palisade_core::crypto::tokens::AccessTokens;
+use palisade_core::keys::{Vault, load_access_token_key};
 use palisade_core::mail::templates::Brand;
 use palisade_core::mail::{Mailer, Outbox};
 use palisade_core::{Services, Settings};
@@ -52,11 +55,12 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
 pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let store = palisade_store::open(&config.effective_database_url(), Migrations::Apply).await?;
     tracing::info!(backend = store.backend(), "database ready");
-    let keyring = keys::keyring(config)?;
-    let keys = palisade_core::keys::load_keys(&*store, &keyring, clock.now()).await?;
+    let masters = keys::master_keys(config, &store_master_ids(&*store).await?)?;
+    let vault = Arc::new(Vault::load(&*store, masters, clock.now()).await?);
+    let access_token = load_access_token_key(&*store, &vault, clock.now()).await?;
     let public_url = config.effective_public_url()?;
     let tokens = AccessTokens::new(
-        &keys.access_token,
+        &access_token,
         public_url.as_str().trim_end_matches('/').to_owned(),
         time::Duration::seconds(i64::from(config.access_token_ttl_secs)),
     )?;
@@ -70,7 +74,7 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             .iter()
             .map(|a| a.trim().to_lowercase())
             .collect(),
-        regions: config.regions.clone(),
+        regions: config.regions.names()?,
         public_host: public_host(&public_url),
         checkpoint_interval: time::Duration::seconds(i64::from(
             config.audit_checkpoint_interval_secs,
@@ -83,16 +87,11 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             .clone()
             .unwrap_or_else(|| public_url.clone()),
         brand: Brand::instance(&config.email.product_name),
+        key_propagation: time::Duration::seconds(i64::from(config.keys.propagation_secs)),
+        data_key_max_age: (config.keys.rotation_days > 0)
+            .then(|| time::Duration::days(i64::from(config.keys.rotation_days))),
     };
-    let services = Services::new(
-        store,
-        clock,
-        passwords,
-        tokens,
-        keys.data_keys,
-        outbox,
-        settings,
-    );
+    let services = Services::new(store, clock, passwords, tokens, vault, outbox, settings);
     services.ensure_instance_log().await?;
     let security_contact = config.security_contact.clone().unwrap_or_else(|| {
         format!(
@@ -111,6 +110,27 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         services,
         settings: Arc::new(api),
     })
+}
+
+/// The master key ids that wrap the database's data keys (none on a fresh database).
+async fn store_master_ids(store: &dyn palisade_core::store::Store) -> anyhow::Result<Vec<String>> {
+    let scope = palisade_core::tenancy::SystemScope::new("start-up key check");
+    let mut tx = store
+        .system(&scope, palisade_core::store::Access::Read)
+        .await?;
+    let mut ids: Vec<String> = tx
+        .data_keys_all()
+        .await?
+        .iter()
+        .filter_map(|(k, _)| {
+            palisade_core::crypto::envelope::key_id_of(&k.wrapped)
+                .ok()
+                .map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// SMTP when configured, else `.eml` files in `<data_dir>/outbox/`.
@@ -195,6 +215,13 @@ pub async fn run_with_clock(
             let _ = keys_stopped.await;
         },
     ));
+    let (stop_rotation, rotation_stopped) = tokio::sync::oneshot::channel::<()>();
+    let rotation = tokio::spawn(palisade_worker::run_key_rotations(
+        state.services.clone(),
+        async move {
+            let _ = rotation_stopped.await;
+        },
+    ));
     let outbox = state.services.outbox().clone();
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
@@ -228,7 +255,9 @@ pub async fn run_with_clock(
     let _ = stop_worker.send(());
     let _ = stop_limits.send(());
     let _ = stop_keys.send(());
+    let _ = stop_rotation.send(());
     let _ = worker.await;
+    let _ = rotation.await;
     let _ = limits.await;
     let _ = api_keys.await;
     outbox.drain(std::time::Duration::from_secs(10)).await;

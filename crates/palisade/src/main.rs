@@ -37,10 +37,21 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Encryption keys: status, master-key re-wrapping, data-key rotation (KMS-3).
+    Keys {
+        #[command(subcommand)]
+        command: palisade::keys_cli::KeysCommand,
+    },
     /// Audit-log tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Encrypted database backups without keys: keygen, create, restore, verify.
+    /// Exit 0 = done, 1 = a restored audit log is tampered (verify), 2 = error or refusal.
+    Backup {
+        #[command(subcommand)]
+        command: palisade::backup::BackupCommand,
     },
 }
 
@@ -116,6 +127,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Keys { command } => palisade::keys_cli::main(command, &config).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -126,7 +138,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Openapi | Command::Audit { .. } => Ok(()),
+        Command::Openapi | Command::Audit { .. } | Command::Backup { .. } => Ok(()),
     }
 }
 
@@ -139,6 +151,11 @@ async fn main() -> ExitCode {
     } = cli.command
     {
         return palisade::verify::main(args).await;
+    }
+    // Backups load the configuration themselves (keygen needs none) and have their own exit
+    // codes.
+    if let Command::Backup { command } = cli.command {
+        return palisade::backup::main(cli.overrides, command).await;
     }
     match main_inner(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -123,9 +123,8 @@ fn feed_lines(verifier: &mut Verifier, mut reader: impl Read) -> anyhow::Result<
 }
 
 /// Reads the JWKS, checkpoint and entries of an export tar.
-fn read_export(path: &std::path::Path) -> anyhow::Result<(Jwks, SignedCheckpoint, Entries)> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut archive = tar::Archive::new(file);
+fn read_export(reader: impl Read) -> anyhow::Result<(Jwks, SignedCheckpoint, Vec<u8>)> {
+    let mut archive = tar::Archive::new(reader);
     let (mut jwks, mut checkpoint, mut entries) = (None, None, None);
     for entry in archive.entries().context("reading the export tar")? {
         let mut entry = entry.context("reading the export tar")?;
@@ -135,7 +134,7 @@ fn read_export(path: &std::path::Path) -> anyhow::Result<(Jwks, SignedCheckpoint
         match name.as_str() {
             "jwks.json" => jwks = Some(parse("jwks.json", &data)?),
             "checkpoint.json" => checkpoint = Some(parse("checkpoint.json", &data)?),
-            "entries.ndjson" => entries = Some(Entries::Bytes(data)),
+            "entries.ndjson" => entries = Some(data),
             _ => {}
         }
     }
@@ -159,7 +158,12 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Report> {
     }
     let (jwks, checkpoint, entries) =
         match (&args.export, &args.jwks, &args.checkpoint, &args.entries) {
-            (Some(path), ..) => read_export(path)?,
+            (Some(path), ..) => {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let (jwks, checkpoint, entries) = read_export(file)?;
+                (jwks, checkpoint, Entries::Bytes(entries))
+            }
             (None, Some(jwks), Some(checkpoint), Some(entries)) => (
                 parse("the JWKS", &fetcher.read(jwks).await?)?,
                 parse("the checkpoint", &fetcher.read(checkpoint).await?)?,
@@ -204,6 +208,18 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Report> {
             }
         }
     }
+    Ok(verifier.finish())
+}
+
+/// Verifies an export tar (`…/audit/export`) read from `reader`, as `--export` does (no
+/// trusted checkpoints). Tampering is a `tampered` report; an unreadable export is an error.
+pub fn verify_export(reader: impl Read) -> anyhow::Result<Report> {
+    let (jwks, checkpoint, entries) = read_export(reader)?;
+    let mut verifier = match Verifier::new(&jwks, &checkpoint, &[]) {
+        Ok(v) => v,
+        Err(f) => return Ok(refused(f)),
+    };
+    feed_lines(&mut verifier, entries.as_slice())?;
     Ok(verifier.finish())
 }
 

@@ -726,7 +726,9 @@ async fn start_up_names_a_missing_master_key_and_refuses_a_wrong_one() {
 
         // In-process too: `build` fails before anything serves.
         config.master_key = Some(secret(MASTER_B));
-        let err = palisade::build(&config).await.err().expect("wrong key");
+        let Err(err) = palisade::build(&config).await else {
+            panic!("{b}: started with the wrong key")
+        };
         assert!(format!("{err:#}").contains(&a), "{b}: {err:#}");
 
         // With A as a retired key beside B, it starts.
@@ -834,10 +836,9 @@ async fn a_region_with_its_own_master_key_wraps_its_workspaces_keys() {
         // Without us's key the instance does not start, and says which key it needs.
         let mut config = s.config.clone();
         with_regions(&mut config, None);
-        let err = palisade::build(&config)
-            .await
-            .err()
-            .expect("us key missing");
+        let Err(err) = palisade::build(&config).await else {
+            panic!("{b}: started without the us key")
+        };
         assert!(
             format!("{err:#}").contains(&master_id(MASTER_US)),
             "{b}: {err:#}"

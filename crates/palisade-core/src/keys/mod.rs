@@ -581,3 +581,115 @@ pub async fn load_access_token_key(
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master(byte: u8) -> SymmetricKey {
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        SymmetricKey::master_from_base64(&text).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(secs)
+    }
+
+    fn set(masters: &MasterKeys, owner: &str, versions: &[(i64, i64)]) -> Result<Arc<OwnerSet>> {
+        let rows = versions
+            .iter()
+            .map(|&(version, activates)| {
+                masters
+                    .new_data_key(owner, None, version, at(0), at(activates))
+                    .map(|(_, stored)| stored)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let vault = Vault {
+            masters: MasterKeys::new(Keyring::new(master(1), vec![]), BTreeMap::new()),
+            owners: RwLock::new(HashMap::new()),
+        };
+        Ok(Arc::new(vault.build_set(None, &rows).map_err(Error::from)?))
+    }
+
+    const SITE: SecretSite<'static> = SecretSite {
+        table: "records",
+        row: "rec_1",
+        field: "secret",
+    };
+
+    #[test]
+    fn a_new_version_seals_only_once_active_and_every_version_opens() -> Result<()> {
+        let masters = MasterKeys::new(Keyring::new(master(1), vec![]), BTreeMap::new());
+        let set = set(&masters, "ws_a", &[(1, 0), (2, 100)])?;
+        let before = OwnerKeys::at("ws_a", set.clone(), at(99));
+        assert_eq!(before.active_version(), 1);
+        let old = before.seal(SITE, b"value")?;
+        let after = OwnerKeys::at("ws_a", set, at(100));
+        assert_eq!(after.active_version(), 2);
+        let new = after.seal(SITE, b"value")?;
+        assert_eq!(after.version_of(&old), Some(1));
+        assert_eq!(after.version_of(&new), Some(2));
+        assert_eq!(
+            after.open(SITE, &old).map_err(Error::internal)?.as_slice(),
+            b"value"
+        );
+        assert_eq!(
+            before.open(SITE, &new).map_err(Error::internal)?.as_slice(),
+            b"value"
+        );
+        // Bound to owner and site.
+        let moved = SecretSite {
+            row: "rec_2",
+            ..SITE
+        };
+        assert!(after.open(moved, &new).is_err());
+        let other = set_for_other(&masters)?;
+        assert!(other.open(SITE, &new).is_err());
+        Ok(())
+    }
+
+    fn set_for_other(masters: &MasterKeys) -> Result<OwnerKeys> {
+        Ok(OwnerKeys::at(
+            "ws_b",
+            set(masters, "ws_b", &[(1, 0)])?,
+            at(0),
+        ))
+    }
+
+    #[test]
+    fn rewrap_moves_a_data_key_to_its_regions_active_master_key() -> Result<()> {
+        let old = MasterKeys::new(Keyring::new(master(1), vec![]), BTreeMap::new());
+        let (key, stored) = old.new_data_key("ws_a", Some("us"), 1, at(0), at(0))?;
+        let sealed = key.seal(b"x", dek_aad("ws_a", "row"))?;
+        let mut regions = BTreeMap::new();
+        regions.insert("us".to_owned(), Keyring::new(master(3), vec![]));
+        let new = MasterKeys::new(Keyring::new(master(2), vec![master(1)]), regions);
+        let wrapped = new
+            .rewrap(&stored, Some("us"))
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::Internal("expected a re-wrap".into()))?;
+        assert_eq!(key_id_of(&wrapped).ok(), Some(master(3).id()));
+        let moved = StoredDataKey { wrapped, ..stored };
+        // Already where it belongs: nothing to do; and it opens the same data.
+        assert!(
+            new.rewrap(&moved, Some("us"))
+                .map_err(Error::from)?
+                .is_none()
+        );
+        let again = new.unwrap(&moved).map_err(Error::from)?;
+        assert!(again.open(&sealed, dek_aad("ws_a", "row")).is_ok());
+        // Without the region's key it cannot be opened, and the message names the key.
+        let without = MasterKeys::new(Keyring::new(master(2), vec![]), BTreeMap::new());
+        match without.unwrap(&moved) {
+            Err(KeyLoadError::MissingMasterKey {
+                master_key, owner, ..
+            }) => {
+                assert_eq!(master_key, master(3).id());
+                assert_eq!(owner, "ws_a");
+            }
+            other => return Err(Error::Internal(format!("{other:?}").into())),
+        }
+        Ok(())
+    }
+}

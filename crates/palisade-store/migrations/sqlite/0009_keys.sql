@@ -31,4 +31,4 @@ DROP TRIGGER audit_keys_no_update;
 CREATE TRIGGER audit_keys_no_update BEFORE UPDATE ON audit_keys
 WHEN NEW.log_id IS NOT OLD.log_id OR NEW.kid IS NOT OLD.kid OR NEW.public_key IS NOT OLD.public_key
      OR NEW.created_at IS NOT OLD.created_at
-BEGIN SELECT RAISE(ABORT, 'audit_keys: only the sealed seed may change'); END;
+BEGIN SELECT RAISE(ABORT, 'audit_keys is append-only (only a sealed seed may be sealed anew)'); END;
