@@ -2211,6 +2211,62 @@ async fn concurrent_tag_changes_are_never_lost() {
     }
 }
 
+/// A patch without `If-Match` asks for no version: concurrent ones all apply (on PostgreSQL a
+/// lost version race is retried on the newer record), each a version and an entry of its own.
+#[tokio::test]
+async fn concurrent_patches_without_if_match_all_apply() {
+    for s in servers().await {
+        let b = s.backend();
+        let (_, o, _) = s.user("patch-race@example.com").await;
+        let ws = id(&s.workspace(&o, "Patch race", "patch-race").await);
+        collection(
+            &s,
+            &o,
+            &ws,
+            "notes",
+            json!([{"name": "title", "type": "text"}, {"name": "body", "type": "text", "encrypted": true}]),
+        )
+        .await;
+        let r = s
+            .post(
+                &records(&ws, "notes"),
+                Some(&o),
+                json!({"title": "t", "body": "kept"}),
+            )
+            .await;
+        assert_status(&r, 201, b);
+        let rid = id(&r.body);
+        let url = format!("{}{}", s.base, record(&ws, "notes", &rid));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let (client, url, token) = (s.client.clone(), url.clone(), o.clone());
+            tasks.spawn(async move {
+                let r = client
+                    .patch(url)
+                    .bearer_auth(token)
+                    .json(&json!({"title": format!("t{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            });
+        }
+        while let Some(status) = tasks.join_next().await {
+            assert_eq!(status.unwrap(), 200, "{b}: a concurrent patch");
+        }
+        let now = fetch(&s, &o, &ws, "notes", &rid).await;
+        assert_eq!(now["version"], 13, "{b}: every patch is a version");
+        assert_eq!(now["body"], "kept", "{b}");
+        let updates = record_audit(&s, &ws)
+            .await
+            .iter()
+            .filter(|e| e.action == "record.update")
+            .count();
+        assert_eq!(updates, 12, "{b}: one entry per patch");
+        s.stop().await;
+    }
+}
+
 /// Renames with care: a field rename moves every record's value (an encrypted one sealed again
 /// under its new name, a unique one keeping its claims), a collection rename moves the records'
 /// address; both are refused while a grant names the old or new name, and every rename is one
