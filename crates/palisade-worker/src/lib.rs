@@ -112,29 +112,42 @@ pub async fn run_limits(services: Services, shutdown: impl Future<Output = ()>) 
     }
 }
 
-/// How often the key job reloads data keys and works rotations (KMS-3). A new data-key version
-/// must wait longer than this before it seals anything (`keys.propagation_secs`).
+/// How often every node reloads data keys (new versions, other nodes' workspaces) and looks
+/// for rotation work (KMS-3). A new data-key version waits longer than this before it seals
+/// anything (`keys.propagation_secs`), so every node has loaded it by then.
 pub const KEY_TICK: Duration = Duration::from_secs(5);
 
-/// Loads data keys other nodes created, starts scheduled data-key rotations and re-encrypts
-/// for open rotation jobs, every [`KEY_TICK`], until `shutdown` resolves.
+/// Reloads data keys every [`KEY_TICK`] and, beside it, starts scheduled data-key rotations and
+/// re-encrypts for open rotation jobs, until `shutdown` resolves. The reload runs apart from
+/// the work, which can take long, so keys keep arriving while a job runs.
 pub async fn run_key_rotations(services: Services, shutdown: impl Future<Output = ()>) {
+    let worker = services.clone();
+    let work = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(KEY_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match worker.run_key_rotations().await {
+                Ok(0) => {}
+                Ok(n) => debug!(jobs = n, "data key rotations finished"),
+                Err(e) => warn!(error = %e, "key rotation work failed; retrying next tick"),
+            }
+        }
+    });
     let mut ticker = tokio::time::interval(KEY_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
-            _ = ticker.tick() => {}
-        }
-        // The work itself can take long; shutdown waits for the current page at most.
-        tokio::select! {
-            () = &mut shutdown => return,
-            result = services.run_key_rotations() => match result {
-                Ok(0) => {}
-                Ok(n) => debug!(jobs = n, "data key rotations finished"),
-                Err(e) => warn!(error = %e, "key rotation work failed; retrying next tick"),
-            },
+            () = &mut shutdown => break,
+            _ = ticker.tick() => {
+                if let Err(e) = services.refresh_keys().await {
+                    warn!(error = %e, "reloading data keys failed; retrying next tick");
+                }
+            }
         }
     }
+    // A page in flight is one transaction: stopping between statements rolls it back.
+    work.abort();
+    let _ = work.await;
 }

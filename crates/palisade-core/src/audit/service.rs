@@ -282,9 +282,9 @@ impl Services {
     async fn open_audit_key(&self, log_id: &str, stored: &StoredAuditKey) -> Result<SigningKey> {
         let unopenable =
             || Error::Internal(format!("audit key {} does not open", stored.kid).into());
-        let keys = self.owner_keys(log_id).await?;
-        let seed = keys
-            .open(key_site(&stored.kid), &stored.sealed_seed)
+        let seed = self
+            .open_secret(log_id, key_site(&stored.kid), &stored.sealed_seed)
+            .await
             .map_err(|_| unopenable())?;
         let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| unopenable())?;
         let key = SigningKey::from_bytes(seed);

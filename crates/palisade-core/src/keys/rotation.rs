@@ -356,8 +356,14 @@ impl Services {
         Ok(job)
     }
 
-    /// The worker's tick: loads keys other nodes created, starts scheduled rotations, and
-    /// works every open job whose version is active. How many jobs it finished.
+    /// Reloads every data key: versions and workspaces other nodes created (the worker, every
+    /// few seconds).
+    pub async fn refresh_keys(&self) -> Result<()> {
+        Ok(self.vault.refresh(&*self.store).await?)
+    }
+
+    /// The worker's rotation tick: starts scheduled rotations and works every open job whose
+    /// version is active here. How many jobs it finished.
     pub async fn run_key_rotations(&self) -> Result<u32> {
         self.vault.refresh(&*self.store).await?;
         let now = self.now();
