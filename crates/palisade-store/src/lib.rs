@@ -1,6 +1,7 @@
 //! The store traits of `palisade-core`, implemented on SQLite (embedded default) and PostgreSQL
 //! (row-level security enforced), with embedded migrations per backend. Only this crate knows SQL.
 
+pub mod backup;
 mod postgres;
 mod rows;
 mod sql;

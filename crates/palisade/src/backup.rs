@@ -6,7 +6,6 @@
 //! Plaintext never lands outside a private (0700) temporary directory, removed however the
 //! command ends; a temporary PostgreSQL database of `verify` is dropped however it ends.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -15,10 +14,8 @@ use std::process::ExitCode;
 
 use age::secrecy::ExposeSecret as _;
 use anyhow::{Context as _, anyhow, bail};
+use palisade_store::backup::{BackupError, MasterKeyIds, PgAdmin, PgSnapshot};
 use serde::{Deserialize, Serialize};
-use sqlx::Connection as _;
-use sqlx::postgres::PgConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::{Config, LogFormat, Overrides, SecretEnv};
@@ -28,16 +25,6 @@ pub const FORMAT: &str = "palisade-backup/1";
 const MANIFEST: &str = "manifest.json";
 const SQLITE_ENTRY: &str = "database.sqlite";
 const PG_ENTRY: &str = "database.pgdump";
-/// The application role, created as the first migration creates it, so that a restored dump's
-/// grants to it apply.
-const APP_ROLE_SQL: &str = "DO $$
-BEGIN
-    CREATE ROLE palisade_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
-END
-$$;
-GRANT palisade_app TO CURRENT_USER;";
 const RLS_HELP: &str = "every tenant table has row-level security forced, so pg_dump must run as a role that \
      reads every row: a superuser, or a role with BYPASSRLS and SELECT on every table (e.g. a member of \
      pg_read_all_data). Set PALISADE_BACKUP_DATABASE_URL (or --backup-database-url) to such a role's URL \
@@ -143,17 +130,14 @@ impl Cleanup {
         let taken = self.temp_database.lock().ok().and_then(|mut s| s.take());
         let Some((url, name)) = taken else { return };
         let dropped = async {
-            let mut conn = PgConnection::connect(&url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await?;
-            conn.close().await
+            let mut admin = PgAdmin::connect(&url).await?;
+            admin.drop_database(&name).await?;
+            admin.close().await
         };
         if let Err(e) = dropped.await {
+            let e = anyhow::Error::new(e);
             eprintln!(
-                "palisade backup: could not drop the temporary database {name}: {e}; drop it by hand"
+                "palisade backup: could not drop the temporary database {name}: {e:#}; drop it by hand"
             );
         }
     }
@@ -364,8 +348,7 @@ async fn create(args: &CreateArgs, config: &Config) -> anyhow::Result<Outcome> {
     let (entry, snapshot, master_key_ids) = match &target {
         Target::Sqlite(db) => {
             let snapshot = work.path().join(SQLITE_ENTRY);
-            sqlite_snapshot(db, &snapshot).await?;
-            let ids = sqlite_master_key_ids(&snapshot).await?;
+            let ids = sqlite_snapshot(db, &snapshot).await?;
             (SQLITE_ENTRY, snapshot, ids)
         }
         Target::Postgres(configured) => {
@@ -382,7 +365,7 @@ async fn create(args: &CreateArgs, config: &Config) -> anyhow::Result<Outcome> {
         backend: target.backend().to_owned(),
         created_at: now.format(&Rfc3339)?,
         palisade_version: env!("CARGO_PKG_VERSION").to_owned(),
-        master_key_ids: master_key_ids.into_iter().collect(),
+        master_key_ids: master_key_ids_of(master_key_ids),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)?;
     let mtime = u64::try_from(now.unix_timestamp()).unwrap_or(0);
@@ -416,101 +399,51 @@ fn names(ids: &[String]) -> String {
 }
 
 /// A consistent snapshot of a live SQLite database (WAL: writers go on meanwhile), as one
-/// file.
-async fn sqlite_snapshot(db: &Path, to: &Path) -> anyhow::Result<()> {
+/// file; returns the master keys that wrap its data keys.
+async fn sqlite_snapshot(db: &Path, to: &Path) -> anyhow::Result<MasterKeyIds> {
     if !db.exists() {
         bail!("no database at {}: nothing to back up", db.display());
     }
-    let options = SqliteConnectOptions::new()
-        .filename(db)
-        .create_if_missing(false)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(std::time::Duration::from_secs(30));
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
-    let to = to
-        .to_str()
-        .context("the temporary directory's path is not UTF-8")?;
-    sqlx::query("VACUUM INTO $1")
-        .bind(to)
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("snapshotting {} (VACUUM INTO)", db.display()))?;
-    conn.close().await?;
-    Ok(())
+    Ok(palisade_store::backup::sqlite_snapshot(db, to).await?)
 }
 
-/// The ids of the master keys that wrap a SQLite snapshot's data keys. The snapshot leaves WAL
-/// mode on the way, so it stays one self-contained file.
-async fn sqlite_master_key_ids(snapshot: &Path) -> anyhow::Result<BTreeSet<String>> {
-    let options = SqliteConnectOptions::new()
-        .filename(snapshot)
-        .create_if_missing(false)
-        .journal_mode(SqliteJournalMode::Delete);
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .context("opening the snapshot")?;
-    let wrapped: Vec<Vec<u8>> = sqlx::query_scalar("SELECT wrapped FROM data_keys")
-        .fetch_all(&mut conn)
-        .await
-        .context("reading the snapshot's data keys")?;
-    conn.close().await?;
-    Ok(master_key_ids(&wrapped))
-}
-
-fn master_key_ids(wrapped: &[Vec<u8>]) -> BTreeSet<String> {
-    wrapped
-        .iter()
-        .filter_map(|w| match palisade_core::crypto::envelope::key_id_of(w) {
-            Ok(id) => Some(id.to_owned()),
-            Err(_) => {
-                tracing::warn!(
-                    "a data key's wrapped form is malformed; the manifest cannot name its master key"
-                );
-                None
-            }
-        })
-        .collect()
+/// The manifest's master-key ids, in order.
+fn master_key_ids_of(ids: MasterKeyIds) -> Vec<String> {
+    for _ in 0..ids.malformed {
+        tracing::warn!(
+            "a data key's wrapped form is malformed; the manifest cannot name its master key"
+        );
+    }
+    ids.ids.into_iter().collect()
 }
 
 /// `pg_dump --format=custom --no-owner` of the database at `url` into `to`, in an exported
 /// snapshot that the master-key ids are read in too.
-async fn pg_snapshot(url: &str, to: &Path) -> anyhow::Result<BTreeSet<String>> {
+async fn pg_snapshot(url: &str, to: &Path) -> anyhow::Result<MasterKeyIds> {
     let pg_dump = pg_tool("pg_dump")?;
     let shown = masked(url);
-    let mut conn = PgConnection::connect(url)
-        .await
-        .with_context(|| format!("connecting to {shown} for the backup"))?;
-    let (superuser, bypass): (bool, bool) = sqlx::query_as(
-        "SELECT rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .context("reading the backup role's attributes")?;
-    if !superuser && !bypass {
-        bail!("cannot back up as the role of {shown}: {RLS_HELP}");
-    }
-    let mut tx = conn
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-        .fetch_one(&mut *tx)
-        .await
-        .context("exporting a snapshot for pg_dump")?;
-    let wrapped: Vec<Vec<u8>> = sqlx::query_scalar("SELECT wrapped FROM data_keys")
-        .fetch_all(&mut *tx)
-        .await
-        .with_context(|| format!("reading the data keys as the role of {shown}: {RLS_HELP}"))?;
+    let snapshot = PgSnapshot::export(url).await.map_err(|e| match e {
+        BackupError::Connect { source, .. } => {
+            anyhow::Error::new(source).context(format!("connecting to {shown} for the backup"))
+        }
+        BackupError::RoleBoundByRls { .. } => {
+            anyhow!("cannot back up as the role of {shown}: {RLS_HELP}")
+        }
+        BackupError::DataKeys(source) => anyhow::Error::new(source).context(format!(
+            "reading the data keys as the role of {shown}: {RLS_HELP}"
+        )),
+        e => e.into(),
+    })?;
     // The exporting transaction stays open until pg_dump has taken its snapshot.
     let mut cmd = pg_command(&pg_dump, url)?;
     cmd.arg("--format=custom")
         .arg("--no-owner")
-        .arg(format!("--snapshot={snapshot}"))
+        .arg(format!("--snapshot={}", snapshot.snapshot_id()))
         .arg("--file")
         .arg(to);
     let out = cmd.output().await.context("running pg_dump")?;
-    tx.rollback().await?;
+    let ids = snapshot.master_key_ids().clone();
+    snapshot.release().await?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stderr = stderr.trim();
@@ -519,7 +452,7 @@ async fn pg_snapshot(url: &str, to: &Path) -> anyhow::Result<BTreeSet<String>> {
         }
         bail!("pg_dump failed ({}): {stderr}", out.status);
     }
-    Ok(master_key_ids(&wrapped))
+    Ok(ids)
 }
 
 /// The backup role's URL must name the configured database, or the backup would be of
@@ -600,15 +533,7 @@ fn pg_command(tool: &Path, url: &str) -> anyhow::Result<tokio::process::Command>
 
 /// A URL as it may be printed: its password masked.
 fn masked(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("****"));
-            }
-            u.to_string()
-        }
-        Err(_) => "the database URL".to_owned(),
-    }
+    palisade_store::backup::masked_url(url)
 }
 
 /// Streams the tar (manifest, then snapshot) through age into a temporary file beside `path`
@@ -796,15 +721,13 @@ async fn restore(args: &OpenArgs, config: &Config) -> anyhow::Result<Outcome> {
     let manifest = match &target {
         Target::Sqlite(db) => restore_sqlite(args, db.clone()).await?,
         Target::Postgres(url) => {
-            let mut conn = PgConnection::connect(url)
-                .await
-                .with_context(|| format!("connecting to {}", masked(url)))?;
-            refuse_non_empty(&mut conn, url).await?;
+            let mut admin = PgAdmin::connect(url).await?;
+            refuse_non_empty(&mut admin, url).await?;
             let work = work_dir()?;
             let dump = work.path().join(PG_ENTRY);
             let manifest = decrypt_dump(args, dump.clone()).await?;
-            ensure_app_role(&mut conn).await?;
-            conn.close().await?;
+            admin.ensure_app_role().await?;
+            admin.close().await?;
             pg_restore(&dump, url).await?;
             manifest
         }
@@ -886,12 +809,8 @@ async fn restore_sqlite(args: &OpenArgs, db: PathBuf) -> anyhow::Result<Manifest
 }
 
 /// A restore never mixes into existing data.
-async fn refuse_non_empty(conn: &mut PgConnection, url: &str) -> anyhow::Result<()> {
-    let tables: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'public'")
-            .fetch_one(&mut *conn)
-            .await
-            .context("listing the database's tables")?;
+async fn refuse_non_empty(admin: &mut PgAdmin, url: &str) -> anyhow::Result<()> {
+    let tables = admin.public_table_count().await?;
     if tables > 0 {
         bail!(
             "the database at {} already has {tables} table(s) in schema public: a backup restores only \
@@ -899,17 +818,6 @@ async fn refuse_non_empty(conn: &mut PgConnection, url: &str) -> anyhow::Result<
             masked(url)
         );
     }
-    Ok(())
-}
-
-/// Creates `palisade_app` if the cluster lacks it, as the first migration does.
-async fn ensure_app_role(conn: &mut PgConnection) -> anyhow::Result<()> {
-    sqlx::raw_sql(APP_ROLE_SQL)
-        .execute(&mut *conn)
-        .await
-        .context(
-            "creating role palisade_app and granting it to the connecting role (as the migrations do; it needs CREATEROLE)",
-        )?;
     Ok(())
 }
 
@@ -963,20 +871,16 @@ async fn verify(args: &OpenArgs, config: &Config, cleanup: &Cleanup) -> anyhow::
             temp_url.set_path(&format!("/{name}"));
             let temp_url = temp_url.to_string();
             check_config.database_url = Some(temp_url.clone().into());
-            let mut conn = PgConnection::connect(url)
-                .await
-                .with_context(|| format!("connecting to {}", masked(url)))?;
+            let mut admin = PgAdmin::connect(url).await?;
             // Registered first: it is dropped however this ends.
             cleanup.register(url, &name);
             println!("restoring into temporary database {name}");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&mut conn)
+            admin
+                .create_database(&name)
                 .await
-                .context(
-                    "creating a temporary database for the verification (the configured role needs CREATEDB)",
-                )?;
-            ensure_app_role(&mut conn).await?;
-            conn.close().await?;
+                .context("creating a temporary database for the verification")?;
+            admin.ensure_app_role().await?;
+            admin.close().await?;
             pg_restore(&dump, &temp_url).await?;
             check_restored(&check_config, &manifest).await
         }

@@ -475,11 +475,21 @@ fn decrypt(backup: &Path, identity: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// The `age` command-line tool, when this machine has it.
+/// The `age` command-line tool, when this machine has it. With `PALISADE_REQUIRE_POSTGRES=1`
+/// (CI, scripts/test.sh) it must: `.ci/run` installs it.
 fn age_cli() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("age"))
-        .find(|p| p.is_file())
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("age"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var("PALISADE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+        panic!(
+            "PALISADE_REQUIRE_POSTGRES=1 but the age command-line tool is not on PATH: install it \
+             (Debian: apt-get install age; .ci/run does)"
+        );
+    }
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,247 @@
+//! Re-encryption throughput, for `scripts/bench-keys.sh` (KMS-3, issue 9): how fast a data-key
+//! rotation moves a workspace's encrypted values to the new version, idle and under a read and
+//! write load.
+//!
+//! Starts the real server in-process on 127.0.0.1, creates a workspace with `records` records of
+//! two encrypted fields over HTTP, then rotates the workspace's data key and times the
+//! re-encryption (`run_key_rotations`, as the worker runs it) until the job is done: once with
+//! no other traffic, once while 8 clients read and write records over HTTP (their request rate
+//! and failures are reported too).
+//!
+//! Usage: reencrypt_bench <database-url> [records]
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use palisade::Config;
+use palisade::config::KeysConfig;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery staple";
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+async fn send(req: reqwest::RequestBuilder) -> Value {
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "setup failed: {status} {v}");
+    v
+}
+
+/// Rotates the workspace's data key and works the job to the end; (seconds, values moved).
+async fn rotate(services: &palisade_core::Services, ws: &str) -> (f64, i64) {
+    let t = Instant::now();
+    let job = services.rotate_data_key(ws, "operator").await.unwrap();
+    loop {
+        services.run_key_rotations().await.unwrap();
+        let status = services.key_status().await.unwrap();
+        let done = status
+            .rotations
+            .iter()
+            .find(|r| r.id == job.id && r.state == "done");
+        if let Some(r) = done {
+            return (t.elapsed().as_secs_f64(), r.scanned);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = args
+        .get(1)
+        .expect("usage: reencrypt_bench <database-url> [records]");
+    let n: usize = args.get(2).map_or(20_000, |v| v.parse().unwrap());
+    let data = std::env::temp_dir().join(format!("palisade-rekey-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.clone(),
+        database_url: Some(SecretString::from(url.clone())),
+        master_key: Some(SecretString::from(MASTER_KEY.to_owned())),
+        keys: KeysConfig {
+            rotation_days: 0,
+            propagation_secs: 0,
+        },
+        ..Config::default()
+    };
+    config.accounts.require_verified_email = false;
+    let roomy: palisade_core::limits::Rate = "100000000/1s".parse().unwrap();
+    config.rate_limits.auth.api_per_account = roomy;
+    for plan in ["starter", "pro", "business"] {
+        config.rate_limits.plans.insert(
+            plan.to_owned(),
+            palisade_core::limits::PlanLimitsPatch {
+                api: Some(palisade_core::limits::BudgetPatch {
+                    per_workspace: Some(roomy),
+                    per_key: Some(roomy),
+                }),
+                ..Default::default()
+            },
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, built) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(palisade::run_reporting(
+        config,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        ready,
+    ));
+    let services = built.await.unwrap().services;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    send(
+        client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&json!({"email": "rekey@bench.example", "password": PASSWORD, "name": "Bench"})),
+    )
+    .await;
+    let tokens = send(
+        client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": "rekey@bench.example", "password": PASSWORD})),
+    )
+    .await;
+    let jwt = tokens["access_token"].as_str().unwrap().to_owned();
+    let ws = send(
+        client
+            .post(format!("{base}/api/v1/workspaces"))
+            .bearer_auth(&jwt)
+            .json(&json!({"name": "Bench", "slug": "bench"})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(
+        client
+            .post(format!("{base}/api/v1/workspaces/bench/collections"))
+            .bearer_auth(&jwt)
+            .json(&json!({"name": "notes", "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "body", "type": "text", "encrypted": true},
+                {"name": "secret", "type": "text", "encrypted": true}
+            ]})),
+    )
+    .await;
+    let key = send(
+        client
+            .post(format!("{base}/api/v1/workspaces/bench/api-keys"))
+            .bearer_auth(&jwt)
+            .json(&json!({"name": "bench", "scopes": ["read", "write"]})),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records = format!("{base}/api/v1/workspaces/bench/collections/notes/records");
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (client, records, key) = (client.clone(), records.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in (w..n).step_by(8) {
+                let v = send(client.post(&records).bearer_auth(&key).json(&json!({
+                    "title": format!("note {i}"),
+                    "body": format!("a private note, number {i}"),
+                    "secret": format!("secret-{i}"),
+                })))
+                .await;
+                ids.push(v["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let backend = if url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
+    println!(
+        "backend {backend}: {n} records with 2 encrypted fields created in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let (secs, values) = rotate(&services, &ws).await;
+    println!(
+        "idle:      re-encrypted {values} values in {secs:.2} s = {:.0} values/s",
+        values as f64 / secs
+    );
+
+    // The same under load: 4 writers patching, 4 readers getting and listing.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let ids = Arc::new(ids);
+    let mut load = Vec::new();
+    for w in 0..8usize {
+        let (client, records, key) = (client.clone(), records.clone(), key.clone());
+        let (stop_load, requests, failures, ids) = (
+            stop_load.clone(),
+            requests.clone(),
+            failures.clone(),
+            ids.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut i = w;
+            while !stop_load.load(Ordering::Relaxed) {
+                i += 8;
+                let id = &ids[i % ids.len()];
+                let req = if w < 4 {
+                    client
+                        .patch(format!("{records}/{id}"))
+                        .json(&json!({"title": format!("edit {i}")}))
+                } else if i % 2 == 0 {
+                    client.get(format!("{records}/{id}"))
+                } else {
+                    client.get(format!("{records}?limit=20"))
+                };
+                let ok = req
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                requests.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = requests.load(Ordering::Relaxed);
+    let (secs, values) = rotate(&services, &ws).await;
+    let during = requests.load(Ordering::Relaxed) - before;
+    stop_load.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    println!(
+        "under load: re-encrypted {values} values in {secs:.2} s = {:.0} values/s, while serving {:.0} requests/s, {} failed",
+        values as f64 / secs,
+        during as f64 / secs,
+        failures.load(Ordering::Relaxed)
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+}
