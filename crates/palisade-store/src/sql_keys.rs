@@ -18,12 +18,12 @@ macro_rules! impl_keys_tx {
         mod keys_tx {
             use palisade_core::ids::{DataKeyId, RecordId};
             use palisade_core::store::{
-                KeyRotation, KeysTx, StoreResult, StoredDataKey, StoredSigningKey,
+                KeyRotation, KeysTx, StoreResult, StoredDataKey, StoredSigningKey, SystemTx,
             };
             use sqlx::types::Json;
             use time::OffsetDateTime;
 
-            use crate::rows::{DataKeyRow, KeyRotationRow, SigningKeyRow};
+            use crate::rows::{KeyRotationRow, SigningKeyRow};
             use crate::sql::{SqlTx, map_err};
             use crate::sql_keys as q;
 
@@ -36,33 +36,15 @@ macro_rules! impl_keys_tx {
             #[async_trait::async_trait]
             impl KeysTx for SqlTx<$db> {
                 async fn owner_data_keys(&mut self) -> StoreResult<Vec<StoredDataKey>> {
-                    let rows = sqlx::query_as::<_, DataKeyRow>(sqlx::AssertSqlSafe(format!(
-                        "SELECT {} FROM data_keys WHERE owner = $1 ORDER BY version",
-                        q::DATA_KEY_COLUMNS
-                    )))
-                    .bind(owner(self))
-                    .fetch_all(&mut *self.tx)
-                    .await
-                    .map_err(map_err)?;
-                    Ok(rows.into_iter().map(StoredDataKey::from).collect())
+                    let owner = owner(self);
+                    SystemTx::data_keys(self, &owner).await
                 }
 
                 async fn owner_data_key_insert(&mut self, k: &StoredDataKey) -> StoreResult<()> {
                     if k.owner != owner(self) {
                         return Err(crate::rows::corrupt("data_keys", "key of another owner"));
                     }
-                    sqlx::query(q::DATA_KEY_INSERT)
-                        .bind(k.id.as_str())
-                        .bind(&k.owner)
-                        .bind(k.version)
-                        .bind(&k.wrapped)
-                        .bind(k.created_at)
-                        .bind(k.activates_at)
-                        .bind(k.retired_at)
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
-                    Ok(())
+                    SystemTx::data_key_insert(self, k).await
                 }
 
                 async fn data_key_retire(

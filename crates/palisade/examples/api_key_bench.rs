@@ -20,27 +20,12 @@
     clippy::print_stdout
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use palisade::Config;
+use common::Bench;
 use palisade_core::principal::RequestMeta;
-use secrecy::SecretString;
-use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery staple";
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut req = client.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "setup failed: {status} {v}");
-    v
-}
 
 struct Stats {
     mean: f64,
@@ -73,86 +58,10 @@ async fn main() {
         .get(1)
         .expect("usage: api_key_bench <database-url> [iterations]");
     let n: usize = args.get(2).map_or(20_000, |v| v.parse().unwrap());
-    let data = std::env::temp_dir().join(format!("palisade-key-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&data).unwrap();
-
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.clone(),
-        database_url: Some(SecretString::from(url.clone())),
-        master_key: Some(SecretString::from(MASTER_KEY.to_owned())),
-        ..Config::default()
-    };
-    config.accounts.require_verified_email = false;
-    // Budgets far above the offered load: the limiter is measured, never refusing.
-    let roomy: palisade_core::limits::Rate = "100000000/1s".parse().unwrap();
-    config.rate_limits.auth.api_per_account = roomy;
-    for plan in ["starter", "pro", "business"] {
-        config.rate_limits.plans.insert(
-            plan.to_owned(),
-            palisade_core::limits::PlanLimitsPatch {
-                api: Some(palisade_core::limits::BudgetPatch {
-                    per_workspace: Some(roomy),
-                    per_key: Some(roomy),
-                }),
-                ..Default::default()
-            },
-        );
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready, built) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(palisade::run_reporting(
-        config,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-        ready,
-    ));
-    let services = built.await.unwrap().services;
-
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let email = format!("bench-{}@bench.example", std::process::id());
-    post(
-        &client,
-        format!("{base}/api/v1/auth/signup"),
-        None,
-        json!({"email": email, "password": PASSWORD, "name": "Bench"}),
-    )
-    .await;
-    let tokens = post(
-        &client,
-        format!("{base}/api/v1/auth/login"),
-        None,
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
-    let jwt = tokens["access_token"].as_str().unwrap().to_owned();
-    post(
-        &client,
-        format!("{base}/api/v1/workspaces"),
-        Some(&jwt),
-        json!({"name": "Bench", "slug": "bench"}),
-    )
-    .await;
-    let create_key = |name: String| {
-        let client = client.clone();
-        let base = base.clone();
-        let jwt = jwt.clone();
-        async move {
-            let key = post(
-                &client,
-                format!("{base}/api/v1/workspaces/bench/api-keys"),
-                Some(&jwt),
-                json!({"name": name, "scopes": ["read", "write"]}),
-            )
-            .await;
-            key["key"].as_str().unwrap().to_owned()
-        }
-    };
-    let key = create_key("bench".into()).await;
+    let bench = Bench::start(common::config(url)).await;
+    let services = bench.services.clone();
+    let jwt = bench.jwt.clone();
+    let key = bench.api_key("bench", &["read", "write"]).await;
     // The cache serves only under a lease the worker's sync renews every 100 ms.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -163,11 +72,7 @@ async fn main() {
         services.get_workspace(&s).await.unwrap();
     }
 
-    let backend = if url.starts_with("sqlite") {
-        "SQLite"
-    } else {
-        "PostgreSQL"
-    };
+    let backend = Bench::backend(url);
     println!("backend {backend}, {n} sequential iterations each");
     let mut no_auth = Vec::with_capacity(n);
     let mut with_key = Vec::with_capacity(n);
@@ -215,7 +120,11 @@ async fn main() {
     // Cold: each key's first use reads the database once.
     let mut cold_keys = Vec::new();
     for i in 0..200 {
-        cold_keys.push(create_key(format!("cold {i}")).await);
+        cold_keys.push(
+            bench
+                .api_key(&format!("cold {i}"), &["read", "write"])
+                .await,
+        );
     }
     let mut cold = Vec::with_capacity(cold_keys.len());
     for k in &cold_keys {
@@ -237,7 +146,5 @@ async fn main() {
         t.elapsed().as_secs_f64() * 1e6 / n as f64
     );
 
-    let _ = stop.send(());
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&data);
+    bench.stop().await;
 }

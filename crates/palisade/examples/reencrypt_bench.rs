@@ -17,25 +17,15 @@
     clippy::print_stdout
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use palisade::Config;
+use common::{Bench, send};
 use palisade::config::KeysConfig;
-use secrecy::SecretString;
-use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery staple";
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-async fn send(req: reqwest::RequestBuilder) -> Value {
-    let r = req.send().await.unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "setup failed: {status} {v}");
-    v
-}
+use serde_json::json;
 
 /// Rotates the workspace's data key and works the job to the end; (seconds, values moved).
 async fn rotate(services: &palisade_core::Services, ws: &str) -> (f64, i64) {
@@ -62,75 +52,24 @@ async fn main() {
         .get(1)
         .expect("usage: reencrypt_bench <database-url> [records]");
     let n: usize = args.get(2).map_or(20_000, |v| v.parse().unwrap());
-    let data = std::env::temp_dir().join(format!("palisade-rekey-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&data).unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.clone(),
-        database_url: Some(SecretString::from(url.clone())),
-        master_key: Some(SecretString::from(MASTER_KEY.to_owned())),
-        keys: KeysConfig {
-            rotation_days: 0,
-            propagation_secs: 0,
-        },
-        ..Config::default()
+    let mut config = common::config(url);
+    config.keys = KeysConfig {
+        rotation_days: 0,
+        propagation_secs: 0,
     };
-    config.accounts.require_verified_email = false;
-    let roomy: palisade_core::limits::Rate = "100000000/1s".parse().unwrap();
-    config.rate_limits.auth.api_per_account = roomy;
-    for plan in ["starter", "pro", "business"] {
-        config.rate_limits.plans.insert(
-            plan.to_owned(),
-            palisade_core::limits::PlanLimitsPatch {
-                api: Some(palisade_core::limits::BudgetPatch {
-                    per_workspace: Some(roomy),
-                    per_key: Some(roomy),
-                }),
-                ..Default::default()
-            },
-        );
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready, built) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(palisade::run_reporting(
-        config,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-        ready,
-    ));
-    let services = built.await.unwrap().services;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let bench = Bench::start(config).await;
+    let (services, client, ws) = (
+        bench.services.clone(),
+        bench.client.clone(),
+        bench.workspace.clone(),
+    );
     send(
         client
-            .post(format!("{base}/api/v1/auth/signup"))
-            .json(&json!({"email": "rekey@bench.example", "password": PASSWORD, "name": "Bench"})),
-    )
-    .await;
-    let tokens = send(
-        client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": "rekey@bench.example", "password": PASSWORD})),
-    )
-    .await;
-    let jwt = tokens["access_token"].as_str().unwrap().to_owned();
-    let ws = send(
-        client
-            .post(format!("{base}/api/v1/workspaces"))
-            .bearer_auth(&jwt)
-            .json(&json!({"name": "Bench", "slug": "bench"})),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    send(
-        client
-            .post(format!("{base}/api/v1/workspaces/bench/collections"))
-            .bearer_auth(&jwt)
+            .post(format!(
+                "{}/api/v1/workspaces/bench/collections",
+                bench.base
+            ))
+            .bearer_auth(&bench.jwt)
             .json(&json!({"name": "notes", "fields": [
                 {"name": "title", "type": "text"},
                 {"name": "body", "type": "text", "encrypted": true},
@@ -138,16 +77,8 @@ async fn main() {
             ]})),
     )
     .await;
-    let key = send(
-        client
-            .post(format!("{base}/api/v1/workspaces/bench/api-keys"))
-            .bearer_auth(&jwt)
-            .json(&json!({"name": "bench", "scopes": ["read", "write"]})),
-    )
-    .await["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = bench.api_key("bench", &["read", "write"]).await;
+    let base = bench.base.clone();
     let records = format!("{base}/api/v1/workspaces/bench/collections/notes/records");
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -171,11 +102,7 @@ async fn main() {
     for t in tasks {
         ids.extend(t.await.unwrap());
     }
-    let backend = if url.starts_with("sqlite") {
-        "SQLite"
-    } else {
-        "PostgreSQL"
-    };
+    let backend = Bench::backend(url);
     println!(
         "backend {backend}: {n} records with 2 encrypted fields created in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -241,7 +168,5 @@ async fn main() {
         during as f64 / secs,
         failures.load(Ordering::Relaxed)
     );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    std::fs::remove_dir_all(&data).unwrap();
+    bench.stop().await;
 }

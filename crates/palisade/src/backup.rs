@@ -148,7 +148,7 @@ pub async fn main(overrides: Overrides, command: BackupCommand) -> ExitCode {
     let cleanup = Cleanup::default();
     let result = tokio::select! {
         r = run(overrides, command, &cleanup) => r,
-        () = interrupted() => Err(anyhow::Error::new(Interrupted)),
+        () = crate::interrupted() => Err(anyhow::Error::new(Interrupted)),
     };
     // The command's future is gone, and with it its temporary directories.
     cleanup.run().await;
@@ -183,22 +183,6 @@ async fn run(
         BackupCommand::Create(args) => create(&args, &load()?).await,
         BackupCommand::Restore(args) => restore(&args, &load()?).await,
         BackupCommand::Verify(args) => verify(&args, &load()?, cleanup).await,
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = terminate => {},
     }
 }
 

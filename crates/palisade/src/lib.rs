@@ -46,6 +46,22 @@ pub fn public_host(url: &url::Url) -> String {
     host
 }
 
+/// Resolves on Ctrl-C or SIGTERM: how `serve` stops gracefully and `backup` cleans up.
+pub async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}
+
 /// Opens the database (applying migrations), loads keys and builds the services.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     build_with_clock(config, Arc::new(SystemClock)).await

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::audit::{python, run};
 use common::{ADMIN, Server};
 use palisade_audit::checkpoint::{self, Checkpoint, Jwk};
 use palisade_audit::merkle::{self, MemoryTree};
@@ -24,16 +25,6 @@ async fn servers() -> Vec<Server> {
         out.push(Server::start_with(db, |c| c.audit_checkpoint_interval_secs = 1).await);
     }
     out
-}
-
-fn python() -> Option<String> {
-    match std::env::var("PALISADE_TEST_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) if std::env::var("PALISADE_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
-            panic!("PALISADE_TEST_PYTHON is set by scripts/test.sh")
-        }
-        Err(_) => None,
-    }
 }
 
 /// Polls until the workspace has a checkpoint of at least `size` entries.
@@ -86,23 +77,6 @@ impl Files {
         std::fs::write(&p, v.to_string()).unwrap();
         p
     }
-}
-
-/// Runs a command off the runtime thread; returns (exit code, stdout as JSON).
-async fn run(program: String, args: Vec<String>) -> (i32, Value) {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(&program)
-            .args(&args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::String(
-            stdout + &String::from_utf8_lossy(&out.stderr),
-        ));
-        (out.status.code().unwrap_or(-1), json)
-    })
-    .await
-    .unwrap()
 }
 
 fn verify_args(f: &Files, trusted: &[&Path]) -> Vec<String> {
