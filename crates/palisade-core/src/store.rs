@@ -532,9 +532,10 @@ pub struct KeyRotation {
 }
 
 /// One owner's key maintenance (see [`Store::keys`]): a transaction bound to the owner's
-/// workspace (none for `instance`), so its tenant statements and audit log are the owner's.
+/// workspace (none for `instance`), so its statements and audit log are the owner's. It reaches
+/// only what re-encryption needs (collections, records, the log), not members or API keys.
 #[async_trait::async_trait]
-pub trait KeysTx: TenantTx {
+pub trait KeysTx: AuditLogTx + CollectionsTx + RecordsTx {
     /// The owner's data keys by version.
     async fn owner_data_keys(&mut self) -> StoreResult<Vec<StoredDataKey>>;
     /// Fails with `StoreError::Conflict("data_keys_owner_version")` if the version exists.

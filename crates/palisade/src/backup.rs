@@ -18,7 +18,7 @@ use palisade_store::backup::{BackupError, MasterKeyIds, PgAdmin, PgSnapshot};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{Config, LogFormat, Overrides, SecretEnv};
+use crate::config::{Config, Overrides, SecretEnv};
 
 /// The manifest's `format`; another value is not a backup this version reads.
 pub const FORMAT: &str = "palisade-backup/1";
@@ -174,7 +174,7 @@ async fn run(
 ) -> anyhow::Result<Outcome> {
     let load = move || -> anyhow::Result<Config> {
         let config = Config::load(overrides, SecretEnv::from_process())?;
-        init_logging(config.log_format);
+        crate::init_logging(config.log_format, "warn");
         Ok(config)
     };
     match command {
@@ -184,19 +184,6 @@ async fn run(
         BackupCommand::Restore(args) => restore(&args, &load()?).await,
         BackupCommand::Verify(args) => verify(&args, &load()?, cleanup).await,
     }
-}
-
-/// Warnings and errors only (`PALISADE_LOG` changes it): the commands print what they did.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 // ---- keygen ----

@@ -46,6 +46,20 @@ pub fn public_host(url: &url::Url) -> String {
     host
 }
 
+/// Logs to stderr, filtered by `PALISADE_LOG` or else `default_filter` (`serve`: `info,sqlx=warn`;
+/// `backup`, which prints what it did: `warn`).
+pub fn init_logging(format: config::LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
 /// Resolves on Ctrl-C or SIGTERM: how `serve` stops gracefully and `backup` cleans up.
 pub async fn interrupted() {
     let terminate = async {
@@ -71,7 +85,11 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
 pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     let store = palisade_store::open(&config.effective_database_url(), Migrations::Apply).await?;
     tracing::info!(backend = store.backend(), "database ready");
-    let masters = keys::master_keys(config, &store_master_ids(&*store).await?)?;
+    let in_use: Vec<String> = palisade_core::keys::master_ids_in_use(&*store)
+        .await?
+        .into_iter()
+        .collect();
+    let masters = keys::master_keys(config, &in_use)?;
     let vault = Arc::new(Vault::load(&*store, masters, clock.now()).await?);
     let access_token = load_access_token_key(&*store, &vault, clock.now()).await?;
     let public_url = config.effective_public_url()?;
@@ -126,27 +144,6 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         services,
         settings: Arc::new(api),
     })
-}
-
-/// The master key ids that wrap the database's data keys (none on a fresh database).
-async fn store_master_ids(store: &dyn palisade_core::store::Store) -> anyhow::Result<Vec<String>> {
-    let scope = palisade_core::tenancy::SystemScope::new("start-up key check");
-    let mut tx = store
-        .system(&scope, palisade_core::store::Access::Read)
-        .await?;
-    let mut ids: Vec<String> = tx
-        .data_keys_all()
-        .await?
-        .iter()
-        .filter_map(|(k, _)| {
-            palisade_core::crypto::envelope::key_id_of(&k.wrapped)
-                .ok()
-                .map(str::to_owned)
-        })
-        .collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
 }
 
 /// SMTP when configured, else `.eml` files in `<data_dir>/outbox/`.

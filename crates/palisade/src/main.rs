@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use palisade::config::{Config, LogFormat, Overrides};
-use tracing_subscriber::EnvFilter;
+use palisade::config::{Config, Overrides};
 
 /// mimalloc: glibc's allocator contends on its arena locks under the server's many small JSON
 /// allocations across threads (measured in `bench/README.md`).
@@ -68,18 +67,6 @@ enum ConfigCommand {
     Check,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("PALISADE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 async fn shutdown_signal() {
     palisade::interrupted().await;
     tracing::info!("shutting down");
@@ -95,7 +82,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(cli.overrides, palisade::config::SecretEnv::from_process())?;
-    init_logging(config.log_format);
+    palisade::init_logging(config.log_format, "info,sqlx=warn");
     match cli.command {
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(config.listen)

@@ -294,6 +294,19 @@ async fn a_stolen_database_reveals_no_secret_and_no_encrypted_value() {
     }
 }
 
+/// `notes`: a plain `title` and an encrypted `body`.
+async fn notes_collection(s: &Server, token: &str, ws: &str) {
+    collection(
+        s,
+        token,
+        ws,
+        "notes",
+        json!([{"name": "title", "type": "text"},
+               {"name": "body", "type": "text", "encrypted": true}]),
+    )
+    .await;
+}
+
 /// Load: writers create and patch records with encrypted values, readers get and list them;
 /// every answer must be a success with the value written.
 struct Load {
@@ -450,15 +463,7 @@ async fn master_and_data_keys_rotate_under_load_with_no_failed_request() {
         let b = s.backend();
         let (_, token, _) = s.user("rotate@example.com").await;
         let ws = id(&s.workspace(&token, "Rotate", "rotate").await);
-        collection(
-            &s,
-            &token,
-            &ws,
-            "notes",
-            json!([{"name": "title", "type": "text"},
-                   {"name": "body", "type": "text", "encrypted": true}]),
-        )
-        .await;
+        notes_collection(&s, &token, &ws).await;
         let mut seeded = Vec::new();
         for i in 0..40 {
             let rid = format!("seed-{i}");
@@ -764,15 +769,7 @@ async fn a_region_with_its_own_master_key_wraps_its_workspaces_keys() {
         let (_, admin, _) = s.user(common::ADMIN).await;
         let (_, token, _) = s.user("region@example.com").await;
         let ws = id(&s.workspace(&token, "Region", "region").await);
-        collection(
-            &s,
-            &token,
-            &ws,
-            "notes",
-            json!([{"name": "title", "type": "text"},
-                   {"name": "body", "type": "text", "encrypted": true}]),
-        )
-        .await;
+        notes_collection(&s, &token, &ws).await;
         let rec = create(
             &s,
             &token,
@@ -864,15 +861,7 @@ async fn data_keys_rotate_on_schedule_and_the_rotation_is_audited() {
         let b = s.backend();
         let (_, token, _) = s.user("schedule@example.com").await;
         let ws = id(&s.workspace(&token, "Schedule", "schedule").await);
-        collection(
-            &s,
-            &token,
-            &ws,
-            "notes",
-            json!([{"name": "title", "type": "text"},
-                   {"name": "body", "type": "text", "encrypted": true}]),
-        )
-        .await;
+        notes_collection(&s, &token, &ws).await;
         let rec = create(
             &s,
             &token,

@@ -14,7 +14,7 @@
 
 pub mod rotation;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
@@ -124,32 +124,21 @@ impl MasterKeys {
             .collect()
     }
 
-    fn find(&self, master_id: &str) -> Option<&SymmetricKey> {
-        self.rings().find_map(|r| r.get(master_id))
-    }
-
     /// Opens a stored data key with whichever configured master key wrapped it.
     pub fn unwrap(&self, stored: &StoredDataKey) -> Result<SymmetricKey, KeyLoadError> {
         let id = stored.id.as_str();
         let master_id =
             key_id_of(&stored.wrapped).map_err(|_| KeyLoadError::Unopenable(id.to_owned()))?;
-        let master = self
-            .find(master_id)
+        let ring = self
+            .rings()
+            .find(|r| r.get(master_id).is_some())
             .ok_or_else(|| KeyLoadError::MissingMasterKey {
                 data_key: id.to_owned(),
                 owner: stored.owner.clone(),
                 master_key: master_id.to_owned(),
             })?;
-        let raw = Zeroizing::new(
-            master
-                .open(&stored.wrapped, dek_aad(&stored.owner, id))
-                .map_err(|_| KeyLoadError::Unopenable(id.to_owned()))?,
-        );
-        let key: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyLoadError::Unopenable(id.to_owned()))?;
-        Ok(SymmetricKey::new(id.to_owned(), key))
+        ring.unwrap_data_key(id, &stored.wrapped, dek_aad(&stored.owner, id))
+            .map_err(|_| KeyLoadError::Unopenable(id.to_owned()))
     }
 
     /// A fresh data key for `owner`, wrapped by its region's active master key.
@@ -521,6 +510,19 @@ impl Vault {
     fn region_of(&self, owner: &str) -> Option<String> {
         self.cached(owner).and_then(|s| s.region.clone())
     }
+}
+
+/// The master key ids that wrap the stored data keys (none on a fresh database): what start-up
+/// must have configured, and what `rotate-master` may not retire yet.
+pub async fn master_ids_in_use(store: &dyn Store) -> Result<BTreeSet<String>, StoreError> {
+    let scope = SystemScope::new("master key use");
+    let mut tx = store.system(&scope, Access::Read).await?;
+    Ok(tx
+        .data_keys_all()
+        .await?
+        .iter()
+        .filter_map(|(k, _)| key_id_of(&k.wrapped).ok().map(str::to_owned))
+        .collect())
 }
 
 /// Loads (or creates on first start) the key that signs access tokens, sealed under the

@@ -253,16 +253,9 @@ impl Services {
         Ok(report)
     }
 
-    /// Configured master keys that wrap some data key, and those that wrap none.
+    /// Master keys that wrap some data key, and configured ones that wrap none.
     async fn master_key_use(&self) -> Result<(Vec<String>, Vec<String>)> {
-        let scope = SystemScope::new("master key use");
-        let mut tx = self.store.system(&scope, Access::Read).await?;
-        let used: BTreeSet<String> = tx
-            .data_keys_all()
-            .await?
-            .iter()
-            .filter_map(|(k, _)| key_id_of(&k.wrapped).ok().map(str::to_owned))
-            .collect();
+        let used = super::master_ids_in_use(&*self.store).await?;
         let configured: BTreeSet<String> = self
             .vault
             .masters()
