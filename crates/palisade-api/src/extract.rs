@@ -13,12 +13,11 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::collections::query::{ListRequest, RawFilter};
-use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, SessionId, TeamId, WorkspaceId,
-};
+use palisade_core::ids::{ApiKeyId, CollectionId, CustomRoleId, DeliveryId, InvitationId, MemberId, SessionId, TeamId, WebhookId, WorkspaceId};
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;
+use palisade_core::webhooks::model::DeliveryStatus;
 use palisade_core::workspaces::service::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 use serde::de::DeserializeOwned;
 
@@ -162,8 +161,54 @@ cursor_ids!(
     TeamId,
     CustomRoleId,
     ApiKeyId,
-    CollectionId
+    CollectionId,
+    WebhookId,
+    DeliveryId
 );
+
+/// `?limit=&cursor=&status=` of a webhook's delivery list.
+#[derive(Debug)]
+pub struct DeliveryListParams {
+    pub list: ListParams<DeliveryId>,
+    pub status: Option<DeliveryStatus>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for DeliveryListParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = raw_query(parts, state).await?;
+        let mut status = None;
+        let mut rest = url::form_urlencoded::Serializer::new(String::new());
+        let mut errors = Vec::new();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if key == "status" {
+                match DeliveryStatus::parse(&value) {
+                    Some(s) => status = Some(s),
+                    None => errors.push(parameter_problem(
+                        "status",
+                        "must be pending, succeeded or failed".into(),
+                    )),
+                }
+            } else {
+                rest.append_pair(&key, &value);
+            }
+        }
+        let rest = rest.finish();
+        let list = list_params(&rest).map_err(|e| match e {
+            ApiError::InvalidParameters(mut more) => {
+                more.append(&mut errors);
+                ApiError::InvalidParameters(more)
+            }
+            other => other,
+        })?;
+        if errors.is_empty() {
+            Ok(Self { list, status })
+        } else {
+            Err(ApiError::InvalidParameters(errors))
+        }
+    }
+}
 
 /// `?limit=&cursor=` of list endpoints. Unknown parameters are refused by name.
 #[derive(Debug)]
@@ -176,7 +221,12 @@ impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let query = raw_query(parts, state).await?;
+        list_params(&raw_query(parts, state).await?)
+    }
+}
+
+fn list_params<C: CursorId>(query: &str) -> Result<ListParams<C>, ApiError> {
+    {
         let mut params = ListParams {
             limit: LIST_LIMIT_DEFAULT,
             after: None,

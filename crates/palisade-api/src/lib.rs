@@ -40,6 +40,7 @@ use crate::problem::ApiError;
         (name = "collections", description = "Typed schemas for a workspace's records"),
         (name = "records", description = "A workspace's data: records of its collections"),
         (name = "api-keys", description = "Workspace API keys: `Authorization: Bearer pal_…`"),
+        (name = "webhooks", description = "Signed, retried webhook deliveries (Standard Webhooks) with their history"),
         (name = "quotas", description = "Budgets applications spend before costly work"),
         (name = "admin", description = "Instance administration"),
         (name = "operations", description = "Health and discovery"),
@@ -67,7 +68,7 @@ impl Modify for BearerAuth {
 fn api_router() -> OpenApiRouter<AppState> {
     use routes::{
         admin, api_keys, audit, auth, children, collections, members, meta, quotas, sessions,
-        teams, workspaces,
+        teams, webhooks, workspaces,
     };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::signup))
@@ -118,6 +119,17 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
         .routes(routes!(api_keys::rotate_api_key))
+        .routes(routes!(webhooks::list_event_types))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::get_delivery))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(
             collections::create_collection,
             collections::list_collections

@@ -261,6 +261,18 @@ fn domain(e: Error) -> Parts {
             "Record not found",
             "This collection has no record with this id that you may see.",
         ),
+        Error::NotFound(Resource::Webhook) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Webhook not found",
+            "This workspace has no webhook endpoint with this id.",
+        ),
+        Error::NotFound(Resource::Delivery) => Parts::new(
+            StatusCode::NOT_FOUND,
+            code,
+            "Delivery not found",
+            "This webhook endpoint has no delivery with this id.",
+        ),
         Error::PreconditionFailed => Parts::new(
             StatusCode::PRECONDITION_FAILED,
             code,
@@ -381,6 +393,12 @@ fn domain(e: Error) -> Parts {
             code,
             "Collection in use",
             "A relation field of another collection points to this one; remove that field first.",
+        ),
+        Error::Conflict(ConflictKind::DeliveryPending) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Delivery pending",
+            "This delivery is still pending: it will be attempted on its schedule.",
         ),
         Error::Conflict(ConflictKind::HasChildren) => Parts::new(
             StatusCode::CONFLICT,
@@ -531,6 +549,13 @@ mod tests {
             (Error::UserRequired, 403, "user_required"),
             (Error::NotFound(Resource::ApiKey), 404, "api_key_not_found"),
             (Error::NotFound(Resource::Record), 404, "record_not_found"),
+            (Error::NotFound(Resource::Webhook), 404, "webhook_not_found"),
+            (Error::NotFound(Resource::Delivery), 404, "delivery_not_found"),
+            (
+                Error::Conflict(ConflictKind::DeliveryPending),
+                409,
+                "delivery_pending",
+            ),
             (Error::PreconditionFailed, 412, "precondition_failed"),
             (
                 Error::FieldsNotReadable(vec![FieldError::new("sort", "no")]),

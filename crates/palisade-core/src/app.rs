@@ -38,6 +38,8 @@ pub struct Settings {
     pub key_propagation: time::Duration,
     /// Data keys older than this are rotated by the worker (90 days by default); `None`: never.
     pub data_key_max_age: Option<time::Duration>,
+    /// Retry schedule, failure limits and the target check of webhooks (WHK-4, WHK-5).
+    pub webhooks: crate::webhooks::service::WebhookSettings,
 }
 
 #[derive(Debug, Clone)]

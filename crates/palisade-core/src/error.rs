@@ -39,6 +39,8 @@ pub enum Resource {
     ApiKey,
     Collection,
     Record,
+    Webhook,
+    Delivery,
 }
 
 /// Which uniqueness rule a change broke.
@@ -58,6 +60,8 @@ pub enum ConflictKind {
     HasChildren,
     /// Another collection's relation field points to this one; remove that field first.
     CollectionInUse,
+    /// A redelivery of a delivery that is still pending.
+    DeliveryPending,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +165,8 @@ impl Error {
             Error::NotFound(Resource::ApiKey) => "api_key_not_found",
             Error::NotFound(Resource::Collection) => "collection_not_found",
             Error::NotFound(Resource::Record) => "record_not_found",
+            Error::NotFound(Resource::Webhook) => "webhook_not_found",
+            Error::NotFound(Resource::Delivery) => "delivery_not_found",
             Error::PreconditionFailed => "precondition_failed",
             Error::FieldsNotWritable(_) => "field_not_writable",
             Error::FieldsNotReadable(_) => "field_not_readable",
@@ -179,6 +185,7 @@ impl Error {
             Error::Conflict(ConflictKind::RoleInUse) => "role_in_use",
             Error::Conflict(ConflictKind::HasChildren) => "has_children",
             Error::Conflict(ConflictKind::CollectionInUse) => "collection_in_use",
+            Error::Conflict(ConflictKind::DeliveryPending) => "delivery_pending",
             Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal",
         }

@@ -153,6 +153,19 @@ id_type!(
     /// An invitation to join a workspace (ACL-7); its token is never stored.
     InvitationId, "inv"
 );
+id_type!(
+    /// A webhook endpoint of a workspace (WHK-1).
+    WebhookId, "wh"
+);
+id_type!(
+    /// One event in the webhook outbox (WHK-2); it is the `webhook-id` every endpoint receives,
+    /// the same on every attempt, so receivers can de-duplicate.
+    WebhookEventId, "msg"
+);
+id_type!(
+    /// One event's delivery to one endpoint, with its attempts (WHK-4).
+    DeliveryId, "dlv"
+);
 
 #[cfg(test)]
 mod tests {

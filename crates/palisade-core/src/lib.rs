@@ -19,6 +19,7 @@ pub mod principal;
 pub mod store;
 pub mod tenancy;
 pub mod validate;
+pub mod webhooks;
 pub mod workspaces;
 
 pub use app::{Services, Settings};

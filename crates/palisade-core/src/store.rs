@@ -17,10 +17,13 @@ use crate::audit::AuditRecord;
 use crate::collections::model::{Collection, Record};
 use crate::error::StoreError;
 use crate::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, InvitationId, MemberId, RecordId, ResetCodeId,
-    SessionId, TeamId, UserId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, DataKeyId, DeliveryId, InvitationId, MemberId, RecordId,
+    ResetCodeId, SessionId, TeamId, UserId, WebhookEventId, WebhookId, WorkspaceId,
 };
 use crate::tenancy::{SystemScope, TenantScope};
+use crate::webhooks::model::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryOutcome, DeliveryStatus, Endpoint, OutboxEvent,
+};
 use crate::workspaces::model::{
     CustomRole, Invitation, Member, MemberAccess, MemberView, Membership, Team, Workspace,
 };
@@ -71,6 +74,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         owner: &str,
         access: Access,
     ) -> StoreResult<Box<dyn KeysTx>>;
+
+    /// Palisade's own work inside one workspace (disabling a failing webhook endpoint): bound
+    /// to the workspace like a tenant transaction, with no member behind it.
+    async fn workspace_system(
+        &self,
+        scope: &SystemScope,
+        workspace: &WorkspaceId,
+        access: Access,
+    ) -> StoreResult<Box<dyn WorkspaceSystemTx>>;
 }
 
 #[async_trait::async_trait]
@@ -191,7 +203,9 @@ pub trait AccountTx: LimitTx {
 }
 
 #[async_trait::async_trait]
-pub trait TenantTx: LimitTx + MembersTx + ApiKeysTx + CollectionsTx + RecordsTx {
+pub trait TenantTx:
+    LimitTx + MembersTx + ApiKeysTx + CollectionsTx + RecordsTx + WebhooksTx
+{
     /// Fails with `StoreError::Conflict("workspaces_slug")` when the slug is taken.
     async fn workspace_insert(&mut self, workspace: &Workspace) -> StoreResult<()>;
     /// The scope's workspace (deleted or not); in a write transaction its row is locked until
@@ -367,8 +381,91 @@ pub trait SystemTx: Send {
         usage: &[(ApiKeyId, OffsetDateTime)],
     ) -> StoreResult<()>;
 
+    /// Claims up to `limit` due deliveries of any workspace (WHK-4): pending, due by `now`,
+    /// their endpoint enabled, and not claimed by another dispatcher whose claim still runs.
+    /// Each gets `claim` until `lease_until`, oldest due first. On PostgreSQL the rows are
+    /// picked `FOR UPDATE SKIP LOCKED`, so dispatchers on several nodes never wait on or take
+    /// each other's.
+    async fn webhook_deliveries_claim(
+        &mut self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        claim: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records attempts: for each outcome whose delivery still holds `outcome.claim`, inserts
+    /// the attempt, updates the delivery (status, attempts, schedule step, next attempt, claim
+    /// released) and sets the endpoint's `failing_since` (kept if already set, cleared on
+    /// success). Returns how many were recorded.
+    async fn webhook_outcomes_record(
+        &mut self,
+        outcomes: &[DeliveryOutcome],
+        at: OffsetDateTime,
+    ) -> StoreResult<u64>;
+    /// When the next pending delivery of an enabled endpoint is due (claims aside).
+    async fn webhook_next_due(&mut self) -> StoreResult<Option<OffsetDateTime>>;
+    /// Enabled endpoints failing without a success since `before` or earlier.
+    async fn webhooks_failing_since(
+        &mut self,
+        before: OffsetDateTime,
+    ) -> StoreResult<Vec<(WorkspaceId, WebhookId)>>;
+    /// Deletes events created before `before` with no pending delivery, with their deliveries
+    /// and attempts. Returns the events deleted.
+    async fn webhook_events_prune(&mut self, before: OffsetDateTime) -> StoreResult<u64>;
+
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
+
+/// A workspace's webhook endpoints, outbox and delivery history (WHK-1 … WHK-4), bound to the
+/// transaction's workspace.
+#[async_trait::async_trait]
+pub trait WebhooksTx: Send {
+    async fn webhook_insert(&mut self, endpoint: &Endpoint) -> StoreResult<()>;
+    async fn webhook_get(&mut self, id: &WebhookId) -> StoreResult<Option<Endpoint>>;
+    /// By id, after `after`.
+    async fn webhooks_list(
+        &mut self,
+        after: Option<&WebhookId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Endpoint>>;
+    /// Every enabled endpoint: the candidates for an event (fan-out).
+    async fn webhooks_enabled(&mut self) -> StoreResult<Vec<Endpoint>>;
+    /// Writes every column but `id`, `workspace_id`, `created_by` and `created_at`.
+    async fn webhook_update(&mut self, endpoint: &Endpoint) -> StoreResult<bool>;
+    /// Deletes the endpoint with its deliveries and their attempts.
+    async fn webhook_delete(&mut self, id: &WebhookId) -> StoreResult<bool>;
+    /// Writes an event and its deliveries, in the transaction of the change it describes.
+    async fn webhook_event_insert(
+        &mut self,
+        event: &OutboxEvent,
+        deliveries: &[Delivery],
+    ) -> StoreResult<()>;
+    async fn webhook_event_get(&mut self, id: &WebhookEventId) -> StoreResult<Option<OutboxEvent>>;
+    /// One endpoint's deliveries, newest first (by id descending), before `before`, of one
+    /// status if given.
+    async fn webhook_deliveries_list(
+        &mut self,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    async fn webhook_delivery_get(&mut self, id: &DeliveryId) -> StoreResult<Option<Delivery>>;
+    /// A delivery's attempts by number.
+    async fn webhook_attempts(&mut self, delivery: &DeliveryId) -> StoreResult<Vec<Attempt>>;
+    /// Makes a delivery that is not pending due at `at` again, with `schedule_step`, claim
+    /// cleared. `false` if it is pending (or absent).
+    async fn webhook_delivery_redeliver(
+        &mut self,
+        id: &DeliveryId,
+        at: OffsetDateTime,
+        schedule_step: i64,
+    ) -> StoreResult<bool>;
+}
+
+/// See [`Store::workspace_system`].
+#[async_trait::async_trait]
+pub trait WorkspaceSystemTx: AuditLogTx + MembersTx + WebhooksTx {}
 
 /// A workspace's collections (DAT-1), bound to the transaction's workspace.
 #[async_trait::async_trait]
@@ -559,6 +656,33 @@ pub trait KeysTx: AuditLogTx + CollectionsTx + RecordsTx {
         id: &RecordId,
         version: i64,
         data: &serde_json::Map<String, serde_json::Value>,
+    ) -> StoreResult<bool>;
+    /// The owner's webhook endpoints after `after` by id: `(id, secret, previous_secret)`.
+    async fn webhook_secrets(
+        &mut self,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(WebhookId, Vec<u8>, Option<Vec<u8>>)>>;
+    /// Replaces an endpoint's `secret` or `previous_secret` (`field`) if it is still `old`.
+    async fn webhook_secret_reseal(
+        &mut self,
+        id: &WebhookId,
+        field: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool>;
+    /// The owner's outbox events after `after` by id: `(id, payload)`.
+    async fn webhook_payloads(
+        &mut self,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(WebhookEventId, Vec<u8>)>>;
+    /// Replaces an event's payload if it is still `old`.
+    async fn webhook_payload_reseal(
+        &mut self,
+        id: &WebhookEventId,
+        old: &[u8],
+        new: &[u8],
     ) -> StoreResult<bool>;
 }
 

@@ -11,6 +11,7 @@ mod sql_keys;
 mod sql_members;
 mod sql_record_query;
 mod sql_records;
+mod sql_webhooks;
 mod sqlite;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -41,6 +42,10 @@ pub const TENANT_TABLES: &[&str] = &[
     "audit_openings",
     "audit_checkpoints",
     "audit_keys",
+    "webhooks",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
 ];
 
 /// The role every pooled PostgreSQL connection assumes (created by the migrations).

@@ -2,8 +2,10 @@
 //! palisade_app` (owns nothing, NOBYPASSRLS). Each transaction sets `app.workspace_id`,
 //! `app.user_id` and `app.system` transaction-locally, so nothing leaks through the pool.
 
+use palisade_core::ids::WorkspaceId;
 use palisade_core::store::{
     Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx,
+    WorkspaceSystemTx,
 };
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::Executor as _;
@@ -38,6 +40,7 @@ crate::sql_api_keys::impl_api_keys_tx!(sqlx::Postgres);
 crate::sql_collections::impl_collections_tx!(sqlx::Postgres);
 crate::sql_records::impl_records_tx!(sqlx::Postgres, crate::sql_record_query::Dialect::Postgres);
 crate::sql_keys::impl_keys_tx!(sqlx::Postgres, "FOR UPDATE");
+crate::sql_webhooks::impl_webhooks_tx!(sqlx::Postgres, "FOR UPDATE OF d SKIP LOCKED");
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -215,5 +218,19 @@ impl Store for PgStore {
     ) -> StoreResult<Box<dyn KeysTx>> {
         let workspace = (owner != palisade_audit::entry::INSTANCE_LOG).then(|| owner.to_owned());
         Ok(Box::new(self.begin(access, workspace, None, true).await?))
+    }
+
+    // Bound to the workspace like a tenant transaction; `app.system` stays off, since nothing
+    // it does needs a system policy, so RLS shows it this workspace's rows alone.
+    async fn workspace_system(
+        &self,
+        _scope: &SystemScope,
+        workspace: &WorkspaceId,
+        access: Access,
+    ) -> StoreResult<Box<dyn WorkspaceSystemTx>> {
+        Ok(Box::new(
+            self.begin(access, Some(workspace.to_string()), None, false)
+                .await?,
+        ))
     }
 }

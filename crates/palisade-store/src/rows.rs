@@ -9,12 +9,15 @@ use palisade_core::api_keys::model::{ApiKey, Creator, Scope};
 use palisade_core::collections::model::{Collection, Field, Record, RecordStatus};
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, ResetCodeId, SessionId,
-    TeamId, UserId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, DeliveryId, InvitationId, MemberId, RecordId,
+    ResetCodeId, SessionId, TeamId, UserId, WebhookEventId, WebhookId, WorkspaceId,
 };
 use palisade_core::principal::SignInMethod;
 use palisade_core::store::{
     StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey,
+};
+use palisade_core::webhooks::model::{
+    Attempt, Delivery, DeliveryStatus, Endpoint, OutboxEvent,
 };
 use palisade_core::workspaces::model::{
     AuthPolicy, Branding, CustomRole, Invitation, Member, MemberView, Membership, Module, Plan,
@@ -702,6 +705,155 @@ impl From<SigningKeyRow> for StoredSigningKey {
             purpose: r.purpose,
             sealed_seed: r.sealed_seed,
             created_at: r.created_at,
+        }
+    }
+}
+
+/// A webhook endpoint (the columns of `sql_webhooks::webhook_columns!`, from `webhooks w`).
+/// Identity and times are aliased: deliveries and events have columns of those names too.
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    pub w_workspace_id: String,
+    pub w_id: String,
+    pub url: String,
+    pub description: String,
+    pub events: Json<Vec<String>>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub grants: Json<Grants>,
+    pub created_by: String,
+    pub w_created_at: OffsetDateTime,
+    pub w_updated_at: OffsetDateTime,
+    pub secret: Vec<u8>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// µs since the epoch.
+    pub failing_since_us: Option<i64>,
+}
+
+impl WebhookRow {
+    pub fn into_endpoint(self) -> StoreResult<Endpoint> {
+        Ok(Endpoint {
+            failing_since: self
+                .failing_since_us
+                .map(|us| from_micros("webhooks", us))
+                .transpose()?,
+            id: WebhookId::from_trusted(self.w_id),
+            workspace_id: WorkspaceId::from_trusted(self.w_workspace_id),
+            url: self.url,
+            description: self.description,
+            events: self.events.0,
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason,
+            grants: self.grants.0,
+            created_by: self.created_by,
+            created_at: self.w_created_at,
+            updated_at: self.w_updated_at,
+            secret: self.secret,
+            previous_secret: self.previous_secret,
+            previous_secret_expires_at: self.previous_secret_expires_at,
+        })
+    }
+}
+
+/// An outbox event (the columns of `sql_webhooks::event_columns!`, from `webhook_events e`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct OutboxEventRow {
+    pub e_workspace_id: String,
+    pub e_id: String,
+    pub e_event_type: String,
+    pub collection: Option<String>,
+    pub payload: Vec<u8>,
+    /// µs since the epoch.
+    pub created_us: i64,
+}
+
+impl OutboxEventRow {
+    pub fn into_event(self) -> StoreResult<OutboxEvent> {
+        Ok(OutboxEvent {
+            created_at: from_micros("webhook_events", self.created_us)?,
+            id: WebhookEventId::from_trusted(self.e_id),
+            workspace_id: WorkspaceId::from_trusted(self.e_workspace_id),
+            event_type: self.e_event_type,
+            collection: self.collection,
+            payload: self.payload,
+        })
+    }
+}
+
+/// A delivery (the columns of `sql_webhooks::delivery_columns!`, from `webhook_deliveries d`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    pub workspace_id: String,
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub schedule_step: i64,
+    /// µs since the epoch.
+    pub next_attempt_us: Option<i64>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl DeliveryRow {
+    pub fn into_delivery(self) -> StoreResult<Delivery> {
+        Ok(Delivery {
+            status: DeliveryStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("webhook_deliveries", "unknown status"))?,
+            next_attempt_at: self
+                .next_attempt_us
+                .map(|us| from_micros("webhook_deliveries", us))
+                .transpose()?,
+            id: DeliveryId::from_trusted(self.id),
+            workspace_id: WorkspaceId::from_trusted(self.workspace_id),
+            webhook_id: WebhookId::from_trusted(self.webhook_id),
+            event_id: WebhookEventId::from_trusted(self.event_id),
+            event_type: self.event_type,
+            attempts: self.attempts,
+            schedule_step: self.schedule_step,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A claimed delivery with its event and endpoint (`sql_webhooks::CLAIMED`).
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimedRow {
+    #[sqlx(flatten)]
+    pub delivery: DeliveryRow,
+    #[sqlx(flatten)]
+    pub event: OutboxEventRow,
+    #[sqlx(flatten)]
+    pub webhook: WebhookRow,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    pub delivery_id: String,
+    pub number: i64,
+    pub attempted_at: OffsetDateTime,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub response_body: String,
+    pub error: Option<String>,
+    pub trigger: String,
+}
+
+impl From<AttemptRow> for Attempt {
+    fn from(r: AttemptRow) -> Self {
+        Attempt {
+            delivery_id: DeliveryId::from_trusted(r.delivery_id),
+            number: r.number,
+            attempted_at: r.attempted_at,
+            status_code: r.status_code,
+            latency_ms: r.latency_ms,
+            response_body: r.response_body,
+            error: r.error,
+            trigger: r.trigger,
         }
     }
 }

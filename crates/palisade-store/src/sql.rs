@@ -222,8 +222,8 @@ pub(crate) const MEMBER_TEAM_GRANTS: &str = "SELECT t.grants FROM team_members t
      WHERE tm.workspace_id = $1 AND tm.member_id = $2 ORDER BY t.id";
 
 /// Implements the store traits for `SqlTx<$db>`; `$backend` is the module with the SQL that
-/// differs per backend (`WORKSPACE_GET_LOCKED`). `SystemTx`'s API-key methods call the functions
-/// `impl_api_keys_tx!` defines beside it.
+/// differs per backend (`WORKSPACE_GET_LOCKED`). `SystemTx`'s API-key and webhook methods call
+/// the functions `impl_api_keys_tx!` and `impl_webhooks_tx!` define beside it.
 macro_rules! impl_transactions {
     ($db:ty, $backend:ident) => {
         mod transactions {
@@ -1316,6 +1316,39 @@ macro_rules! impl_transactions {
 
             async fn api_key_usage_record(&mut self, usage: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<()> {
                 super::api_keys_tx::usage_record(self, usage).await
+            }
+
+            async fn webhook_deliveries_claim(
+                &mut self,
+                now: OffsetDateTime,
+                lease_until: OffsetDateTime,
+                claim: &str,
+                limit: u32,
+            ) -> StoreResult<Vec<palisade_core::webhooks::model::ClaimedDelivery>> {
+                super::webhooks_tx::claim(self, now, lease_until, claim, limit).await
+            }
+
+            async fn webhook_outcomes_record(
+                &mut self,
+                outcomes: &[palisade_core::webhooks::model::DeliveryOutcome],
+                at: OffsetDateTime,
+            ) -> StoreResult<u64> {
+                super::webhooks_tx::outcomes_record(self, outcomes, at).await
+            }
+
+            async fn webhook_next_due(&mut self) -> StoreResult<Option<OffsetDateTime>> {
+                super::webhooks_tx::next_due(self).await
+            }
+
+            async fn webhooks_failing_since(
+                &mut self,
+                before: OffsetDateTime,
+            ) -> StoreResult<Vec<(WorkspaceId, palisade_core::ids::WebhookId)>> {
+                super::webhooks_tx::failing_since(self, before).await
+            }
+
+            async fn webhook_events_prune(&mut self, before: OffsetDateTime) -> StoreResult<u64> {
+                super::webhooks_tx::events_prune(self, before).await
             }
 
             async fn commit(self: Box<Self>) -> StoreResult<()> {

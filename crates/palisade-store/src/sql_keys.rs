@@ -12,11 +12,11 @@ pub(crate) const KEY_ROTATION_COLUMNS: &str = "id, owner, to_version, reason, st
 
 /// Implements `KeysTx` for `SqlTx<$db>`; `$lock` ends the statement that reads an owner's open
 /// job (`FOR UPDATE` on PostgreSQL; SQLite's one writer needs nothing). Invoke it beside
-/// `impl_records_tx!`.
+/// `impl_records_tx!` and `impl_webhooks_tx!`, whose re-sealing statements it calls.
 macro_rules! impl_keys_tx {
     ($db:ty, $lock:literal) => {
         mod keys_tx {
-            use palisade_core::ids::{DataKeyId, RecordId};
+            use palisade_core::ids::{DataKeyId, RecordId, WebhookEventId, WebhookId};
             use palisade_core::store::{
                 KeyRotation, KeysTx, StoreResult, StoredDataKey, StoredSigningKey, SystemTx,
             };
@@ -192,6 +192,41 @@ macro_rules! impl_keys_tx {
                     .await
                     .map_err(map_err)?;
                     Ok(done.rows_affected() == 1)
+                }
+
+                async fn webhook_secrets(
+                    &mut self,
+                    after: &str,
+                    limit: u32,
+                ) -> StoreResult<Vec<(WebhookId, Vec<u8>, Option<Vec<u8>>)>> {
+                    super::webhooks_tx::secrets(self, after, limit).await
+                }
+
+                async fn webhook_secret_reseal(
+                    &mut self,
+                    id: &WebhookId,
+                    field: &str,
+                    old: &[u8],
+                    new: &[u8],
+                ) -> StoreResult<bool> {
+                    super::webhooks_tx::secret_reseal(self, id, field, old, new).await
+                }
+
+                async fn webhook_payloads(
+                    &mut self,
+                    after: &str,
+                    limit: u32,
+                ) -> StoreResult<Vec<(WebhookEventId, Vec<u8>)>> {
+                    super::webhooks_tx::payloads(self, after, limit).await
+                }
+
+                async fn webhook_payload_reseal(
+                    &mut self,
+                    id: &WebhookEventId,
+                    old: &[u8],
+                    new: &[u8],
+                ) -> StoreResult<bool> {
+                    super::webhooks_tx::payload_reseal(self, id, old, new).await
                 }
             }
         }

@@ -5,8 +5,10 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::Duration;
 
+use palisade_core::ids::WorkspaceId;
 use palisade_core::store::{
     Access, AccountTx, AuditLogTx, KeysTx, Store, StoreResult, SystemTx, TenantTx,
+    WorkspaceSystemTx,
 };
 use palisade_core::tenancy::{SystemScope, TenantScope};
 use sqlx::sqlite::{
@@ -35,6 +37,8 @@ crate::sql_api_keys::impl_api_keys_tx!(sqlx::Sqlite);
 crate::sql_collections::impl_collections_tx!(sqlx::Sqlite);
 crate::sql_records::impl_records_tx!(sqlx::Sqlite, crate::sql_record_query::Dialect::Sqlite);
 crate::sql_keys::impl_keys_tx!(sqlx::Sqlite, "");
+// One writer: a claiming transaction already excludes every other.
+crate::sql_webhooks::impl_webhooks_tx!(sqlx::Sqlite, "");
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -160,5 +164,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<Box<dyn KeysTx>> {
         let workspace = (owner != palisade_audit::entry::INSTANCE_LOG).then(|| owner.to_owned());
         Ok(Box::new(self.begin(access, workspace).await?))
+    }
+
+    async fn workspace_system(
+        &self,
+        _scope: &SystemScope,
+        workspace: &WorkspaceId,
+        access: Access,
+    ) -> StoreResult<Box<dyn WorkspaceSystemTx>> {
+        Ok(Box::new(self.begin(access, Some(workspace.to_string())).await?))
     }
 }

@@ -5,6 +5,7 @@
 //! or `.eml` files in an outbox directory.
 
 pub mod mail;
+pub mod webhooks;
 
 use std::time::Duration;
 

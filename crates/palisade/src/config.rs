@@ -104,6 +104,9 @@ pub struct Config {
     /// Data-key rotation (KMS-3).
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Webhook delivery (WHK-4, WHK-5).
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub log_format: LogFormat,
     /// Rate limits and quotas (RTL-2): `[rate_limits.auth]`, `[rate_limits.plans.<plan>]`,
@@ -197,6 +200,44 @@ impl Default for KeysConfig {
         Self {
             rotation_days: 90,
             propagation_secs: 30,
+        }
+    }
+}
+
+/// `[webhooks]`: delivery, retries and the SSRF allow-list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// CIDRs webhook targets may be in although they are private, loopback or link-local
+    /// (e.g. `["10.20.0.0/16"]`); everything else non-public is refused. Also
+    /// `PALISADE_WEBHOOK_ALLOW_CIDRS` (comma-separated).
+    pub allow_cidrs: Vec<String>,
+    /// Seconds one delivery attempt may take, connection included.
+    pub timeout_secs: u32,
+    /// Seconds to wait before the 2nd, 3rd, … attempt (each ±10 % jitter); after the last
+    /// retry fails the delivery is `failed`.
+    pub retry_schedule_secs: Vec<u64>,
+    /// An endpoint failing without a success for this long is disabled (and its workspace's
+    /// owners and admins emailed).
+    pub disable_after_hours: u32,
+    /// Hours the secret before a rotation keeps signing alongside the new one.
+    pub secret_overlap_hours: u32,
+    /// Days settled events and their delivery history are kept.
+    pub retention_days: u32,
+    /// Deliveries in flight at once per node.
+    pub concurrency: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_cidrs: Vec::new(),
+            timeout_secs: 15,
+            retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000, 36_000],
+            disable_after_hours: 120,
+            secret_overlap_hours: 24,
+            retention_days: 30,
+            concurrency: 64,
         }
     }
 }
@@ -301,6 +342,7 @@ impl Default for Config {
             api_key_usage_flush_secs: defaults::api_key_usage_flush(),
             regions: defaults::regions(),
             keys: KeysConfig::default(),
+            webhooks: WebhooksConfig::default(),
             log_format: LogFormat::Text,
             rate_limits: LimitsConfig::default(),
             accounts: AccountPolicy::default(),
@@ -339,6 +381,9 @@ pub struct Overrides {
     pub admins: Option<Vec<String>>,
     #[arg(long, env = "PALISADE_SECURITY_CONTACT", global = true)]
     pub security_contact: Option<String>,
+    /// Comma-separated CIDRs webhooks may reach although non-public (e.g. `127.0.0.1/32`).
+    #[arg(long, env = "PALISADE_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',', global = true)]
+    pub webhook_allow_cidrs: Option<Vec<String>>,
     #[arg(long, env = "PALISADE_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
 }
@@ -417,6 +462,9 @@ impl Config {
         }
         if let Some(v) = o.security_contact {
             config.security_contact = Some(v);
+        }
+        if let Some(v) = o.webhook_allow_cidrs {
+            config.webhooks.allow_cidrs = v;
         }
         if let Some(v) = o.log_format {
             config.log_format = v;

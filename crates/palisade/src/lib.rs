@@ -21,7 +21,10 @@ use palisade_core::mail::templates::Brand;
 use palisade_core::mail::{Mailer, Outbox};
 use palisade_core::{Services, Settings};
 use palisade_store::Migrations;
+use palisade_core::webhooks::service::WebhookSettings;
 use palisade_worker::mail::{FileOutbox, SmtpMailer, SmtpSettings};
+use palisade_worker::webhooks::client::{ClientConfig, TargetPolicy, WebhookClient};
+use palisade_worker::webhooks::dispatch::{DispatchConfig, run_webhooks};
 
 pub use config::Config;
 
@@ -124,6 +127,7 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         key_propagation: time::Duration::seconds(i64::from(config.keys.propagation_secs)),
         data_key_max_age: (config.keys.rotation_days > 0)
             .then(|| time::Duration::days(i64::from(config.keys.rotation_days))),
+        webhooks: webhook_settings(config)?,
     };
     let services = Services::new(store, clock, passwords, tokens, vault, outbox, settings);
     services.ensure_instance_log().await?;
@@ -147,6 +151,47 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
 }
 
 /// SMTP when configured, else `.eml` files in `<data_dir>/outbox/`.
+/// Which non-public targets webhooks may reach (`webhooks.allow_cidrs`).
+pub fn webhook_policy(config: &Config) -> anyhow::Result<TargetPolicy> {
+    let allow = config
+        .webhooks
+        .allow_cidrs
+        .iter()
+        .map(|text| {
+            let text = text.trim();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| format!("webhooks.allow_cidrs: {text:?} is not a CIDR"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(TargetPolicy { allow })
+}
+
+fn webhook_settings(config: &Config) -> anyhow::Result<WebhookSettings> {
+    let w = &config.webhooks;
+    anyhow::ensure!(
+        w.timeout_secs > 0,
+        "webhooks.timeout_secs must be at least 1"
+    );
+    let seconds = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    Ok(WebhookSettings {
+        retry_schedule: w.retry_schedule_secs.iter().copied().map(seconds).collect(),
+        disable_after: time::Duration::hours(i64::from(w.disable_after_hours)),
+        secret_overlap: time::Duration::hours(i64::from(w.secret_overlap_hours)),
+        retention: time::Duration::days(i64::from(w.retention_days)),
+        targets: Arc::new(webhook_policy(config)?),
+    })
+}
+
+fn webhook_client(config: &Config) -> anyhow::Result<WebhookClient> {
+    WebhookClient::new(ClientConfig {
+        policy: webhook_policy(config)?,
+        timeout: std::time::Duration::from_secs(u64::from(config.webhooks.timeout_secs)),
+        user_agent: format!("Palisade-Webhooks/{}", env!("CARGO_PKG_VERSION")),
+    })
+    .context("building the webhook client")
+}
+
 fn mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
     let from = &config.email.from;
     match &config.email.smtp {
@@ -235,6 +280,22 @@ pub async fn run_with_clock(
             let _ = rotation_stopped.await;
         },
     ));
+    let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = webhook_client(&config)?;
+    let dispatch = DispatchConfig {
+        concurrency: usize::try_from(config.webhooks.concurrency.max(1)).unwrap_or(64),
+        ..DispatchConfig::for_timeout(std::time::Duration::from_secs(u64::from(
+            config.webhooks.timeout_secs,
+        )))
+    };
+    let webhooks = tokio::spawn(run_webhooks(
+        state.services.clone(),
+        client,
+        dispatch,
+        async move {
+            let _ = webhooks_stopped.await;
+        },
+    ));
     let outbox = state.services.outbox().clone();
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
@@ -269,7 +330,9 @@ pub async fn run_with_clock(
     let _ = stop_limits.send(());
     let _ = stop_keys.send(());
     let _ = stop_rotation.send(());
+    let _ = stop_webhooks.send(());
     let _ = worker.await;
+    let _ = webhooks.await;
     let _ = rotation.await;
     let _ = limits.await;
     let _ = api_keys.await;

@@ -12,6 +12,7 @@ pub mod pages;
 pub mod quotas;
 pub mod sessions;
 pub mod teams;
+pub mod webhooks;
 pub mod workspaces;
 
 /// `data` + `next_cursor`: the shape of every list.

@@ -24,6 +24,7 @@ use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::Checks;
 use crate::workspaces::model::Page;
 use crate::workspaces::service::{LIST_LIMIT_MAX, page_of, ws_event};
+use crate::webhooks::outbox::{Change, emit};
 
 /// Change rows older than this are pruned; far past the sync window.
 const CHANGE_RETENTION: time::Duration = time::Duration::hours(1);
@@ -73,6 +74,20 @@ fn timestamp(at: Option<OffsetDateTime>) -> Value {
     at.map_or(Value::Null, |t| Value::String(crate::audit::format_ts(t)))
 }
 
+/// An API key event for webhooks: never its secret.
+fn key_change(event_type: &'static str, key: &ApiKey) -> Change {
+    Change::new(
+        event_type,
+        json!({
+            "id": key.id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "scopes": scopes_json(&key.scopes),
+            "expires_at": timestamp(key.expires_at),
+        }),
+    )
+}
+
 fn parse_id(id: &str) -> Result<ApiKeyId> {
     ApiKeyId::parse(id).ok_or(Error::NotFound(Resource::ApiKey))
 }
@@ -89,6 +104,7 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<IssuedApiKey> {
         authorize(scope, Permission::ApiKeysManage)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut checks = Checks::new();
         checks.text("/name", &input.name, 1, 100);
@@ -160,6 +176,7 @@ impl Services {
         );
         event.diff_field("/expires_at", Value::Null, timestamp(key.expires_at));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        emit(&mut *tx, &keys, scope.workspace_id(), key_change("api_key.created", &key), now).await?;
         tx.commit().await?;
         Ok(IssuedApiKey { key, secret })
     }
@@ -199,6 +216,7 @@ impl Services {
     ) -> Result<IssuedApiKey> {
         authorize(scope, Permission::ApiKeysManage)?;
         let id = parse_id(id)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let secret = ApiKeySecret::generate()?;
         let mut tx = self.store.tenant(scope, Access::Write).await?;
@@ -215,6 +233,7 @@ impl Services {
         tx.api_keys_changed(now).await?;
         let event = ws_event(scope, "api_key.rotate", key_target(&id));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        emit(&mut *tx, &keys, scope.workspace_id(), key_change("api_key.rotated", &key), now).await?;
         tx.commit().await?;
         self.propagate_key_change(scope.workspace_id()).await;
         Ok(IssuedApiKey { key, secret })
@@ -231,6 +250,7 @@ impl Services {
     ) -> Result<()> {
         authorize(scope, Permission::ApiKeysManage)?;
         let id = parse_id(id)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         if !tx.api_key_revoke(&id, now).await? {
@@ -243,6 +263,10 @@ impl Services {
         let mut event = ws_event(scope, "api_key.revoke", key_target(&id));
         event.diff_field("/revoked_at", Value::Null, timestamp(Some(now)));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        if let Some(key) = tx.api_key_get(&id).await? {
+            emit(&mut *tx, &keys, scope.workspace_id(), key_change("api_key.revoked", &key), now)
+                .await?;
+        }
         tx.commit().await?;
         self.propagate_key_change(scope.workspace_id()).await;
         Ok(())

@@ -24,6 +24,7 @@ use crate::principal::RequestMeta;
 use crate::store::{Access, TenantTx};
 use crate::tenancy::TenantScope;
 use crate::workspaces::model::Page;
+use crate::webhooks::outbox::{Change, emit};
 use crate::workspaces::service::{LIST_LIMIT_MAX, ws_event};
 
 /// A record as its caller may see it: unreadable fields left out, encrypted ones opened.
@@ -56,6 +57,34 @@ fn record_event(
         .extra
         .insert("collection".into(), json!(schema.name.clone()));
     event
+}
+
+/// A record event for webhooks (WHK-2): the record's attributes and all its field values in
+/// clear (the outbox seals them; each endpoint sees only the fields it may read).
+fn record_change(
+    event_type: &'static str,
+    schema: &Collection,
+    record: &Record,
+    values: &Map<String, Value>,
+) -> Change {
+    let ts = crate::audit::format_ts;
+    let mut data = json!({
+        "id": record.id,
+        "collection": schema.name,
+        "status": record.status.as_str(),
+        "version": record.version,
+        "created_at": ts(record.created_at),
+        "updated_at": ts(record.updated_at),
+        "published_at": record.published_at.map(ts),
+        "created_by": record.created_by,
+        "updated_by": record.updated_by,
+    });
+    if let Some(map) = data.as_object_mut() {
+        map.extend(values.clone());
+    }
+    Change::new(event_type, data)
+        .about(&schema.name)
+        .draft(record.status == RecordStatus::Draft)
 }
 
 /// An encrypted field's stored form: its ciphertext, URL-safe base64 in a JSON string.
@@ -238,6 +267,8 @@ impl Services {
             &values,
         ));
         append_events(&mut tx, events, meta, now).await?;
+        let change = record_change("record.created", &schema, &record, &values);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(written_view(scope, &schema, record, values))
     }
@@ -422,6 +453,8 @@ impl Services {
         let mut events = vec![audit_values(event, &schema, &old, &merged)];
         events.extend(link_events(scope, &schema, &after.id, &old, &merged));
         append_events(&mut tx, events, meta, now).await?;
+        let change = record_change("record.updated", &schema, &after, &merged);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(written_view(scope, &schema, after, merged))
     }
@@ -453,6 +486,13 @@ impl Services {
         event.diff_field("/status", json!(before.status.as_str()), Value::Null);
         let event = audit_values(event, &schema, &old, &Map::new());
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = Change::new(
+            "record.deleted",
+            json!({"id": before.id, "collection": schema.name, "version": before.version}),
+        )
+        .about(&schema.name)
+        .draft(before.status == RecordStatus::Draft);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -499,6 +539,9 @@ impl Services {
         );
         event.diff_field("/version", json!(before.version), json!(after.version));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let values = self.open_all(&keys, &schema, &after)?;
+        let change = record_change("record.updated", &schema, &after, &values);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         self.record_view(&keys, scope, &schema, after)
     }

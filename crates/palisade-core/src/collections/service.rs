@@ -20,6 +20,7 @@ use crate::principal::RequestMeta;
 use crate::store::Access;
 use crate::tenancy::TenantScope;
 use crate::validate::Checks;
+use crate::webhooks::outbox::{Change, emit};
 use crate::workspaces::members::lock_workspace;
 use crate::workspaces::model::Page;
 use crate::workspaces::service::{LIST_LIMIT_MAX, is_name, page_of, ws_event};
@@ -33,6 +34,20 @@ pub const COLLECTIONS_MAX: usize = 1_000;
 pub struct CollectionView {
     pub collection: Collection,
     pub relation_names: BTreeMap<CollectionId, String>,
+}
+
+/// A collection event for webhooks: its schema (each endpoint sees the fields it may read).
+fn collection_change(event_type: &'static str, c: &Collection) -> Change {
+    let ts = crate::audit::format_ts;
+    let data = json!({
+        "id": c.id,
+        "name": c.name,
+        "version": c.version,
+        "fields": c.fields,
+        "created_at": ts(c.created_at),
+        "updated_at": ts(c.updated_at),
+    });
+    Change::new(event_type, data).about(&c.name)
 }
 
 fn collection_target(id: &CollectionId) -> Target {
@@ -227,6 +242,7 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<CollectionView> {
         authorize(scope, Permission::CollectionsManage)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let id = CollectionId::generate();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
@@ -281,6 +297,8 @@ impl Services {
         event.diff_field("/name", Value::Null, json!(collection.name));
         diff_fields(&mut event, None, Some(&collection.fields));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = collection_change("collection.created", &collection);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         let relation_names = by_name.into_iter().map(|(n, id)| (id, n)).collect();
         Ok(self.view_of(scope, collection, relation_names))
@@ -472,6 +490,8 @@ impl Services {
         diff_fields(&mut event, Some(&before.fields), Some(&after.fields));
         event.diff_field("/version", json!(before.version), json!(after.version));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = collection_change("collection.updated", &after);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(self.view_of(scope, after, relation_names(&all)))
     }
@@ -486,6 +506,7 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<()> {
         authorize(scope, Permission::CollectionsManage)?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let (all, before) = lock_for_schema_change(&mut tx, name).await?;
@@ -504,6 +525,8 @@ impl Services {
         event.diff_field("/name", json!(before.name), Value::Null);
         diff_fields(&mut event, Some(&before.fields), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = collection_change("collection.deleted", &before);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -50,6 +50,12 @@ pub enum SealedColumn {
     AuditKeySeeds,
     /// `signing_keys.sealed_seed`: the access-token key's seed (the instance).
     SigningKeySeeds,
+    /// `webhooks.secret` and `webhooks.previous_secret`: endpoints' signing secrets
+    /// (workspaces).
+    WebhookSecrets,
+    /// `webhook_events.payload`: outbox events, which may hold encrypted fields' values
+    /// (workspaces).
+    WebhookPayloads,
 }
 
 impl SealedColumn {
@@ -58,6 +64,8 @@ impl SealedColumn {
             SealedColumn::RecordFields => "records",
             SealedColumn::AuditKeySeeds => "audit_keys",
             SealedColumn::SigningKeySeeds => "signing_keys",
+            SealedColumn::WebhookSecrets => "webhooks",
+            SealedColumn::WebhookPayloads => "webhook_events",
         }
     }
 
@@ -66,7 +74,12 @@ impl SealedColumn {
         if owner == INSTANCE {
             &[SealedColumn::SigningKeySeeds, SealedColumn::AuditKeySeeds]
         } else {
-            &[SealedColumn::RecordFields, SealedColumn::AuditKeySeeds]
+            &[
+                SealedColumn::RecordFields,
+                SealedColumn::AuditKeySeeds,
+                SealedColumn::WebhookSecrets,
+                SealedColumn::WebhookPayloads,
+            ]
         }
     }
 
@@ -427,6 +440,12 @@ impl Services {
                 SealedColumn::SigningKeySeeds => {
                     reseal_signing_keys(&mut tx, &keys, job.to_version).await?
                 }
+                SealedColumn::WebhookSecrets => {
+                    reseal_webhook_secrets(&mut tx, &keys, job.to_version, &job.cursor).await?
+                }
+                SealedColumn::WebhookPayloads => {
+                    reseal_webhook_payloads(&mut tx, &keys, job.to_version, &job.cursor).await?
+                }
             };
             job.state = "running".to_owned();
             job.scanned += page.scanned;
@@ -701,5 +720,67 @@ async fn reseal_signing_keys(
             out.resealed += 1;
         }
     }
+    Ok(out)
+}
+
+/// One page of a workspace's webhook secrets (current and previous).
+async fn reseal_webhook_secrets(
+    tx: &mut Box<dyn KeysTx>,
+    keys: &OwnerKeys,
+    to_version: i64,
+    cursor: &str,
+) -> Result<PageOutcome> {
+    let rows = tx.webhook_secrets(cursor, PAGE).await?;
+    let mut out = PageOutcome::default();
+    for (id, secret, previous) in &rows {
+        let columns = [("secret", Some(secret)), ("previous_secret", previous.as_ref())];
+        for (field, sealed) in columns {
+            let Some(sealed) = sealed else {
+                continue;
+            };
+            out.scanned += 1;
+            if !stale(keys, sealed, to_version) {
+                continue;
+            }
+            out.found += 1;
+            let site = crate::webhooks::service::secret_site(id, field);
+            let plain = keys.open(site, sealed).map_err(Error::internal)?;
+            let fresh = keys.seal_with(to_version, site, &plain)?;
+            if tx.webhook_secret_reseal(id, field, sealed, &fresh).await? {
+                out.resealed += 1;
+            }
+        }
+    }
+    out.next = (rows.len() >= PAGE as usize)
+        .then(|| rows.last().map(|(id, _, _)| id.to_string()))
+        .flatten();
+    Ok(out)
+}
+
+/// One page of a workspace's outbox payloads.
+async fn reseal_webhook_payloads(
+    tx: &mut Box<dyn KeysTx>,
+    keys: &OwnerKeys,
+    to_version: i64,
+    cursor: &str,
+) -> Result<PageOutcome> {
+    let rows = tx.webhook_payloads(cursor, PAGE).await?;
+    let mut out = PageOutcome::default();
+    for (id, sealed) in &rows {
+        out.scanned += 1;
+        if !stale(keys, sealed, to_version) {
+            continue;
+        }
+        out.found += 1;
+        let site = crate::webhooks::outbox::payload_site(id);
+        let plain = keys.open(site, sealed).map_err(Error::internal)?;
+        let fresh = keys.seal_with(to_version, site, &plain)?;
+        if tx.webhook_payload_reseal(id, sealed, &fresh).await? {
+            out.resealed += 1;
+        }
+    }
+    out.next = (rows.len() >= PAGE as usize)
+        .then(|| rows.last().map(|(id, _)| id.to_string()))
+        .flatten();
     Ok(out)
 }

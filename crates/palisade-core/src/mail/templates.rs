@@ -330,6 +330,35 @@ pub fn password_changed(brand: &Brand, to: &str, reset: bool) -> Email {
     )
 }
 
+/// To a workspace's owners and admins when Palisade disabled a webhook endpoint that kept
+/// failing. Only the URL's origin is shown: a path or query may hold a token.
+pub fn webhook_disabled(brand: &Brand, to: &str, url: &str, failing_for: time::Duration) -> Email {
+    let origin = url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "(unreadable URL)".to_owned());
+    compose(
+        brand,
+        to,
+        Body {
+            kind: "webhook_disabled",
+            subject: format!("A {} webhook endpoint was disabled", brand.name),
+            intro: vec![
+                format!(
+                    "Every delivery to your webhook endpoint at {origin} failed for {}, so it was disabled and receives no more events.",
+                    human(failing_for)
+                ),
+                "Its failed deliveries and each attempt's answer are in its delivery history.".to_owned(),
+            ],
+            action: None,
+            code: None,
+            outro: vec![
+                "Once the receiver works again, enable the endpoint and redeliver what it missed."
+                    .to_owned(),
+            ],
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,21 @@ use crate::principal::{Principal, RequestMeta};
 use crate::store::{Access, TenantTx};
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::{Checks, normalize_email};
+use crate::webhooks::outbox::{Change, emit};
+
+/// A member event for webhooks: ids and access, never the member's email or name.
+fn member_change(event_type: &'static str, m: &Member) -> Change {
+    Change::new(
+        event_type,
+        json!({
+            "id": m.id,
+            "user_id": m.user_id,
+            "role": m.role.as_str(),
+            "custom_role": m.custom_role_id,
+            "active": m.active,
+        }),
+    )
+}
 
 pub(super) fn member_target(id: &MemberId) -> Target {
     Target {
@@ -172,6 +187,7 @@ impl Services {
         checks.finish()?;
         let id = MemberId::parse(id).ok_or(Error::NotFound(Resource::Member))?;
 
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let workspace = lock_workspace(&mut tx).await?;
@@ -206,6 +222,8 @@ impl Services {
         let mut event = ws_event(scope, "member.update", member_target(&after.id));
         member_diff(&mut event, Some(&before), Some(&after));
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = member_change("member.updated", &after);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(MemberView {
             member: after,
@@ -223,6 +241,7 @@ impl Services {
     ) -> Result<()> {
         authorize(scope, Permission::MembersManage)?;
         let id = MemberId::parse(id).ok_or(Error::NotFound(Resource::Member))?;
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         lock_workspace(&mut tx).await?;
@@ -237,6 +256,8 @@ impl Services {
         let mut event = ws_event(scope, "member.delete", member_target(&id));
         member_diff(&mut event, Some(&member), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = member_change("member.removed", &member);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -247,6 +268,7 @@ impl Services {
         if scope.suspended() {
             return Err(Error::WorkspaceSuspended);
         }
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         lock_workspace(&mut tx).await?;
@@ -259,6 +281,8 @@ impl Services {
         let mut event = ws_event(scope, "member.leave", member_target(&member.id));
         member_diff(&mut event, Some(&member), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
+        let change = member_change("member.removed", &member);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -466,6 +490,7 @@ impl Services {
         }
 
         let scope = TenantScope::for_invitee(invitation.workspace_id.clone(), principal.clone());
+        let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let mut tx = self.store.tenant(&scope, Access::Write).await?;
         let workspace = lock_workspace(&mut tx).await?;
         if tx.member_of_user(&user.id).await?.is_some() {
@@ -504,6 +529,8 @@ impl Services {
             .extra
             .insert("invitation".into(), json!(invitation.id.as_str()));
         tx.audit_append(&joined.seal(meta, now)?).await?;
+        let change = member_change("member.added", &member);
+        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
         tx.commit().await?;
         if user.email_verified_at.is_none() {
             self.verify_by_invitation(&user.id, &user.email, meta)

@@ -1,0 +1,194 @@
+//! The webhook dispatcher (WHK-4): claims due deliveries from the outbox (several nodes never
+//! take the same one: `FOR UPDATE SKIP LOCKED` on PostgreSQL, one writer on SQLite), sends each
+//! through the SSRF-safe client with up to `concurrency` in flight, and records the attempts in
+//! batches. A delivery claimed by a node that dies is claimed again once its lease runs out, so
+//! every committed event is delivered at least once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::app::Services;
+use palisade_core::webhooks::delivery::AttemptResult;
+use palisade_core::webhooks::model::{ClaimedDelivery, DeliveryOutcome};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, warn};
+
+use super::client::WebhookClient;
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How long a claim holds: longer than the client's timeout plus recording.
+    pub lease: Duration,
+    /// How often an idle dispatcher looks for due deliveries.
+    pub idle_poll: Duration,
+    /// How often endpoints failing for days are disabled and settled events pruned.
+    pub maintenance: Duration,
+}
+
+impl DispatchConfig {
+    /// Defaults for a client timeout of `timeout`.
+    pub fn for_timeout(timeout: Duration) -> Self {
+        Self {
+            concurrency: 64,
+            lease: timeout + Duration::from_secs(30),
+            idle_poll: Duration::from_millis(200),
+            maintenance: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Outcomes written per transaction at most.
+const RECORD_BATCH: usize = 256;
+/// Most deliveries claimed at once.
+const CLAIM_BATCH: usize = 200;
+
+/// Runs the dispatcher until `shutdown` resolves; then stops claiming, lets what is in flight
+/// finish (each within the client's timeout) and records it.
+pub async fn run_webhooks(
+    services: Services,
+    client: WebhookClient,
+    config: DispatchConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (outcomes, received) = mpsc::channel::<DeliveryOutcome>(RECORD_BATCH * 4);
+    let recorder = tokio::spawn(record_outcomes(services.clone(), received));
+    let places = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut maintenance = tokio::time::interval(config.maintenance);
+    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        let free = places.available_permits().min(CLAIM_BATCH);
+        let claimed = if free == 0 {
+            Ok(Vec::new())
+        } else {
+            let limit = u32::try_from(free).unwrap_or(1);
+            tokio::select! {
+                () = &mut shutdown => break,
+                c = services.webhook_claim(limit, config.lease) => c,
+            }
+        };
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "claiming webhook deliveries failed; retrying");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = maintenance.tick() => maintain(&services).await,
+                () = tokio::time::sleep(config.idle_poll) => {}
+            }
+            continue;
+        }
+        for delivery in claimed {
+            let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+                break;
+            };
+            let services = services.clone();
+            let client = client.clone();
+            let outcomes = outcomes.clone();
+            tokio::spawn(async move {
+                if let Some(outcome) = deliver(&services, &client, &delivery).await {
+                    let _ = outcomes.send(outcome).await;
+                }
+                drop(place);
+            });
+        }
+    }
+    // Every place back means nothing is in flight any more.
+    let all = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
+    let _ = places.acquire_many(all).await;
+    drop(outcomes);
+    let _ = recorder.await;
+}
+
+/// One attempt: the request prepared (payload narrowed, signed now), sent, and judged.
+async fn deliver(
+    services: &Services,
+    client: &WebhookClient,
+    delivery: &ClaimedDelivery,
+) -> Option<DeliveryOutcome> {
+    let at = services.now();
+    let result = match services.webhook_prepare(delivery, at).await {
+        Ok(prepared) => {
+            let headers: Vec<(&str, String)> = prepared.headers;
+            let sent = client.post(&prepared.url, &headers, prepared.body).await;
+            AttemptResult {
+                status: sent.status,
+                latency: sent.latency,
+                body: sent.body,
+                error: sent.error,
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, delivery = %delivery.delivery.id, "preparing a webhook delivery failed");
+            AttemptResult {
+                status: None,
+                latency: Duration::ZERO,
+                body: String::new(),
+                error: Some("the delivery could not be prepared (internal error)".to_owned()),
+            }
+        }
+    };
+    match services.webhook_outcome(delivery, at, result) {
+        Ok(outcome) => Some(outcome),
+        Err(e) => {
+            warn!(error = %e, "judging a webhook attempt failed; it is retried after the lease");
+            None
+        }
+    }
+}
+
+/// Writes outcomes as they come, up to `RECORD_BATCH` per transaction.
+async fn record_outcomes(services: Services, mut received: mpsc::Receiver<DeliveryOutcome>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while let Some(first) = received.recv().await {
+        batch.push(first);
+        while batch.len() < RECORD_BATCH {
+            match received.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        for attempt in 1..=5u32 {
+            match services.webhook_record(&batch).await {
+                Ok(n) => {
+                    debug!(attempts = n, "recorded webhook attempts");
+                    break;
+                }
+                Err(e) => {
+                    // Unrecorded attempts are made again once their lease runs out.
+                    warn!(error = %e, attempt, "recording webhook attempts failed");
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn maintain(services: &Services) {
+    match services.disable_failing_webhooks().await {
+        Ok(0) => {}
+        Ok(n) => debug!(endpoints = n, "disabled failing webhook endpoints"),
+        Err(e) => warn!(error = %e, "disabling failing webhook endpoints failed"),
+    }
+    match services.prune_webhook_events().await {
+        Ok(0) => {}
+        Ok(n) => debug!(events = n, "pruned settled webhook events"),
+        Err(e) => warn!(error = %e, "pruning webhook events failed"),
+    }
+}
+
+/// The creation-time URL check of the core services, by the same policy the client enforces
+/// at connect time.
+#[async_trait::async_trait]
+impl palisade_core::webhooks::service::TargetCheck for super::client::TargetPolicy {
+    async fn check_url(&self, url: &url::Url) -> Result<(), String> {
+        super::client::TargetPolicy::check_url(self, url).await
+    }
+}
