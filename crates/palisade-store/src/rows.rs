@@ -16,9 +16,7 @@ use palisade_core::principal::SignInMethod;
 use palisade_core::store::{
     StoreResult, StoredAuditKey, StoredCheckpoint, StoredDataKey, StoredSigningKey,
 };
-use palisade_core::webhooks::model::{
-    Attempt, Delivery, DeliveryStatus, Endpoint, OutboxEvent,
-};
+use palisade_core::webhooks::model::{Attempt, Delivery, DeliveryStatus, Endpoint, OutboxEvent};
 use palisade_core::workspaces::model::{
     AuthPolicy, Branding, CustomRole, Invitation, Member, MemberView, Membership, Module, Plan,
     Team, Workspace,

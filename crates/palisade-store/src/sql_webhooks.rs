@@ -233,8 +233,11 @@ macro_rules! impl_webhooks_tx {
                         row.push_bind(ws.clone()).push_bind(id.clone());
                     });
                     b.push(q::CLAIMED_TAIL);
-                    let rows: Vec<ClaimedRow> =
-                        b.build_query_as().fetch_all(&mut *tx.tx).await.map_err(map_err)?;
+                    let rows: Vec<ClaimedRow> = b
+                        .build_query_as()
+                        .fetch_all(&mut *tx.tx)
+                        .await
+                        .map_err(map_err)?;
                     for r in rows {
                         claimed.push(ClaimedDelivery {
                             delivery: r.delivery.into_delivery()?,
@@ -274,7 +277,8 @@ macro_rules! impl_webhooks_tx {
                 outcomes: &[DeliveryOutcome],
                 at: OffsetDateTime,
             ) -> StoreResult<u64> {
-                let mut recorded: HashSet<(String, String)> = HashSet::with_capacity(outcomes.len());
+                let mut recorded: HashSet<(String, String)> =
+                    HashSet::with_capacity(outcomes.len());
                 for chunk in outcomes.chunks(q::BATCH) {
                     let mut b = sqlx::QueryBuilder::<$db>::new(q::OUTCOMES_HEAD);
                     let mut rows = Vec::with_capacity(chunk.len());
@@ -292,8 +296,11 @@ macro_rules! impl_webhooks_tx {
                             .push_bind(at);
                     });
                     b.push(q::OUTCOMES_TAIL);
-                    let keys: Vec<(String, String)> =
-                        b.build_query_as().fetch_all(&mut *tx.tx).await.map_err(map_err)?;
+                    let keys: Vec<(String, String)> = b
+                        .build_query_as()
+                        .fetch_all(&mut *tx.tx)
+                        .await
+                        .map_err(map_err)?;
                     recorded.extend(keys);
                 }
                 let done: Vec<&DeliveryOutcome> = outcomes
@@ -357,7 +364,8 @@ macro_rules! impl_webhooks_tx {
                     .fetch_optional(&mut *tx.tx)
                     .await
                     .map_err(map_err)?;
-                us.map(|us| from_micros("webhook_deliveries", us)).transpose()
+                us.map(|us| from_micros("webhook_deliveries", us))
+                    .transpose()
             }
 
             /// `SystemTx::webhooks_failing_since`.
@@ -518,9 +526,13 @@ macro_rules! impl_webhooks_tx {
                     after: Option<&WebhookId>,
                     limit: u32,
                 ) -> StoreResult<Vec<Endpoint>> {
-                    let rows: Vec<WebhookRow> =
-                        page(self, q::WEBHOOKS_LIST, after.map_or("", WebhookId::as_str), limit)
-                            .await?;
+                    let rows: Vec<WebhookRow> = page(
+                        self,
+                        q::WEBHOOKS_LIST,
+                        after.map_or("", WebhookId::as_str),
+                        limit,
+                    )
+                    .await?;
                     rows.into_iter().map(WebhookRow::into_endpoint).collect()
                 }
 

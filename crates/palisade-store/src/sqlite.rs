@@ -172,6 +172,8 @@ impl Store for SqliteStore {
         workspace: &WorkspaceId,
         access: Access,
     ) -> StoreResult<Box<dyn WorkspaceSystemTx>> {
-        Ok(Box::new(self.begin(access, Some(workspace.to_string())).await?))
+        Ok(Box::new(
+            self.begin(access, Some(workspace.to_string())).await?,
+        ))
     }
 }

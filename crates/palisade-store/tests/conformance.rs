@@ -19,14 +19,17 @@ use palisade_core::collections::model::{
 };
 use palisade_core::error::StoreError;
 use palisade_core::ids::{
-    ApiKeyId, CollectionId, CustomRoleId, InvitationId, MemberId, RecordId, ResetCodeId, SessionId,
-    TeamId, UserId, WorkspaceId,
+    ApiKeyId, CollectionId, CustomRoleId, DeliveryId, InvitationId, MemberId, RecordId,
+    ResetCodeId, SessionId, TeamId, UserId, WebhookEventId, WebhookId, WorkspaceId,
 };
 use palisade_core::principal::{Principal, RequestMeta, SignInMethod};
 use palisade_core::store::{
     Access, AuditLogTx, AuditQuery, Store, StoredAuditKey, StoredCheckpoint, StoredEntry, TenantTx,
 };
 use palisade_core::tenancy::{SystemScope, TenantScope};
+use palisade_core::webhooks::model::{
+    Attempt, ClaimedDelivery, Delivery, DeliveryOutcome, DeliveryStatus, Endpoint, OutboxEvent,
+};
 use palisade_core::workspaces::model::{
     AuthPolicy, Branding, CustomRole, Invitation, Member, Plan, Team, Workspace,
 };
@@ -989,6 +992,10 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             "collections",
             "records",
             "record_uniques",
+            "webhooks",
+            "webhook_events",
+            "webhook_deliveries",
+            "webhook_attempts",
         ] {
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT workspace_id FROM {table}"
@@ -999,7 +1006,8 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
             let expected = if matches!(
                 table,
                 "invitations" | "api_keys" | "collections" | "records" | "record_uniques"
-            ) {
+            ) || table.starts_with("webhook")
+            {
                 vec![]
             } else {
                 vec![ws.id.to_string()]
@@ -1068,6 +1076,78 @@ async fn postgres_rls_hides_every_tenant_row_without_the_application_filter() {
         assert_eq!(n, 0, "{table} in a system transaction");
     }
     tx.rollback().await.unwrap();
+    // The dispatcher's system transaction reads every workspace's endpoints, events and
+    // deliveries (it only writes attempts); one bound to a workspace (key rotation) sees its
+    // own rows alone.
+    for (workspace, visible) in [("", 3), (wa.id.as_str(), 1)] {
+        let mut tx = app.begin().await.unwrap();
+        sqlx::query(
+            "SELECT set_config('app.system', 'on', true), set_config('app.workspace_id', $1, true)",
+        )
+        .bind(workspace)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        for table in [
+            "webhooks",
+            "webhook_events",
+            "webhook_deliveries",
+            "webhook_attempts",
+        ] {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            let visible = if table == "webhook_attempts" && workspace.is_empty() {
+                0
+            } else {
+                visible
+            };
+            assert_eq!(
+                n, visible,
+                "{table} in a system transaction bound to {workspace:?}"
+            );
+        }
+        tx.rollback().await.unwrap();
+    }
+    // What no application transaction may do to webhook rows: a system transaction changes no
+    // event and deletes no endpoint or delivery (no policy); nobody rewrites an attempt, an
+    // endpoint's creator or a delivery's endpoint (no privilege).
+    for (sql, system, refused) in [
+        ("UPDATE webhook_events SET payload = payload", true, false),
+        ("DELETE FROM webhooks", true, false),
+        ("DELETE FROM webhook_deliveries", true, true),
+        ("UPDATE webhook_attempts SET error = 'x'", false, true),
+        ("DELETE FROM webhook_attempts", false, true),
+        ("UPDATE webhooks SET created_by = 'x'", false, true),
+        (
+            "UPDATE webhook_deliveries SET webhook_id = 'x'",
+            false,
+            true,
+        ),
+    ] {
+        let mut tx = app.begin().await.unwrap();
+        sqlx::query(
+            "SELECT set_config('app.system', $1, true), set_config('app.workspace_id', $2, true)",
+        )
+        .bind(if system { "on" } else { "" })
+        .bind(if system { "" } else { wa.id.as_str() })
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let done = sqlx::query(sql).execute(&mut *tx).await;
+        if refused {
+            let err = done.expect_err(sql);
+            assert!(
+                err.to_string().contains("permission denied"),
+                "{sql}: {err}"
+            );
+        } else {
+            assert_eq!(done.unwrap().rows_affected(), 0, "{sql}");
+        }
+        tx.rollback().await.unwrap();
+    }
     // The setting is transaction-local: after the transaction, nothing is visible again.
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
         .fetch_one(&mut app)
@@ -2248,7 +2328,8 @@ async fn member_rows_of_another_workspace_are_invisible_and_untouchable() {
 }
 
 /// Rows of every new tenant table for the scope's workspace: a team the owner is in, a custom
-/// role the owner holds, an invitation, an API key, a collection.
+/// role the owner holds, an invitation, an API key, a collection and a record, a webhook
+/// endpoint with an event delivered once.
 async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, token: u8) {
     let ws = scope.workspace_id();
     let mut tx = tenant_write(store, scope).await;
@@ -2279,7 +2360,21 @@ async fn add_member_rows(store: &dyn Store, scope: &TenantScope, owner: &User, t
             .await
             .unwrap()
     );
+    let e = endpoint(ws, "https://hook.example", owner);
+    tx.webhook_insert(&e).await.unwrap();
+    let (event, deliveries) = outbox(ws, &[&e], t0(), t0());
+    tx.webhook_event_insert(&event, &deliveries).await.unwrap();
     tx.commit().await.unwrap();
+    // An attempt, recorded the dispatcher's way (any workspace's due deliveries).
+    let claimed = claim(store, t0(), secs(30), &format!("rows-{token}"), 100).await;
+    let outcomes: Vec<DeliveryOutcome> = claimed
+        .iter()
+        .map(|c| outcome(c, 1, DeliveryStatus::Succeeded, None, None))
+        .collect();
+    assert_eq!(
+        record_outcomes(store, &outcomes).await,
+        outcomes.len() as u64
+    );
 }
 
 #[tokio::test]
@@ -4108,5 +4203,1211 @@ async fn an_audit_key_seed_may_be_resealed_but_nothing_else_of_it_changes() {
         let after = tx.audit_keys().await.unwrap();
         assert_eq!(after[0].sealed_seed, b"new-seal", "{b}");
         assert_eq!(after[0].public_key, kid.public_key, "{b}");
+    }
+}
+
+// ---- Webhooks (WebhooksTx, the dispatcher's SystemTx statements, re-sealing) ----
+
+/// An enabled endpoint of `ws` for record and member events, with an admin's grants.
+fn endpoint(ws: &WorkspaceId, url: &str, by: &User) -> Endpoint {
+    Endpoint {
+        id: WebhookId::generate(),
+        workspace_id: ws.clone(),
+        url: url.into(),
+        description: "Receiver".into(),
+        events: vec!["record.created".into(), "member.added".into()],
+        enabled: true,
+        disabled_reason: None,
+        grants: Grants::resolve(Role::Admin, None, &[]),
+        created_by: by.id.to_string(),
+        created_at: t0(),
+        updated_at: t0(),
+        secret: format!("sealed:{url}").into_bytes(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        failing_since: None,
+    }
+}
+
+async fn add_endpoint(store: &dyn Store, scope: &TenantScope, e: &Endpoint) {
+    let mut tx = tenant_write(store, scope).await;
+    tx.webhook_insert(e).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// An event of `ws` written at `at`, with one pending delivery per endpoint due at `due`.
+fn outbox(
+    ws: &WorkspaceId,
+    endpoints: &[&Endpoint],
+    at: OffsetDateTime,
+    due: OffsetDateTime,
+) -> (OutboxEvent, Vec<Delivery>) {
+    let event = OutboxEvent {
+        id: WebhookEventId::generate(),
+        workspace_id: ws.clone(),
+        event_type: "record.created".into(),
+        collection: Some("posts".into()),
+        payload: b"sealed-payload".to_vec(),
+        created_at: at,
+    };
+    let deliveries = endpoints
+        .iter()
+        .map(|e| Delivery {
+            id: DeliveryId::generate(),
+            workspace_id: ws.clone(),
+            webhook_id: e.id.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            schedule_step: 0,
+            next_attempt_at: Some(due),
+            created_at: at,
+            updated_at: at,
+        })
+        .collect();
+    (event, deliveries)
+}
+
+async fn add_event(
+    store: &dyn Store,
+    scope: &TenantScope,
+    endpoints: &[&Endpoint],
+    at: OffsetDateTime,
+    due: OffsetDateTime,
+) -> (OutboxEvent, Vec<Delivery>) {
+    let (event, deliveries) = outbox(scope.workspace_id(), endpoints, at, due);
+    let mut tx = tenant_write(store, scope).await;
+    tx.webhook_event_insert(&event, &deliveries).await.unwrap();
+    tx.commit().await.unwrap();
+    (event, deliveries)
+}
+
+/// Claims in a transaction of its own.
+async fn claim(
+    store: &dyn Store,
+    now: OffsetDateTime,
+    lease_until: OffsetDateTime,
+    token: &str,
+    limit: u32,
+) -> Vec<ClaimedDelivery> {
+    let mut tx = system_write(store).await;
+    let claimed = tx
+        .webhook_deliveries_claim(now, lease_until, token, limit)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    claimed
+}
+
+async fn record_outcomes(store: &dyn Store, outcomes: &[DeliveryOutcome]) -> u64 {
+    let mut tx = system_write(store).await;
+    let n = tx.webhook_outcomes_record(outcomes, t_us(7)).await.unwrap();
+    tx.commit().await.unwrap();
+    n
+}
+
+/// The outcome of attempt `number` of a claimed delivery: a 200 when `failing_since` is
+/// `None`, else a refused connection.
+fn outcome(
+    c: &ClaimedDelivery,
+    number: i64,
+    status: DeliveryStatus,
+    next_attempt_at: Option<OffsetDateTime>,
+    failing_since: Option<OffsetDateTime>,
+) -> DeliveryOutcome {
+    let ok = failing_since.is_none();
+    DeliveryOutcome {
+        attempt: Attempt {
+            delivery_id: c.delivery.id.clone(),
+            number,
+            attempted_at: t_us(number),
+            status_code: ok.then_some(200),
+            latency_ms: 12 + number,
+            response_body: if ok { "ok".into() } else { String::new() },
+            error: (!ok).then(|| "connection refused".into()),
+            trigger: "schedule".into(),
+        },
+        workspace_id: c.delivery.workspace_id.clone(),
+        claim: c.claim.clone(),
+        status,
+        schedule_step: number,
+        next_attempt_at,
+        webhook_id: c.delivery.webhook_id.clone(),
+        failing_since,
+    }
+}
+
+fn delivery_ids(claimed: &[ClaimedDelivery]) -> Vec<DeliveryId> {
+    claimed.iter().map(|c| c.delivery.id.clone()).collect()
+}
+
+fn secs(s: i64) -> OffsetDateTime {
+    t0() + time::Duration::seconds(s)
+}
+
+#[tokio::test]
+async fn webhooks_round_trip_every_field_and_update_or_delete_only_existing_ones() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let custom = RoleGrants {
+            permissions: [Permission::RecordsRead].into_iter().collect(),
+            fields: vec![FieldGrant {
+                collection: "posts".into(),
+                field: "body".into(),
+                read: true,
+                write: false,
+            }],
+        };
+        let teams = [grant(Some("posts"), &[Permission::RecordsReadDraft])];
+        let full = Endpoint {
+            description: "Every option set".into(),
+            enabled: false,
+            disabled_reason: Some("failing".into()),
+            grants: Grants::resolve(Role::Member, Some(&custom), &teams),
+            created_by: "key_01J0000000000000000000000".into(),
+            created_at: t_us(1),
+            updated_at: t_us(2),
+            previous_secret: Some(b"sealed-previous".to_vec()),
+            previous_secret_expires_at: Some(t_us(86_400_000_000 + 5)),
+            failing_since: Some(t_us(3)),
+            ..endpoint(&ws.id, "https://full.example/hook", &a)
+        };
+        let bare = endpoint(&ws.id, "https://bare.example/hook", &a);
+        let third = endpoint(&ws.id, "https://third.example/hook", &a);
+        let mut tx = tenant_write(&*store, &scope).await;
+        for e in [&full, &bare, &third] {
+            tx.webhook_insert(e).await.unwrap();
+        }
+        assert_eq!(
+            tx.webhook_get(&full.id).await.unwrap(),
+            Some(full.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.webhook_get(&bare.id).await.unwrap(),
+            Some(bare.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.webhook_get(&WebhookId::generate()).await.unwrap(),
+            None,
+            "{b}"
+        );
+        let all = tx.webhooks_list(None, 10).await.unwrap();
+        assert_eq!(
+            all,
+            [full.clone(), bare.clone(), third.clone()],
+            "{b}: by id"
+        );
+        let page = tx.webhooks_list(Some(&full.id), 1).await.unwrap();
+        assert_eq!(
+            page,
+            std::slice::from_ref(&bare),
+            "{b}: after the cursor, up to the limit"
+        );
+        let enabled = tx.webhooks_enabled().await.unwrap();
+        assert_eq!(enabled, [bare.clone(), third.clone()], "{b}: enabled only");
+
+        // Everything but the identity, creator and creation time is written.
+        let changed = Endpoint {
+            url: "https://moved.example/hook".into(),
+            description: "Changed".into(),
+            events: vec!["api_key.created".into()],
+            enabled: true,
+            disabled_reason: None,
+            grants: Grants::resolve(Role::Owner, None, &[]),
+            created_by: "usr_someone_else".into(),
+            created_at: t_us(99),
+            updated_at: t_us(100),
+            secret: b"sealed-new".to_vec(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            failing_since: None,
+            ..full.clone()
+        };
+        assert!(tx.webhook_update(&changed).await.unwrap(), "{b}");
+        let expected = Endpoint {
+            created_by: full.created_by.clone(),
+            created_at: full.created_at,
+            ..changed.clone()
+        };
+        assert_eq!(
+            tx.webhook_get(&full.id).await.unwrap(),
+            Some(expected.clone()),
+            "{b}"
+        );
+        let back = Endpoint {
+            updated_at: t_us(101),
+            ..full.clone()
+        };
+        assert!(
+            tx.webhook_update(&back).await.unwrap(),
+            "{b}: options set again"
+        );
+        assert_eq!(tx.webhook_get(&full.id).await.unwrap(), Some(back), "{b}");
+        let unknown = endpoint(&ws.id, "https://unknown.example", &a);
+        assert!(!tx.webhook_update(&unknown).await.unwrap(), "{b}");
+
+        // A delete takes the endpoint's deliveries and their attempts, not the event.
+        assert!(tx.webhook_delete(&third.id).await.unwrap(), "{b}");
+        assert!(!tx.webhook_delete(&third.id).await.unwrap(), "{b}: once");
+        assert_eq!(tx.webhook_get(&third.id).await.unwrap(), None, "{b}");
+        tx.commit().await.unwrap();
+
+        let (event, ds) = add_event(&*store, &scope, &[&bare], t0(), t0()).await;
+        let claimed = claim(&*store, t0(), secs(30), "c1", 10).await;
+        assert_eq!(delivery_ids(&claimed), [ds[0].id.clone()], "{b}");
+        let o = outcome(&claimed[0], 1, DeliveryStatus::Succeeded, None, None);
+        assert_eq!(record_outcomes(&*store, &[o]).await, 1, "{b}");
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            tx.webhook_attempts(&ds[0].id).await.unwrap().len(),
+            1,
+            "{b}"
+        );
+        assert!(tx.webhook_delete(&bare.id).await.unwrap(), "{b}");
+        assert_eq!(
+            tx.webhook_delivery_get(&ds[0].id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert!(
+            tx.webhook_attempts(&ds[0].id).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert_eq!(
+            tx.webhook_event_get(&event.id).await.unwrap(),
+            Some(event.clone()),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn webhook_events_and_deliveries_round_trip_and_list_newest_first() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e1 = endpoint(&ws.id, "https://one.example", &a);
+        let e2 = endpoint(&ws.id, "https://two.example", &a);
+        add_endpoint(&*store, &scope, &e1).await;
+        add_endpoint(&*store, &scope, &e2).await;
+        let (event, ds) = add_event(&*store, &scope, &[&e1, &e2], t_us(5), t_us(6)).await;
+        let (no_collection, _) = outbox(&ws.id, &[], t_us(8), t_us(8));
+        let no_collection = OutboxEvent {
+            collection: None,
+            event_type: "member.added".into(),
+            ..no_collection
+        };
+        let (later, later_ds) = add_event(&*store, &scope, &[&e1], t_us(9), t_us(9)).await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        tx.webhook_event_insert(&no_collection, &[]).await.unwrap();
+        assert_eq!(
+            tx.webhook_event_get(&event.id).await.unwrap(),
+            Some(event.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.webhook_event_get(&no_collection.id).await.unwrap(),
+            Some(no_collection.clone()),
+            "{b}"
+        );
+        for d in ds.iter().chain(&later_ds) {
+            assert_eq!(
+                tx.webhook_delivery_get(&d.id).await.unwrap(),
+                Some(d.clone()),
+                "{b}"
+            );
+        }
+        let listed = tx
+            .webhook_deliveries_list(&e1.id, None, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            listed,
+            [later_ds[0].clone(), ds[0].clone()],
+            "{b}: newest first"
+        );
+        let page = tx
+            .webhook_deliveries_list(&e1.id, None, Some(&later_ds[0].id), 10)
+            .await
+            .unwrap();
+        assert_eq!(page, [ds[0].clone()], "{b}: before the cursor");
+        let one = tx
+            .webhook_deliveries_list(&e1.id, None, None, 1)
+            .await
+            .unwrap();
+        assert_eq!(one, [later_ds[0].clone()], "{b}: up to the limit");
+        let failed = tx
+            .webhook_deliveries_list(&e1.id, Some(DeliveryStatus::Failed), None, 10)
+            .await
+            .unwrap();
+        assert!(failed.is_empty(), "{b}");
+        let pending = tx
+            .webhook_deliveries_list(&e1.id, Some(DeliveryStatus::Pending), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 2, "{b}");
+        assert_eq!(
+            tx.webhook_deliveries_list(&e2.id, None, None, 10)
+                .await
+                .unwrap(),
+            [ds[1].clone()],
+            "{b}"
+        );
+        // A delivery names its own event.
+        let (other, _) = outbox(&ws.id, &[], t0(), t0());
+        let err = tx
+            .webhook_event_insert(&other, &[later_ds[0].clone()])
+            .await;
+        assert!(err.is_err(), "{b}: a delivery of another event is refused");
+        drop(tx);
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.webhook_event_get(&later.id).await.unwrap(),
+            Some(later),
+            "{b}"
+        );
+        assert_eq!(tx.webhook_event_get(&other.id).await.unwrap(), None, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn webhook_rows_of_another_workspace_are_invisible_and_untouchable() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let eb = endpoint(&wb.id, "https://beta.example", &ub);
+        add_endpoint(&*store, &sb, &eb).await;
+        let (event, ds) = add_event(&*store, &sb, &[&eb], t0(), t0()).await;
+        let claimed = claim(&*store, t0(), secs(30), "c1", 10).await;
+        let o = outcome(&claimed[0], 1, DeliveryStatus::Failed, None, Some(t0()));
+        assert_eq!(record_outcomes(&*store, &[o]).await, 1, "{b}");
+
+        let mut tx = tenant_write(&*store, &sa).await;
+        assert_eq!(tx.webhook_get(&eb.id).await.unwrap(), None, "{b}");
+        assert!(tx.webhooks_list(None, 10).await.unwrap().is_empty(), "{b}");
+        assert!(tx.webhooks_enabled().await.unwrap().is_empty(), "{b}");
+        assert_eq!(tx.webhook_event_get(&event.id).await.unwrap(), None, "{b}");
+        assert_eq!(
+            tx.webhook_delivery_get(&ds[0].id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert!(
+            tx.webhook_deliveries_list(&eb.id, None, None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert!(
+            tx.webhook_attempts(&ds[0].id).await.unwrap().is_empty(),
+            "{b}"
+        );
+        assert!(
+            !tx.webhook_delivery_redeliver(&ds[0].id, t0(), 9)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        let stolen = Endpoint {
+            workspace_id: wa.id.clone(),
+            url: "https://stolen.example".into(),
+            ..eb.clone()
+        };
+        assert!(!tx.webhook_update(&stolen).await.unwrap(), "{b}");
+        assert!(!tx.webhook_delete(&eb.id).await.unwrap(), "{b}");
+        // Writes naming the other workspace are refused before any SQL.
+        assert!(tx.webhook_update(&eb).await.is_err(), "{b}");
+        assert!(tx.webhook_insert(&eb).await.is_err(), "{b}");
+        assert!(tx.webhook_event_insert(&event, &ds).await.is_err(), "{b}");
+        drop(tx);
+        // A delivery of this workspace to the other's endpoint breaks the foreign key.
+        let mut tx = tenant_write(&*store, &sa).await;
+        let (mine, _) = outbox(&wa.id, &[], t0(), t0());
+        let (_, to_theirs) = outbox(&wa.id, &[&eb], t0(), t0());
+        let to_theirs: Vec<Delivery> = to_theirs
+            .into_iter()
+            .map(|d| Delivery {
+                event_id: mine.id.clone(),
+                ..d
+            })
+            .collect();
+        assert!(
+            tx.webhook_event_insert(&mine, &to_theirs).await.is_err(),
+            "{b}: cross-workspace delivery"
+        );
+        drop(tx);
+
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        let kept = tx.webhook_get(&eb.id).await.unwrap().unwrap();
+        assert_eq!(kept.url, eb.url, "{b}: intact");
+        assert_eq!(kept.failing_since, Some(t0()), "{b}");
+        let d = tx.webhook_delivery_get(&ds[0].id).await.unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Failed, "{b}");
+        assert_eq!(
+            tx.webhook_attempts(&ds[0].id).await.unwrap().len(),
+            1,
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn claims_take_due_deliveries_of_enabled_endpoints_until_the_lease_ends() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let e1 = endpoint(&wa.id, "https://one.example", &ua);
+        let e2 = endpoint(&wa.id, "https://two.example", &ua);
+        let off = Endpoint {
+            enabled: false,
+            ..endpoint(&wa.id, "https://off.example", &ua)
+        };
+        let eb = endpoint(&wb.id, "https://beta.example", &ub);
+        for (s, e) in [(&sa, &e1), (&sa, &e2), (&sa, &off), (&sb, &eb)] {
+            add_endpoint(&*store, s, e).await;
+        }
+        let mut system = system_write(&*store).await;
+        assert_eq!(
+            system.webhook_next_due().await.unwrap(),
+            None,
+            "{b}: nothing pending"
+        );
+        drop(system);
+        // Due at 0 s (both endpoints and the disabled one), at -1 s (beta), at 3600 s.
+        let (event, ds) = add_event(&*store, &sa, &[&e1, &e2, &off], t0(), secs(0)).await;
+        let (event_b, ds_b) = add_event(&*store, &sb, &[&eb], t0(), secs(-1)).await;
+        let (_, later) = add_event(&*store, &sa, &[&e1], t0(), secs(3600)).await;
+        let (_, off_early) = add_event(&*store, &sa, &[&off], t0(), secs(-60)).await;
+
+        let mut system = system_write(&*store).await;
+        assert_eq!(
+            system.webhook_next_due().await.unwrap(),
+            Some(secs(-1)),
+            "{b}: the disabled endpoint's earlier delivery is not due"
+        );
+        drop(system);
+
+        let first = claim(&*store, secs(1), secs(31), "c1", 10).await;
+        let mut expected = vec![ds_b[0].id.clone()];
+        let mut same_due = vec![ds[0].id.clone(), ds[1].id.clone()];
+        same_due.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        expected.extend(same_due);
+        assert_eq!(
+            delivery_ids(&first),
+            expected,
+            "{b}: oldest due first, any workspace"
+        );
+        for c in &first {
+            assert_eq!(c.claim, "c1", "{b}");
+            let (want_event, want_endpoint, want) = if c.delivery.id == ds_b[0].id {
+                (&event_b, &eb, &ds_b[0])
+            } else if c.delivery.id == ds[0].id {
+                (&event, &e1, &ds[0])
+            } else {
+                (&event, &e2, &ds[1])
+            };
+            assert_eq!(&c.event, want_event, "{b}");
+            assert_eq!(&c.endpoint, want_endpoint, "{b}");
+            assert_eq!(&c.delivery, want, "{b}");
+        }
+        assert!(
+            !delivery_ids(&first).contains(&ds[2].id)
+                && !delivery_ids(&first).contains(&off_early[0].id),
+            "{b}: a disabled endpoint's deliveries are not claimed"
+        );
+        assert!(
+            !delivery_ids(&first).contains(&later[0].id),
+            "{b}: not yet due"
+        );
+
+        // While the lease runs nobody else gets them; up to its end included.
+        assert!(
+            claim(&*store, secs(2), secs(32), "c2", 10).await.is_empty(),
+            "{b}"
+        );
+        assert!(
+            claim(&*store, secs(31), secs(61), "c2", 10)
+                .await
+                .is_empty(),
+            "{b}"
+        );
+        // Then they are claimable again, oldest due first, up to the limit.
+        let again = claim(&*store, secs(32), secs(62), "c3", 1).await;
+        assert_eq!(delivery_ids(&again), [ds_b[0].id.clone()], "{b}");
+        assert_eq!(again[0].claim, "c3", "{b}");
+        let rest = claim(&*store, secs(32), secs(62), "c4", 10).await;
+        assert_eq!(delivery_ids(&rest), expected[1..], "{b}");
+
+        // Enabling the endpoint makes its deliveries claimable.
+        let mut tx = tenant_write(&*store, &sa).await;
+        tx.webhook_update(&Endpoint {
+            enabled: true,
+            ..off.clone()
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut system = system_write(&*store).await;
+        assert_eq!(
+            system.webhook_next_due().await.unwrap(),
+            Some(secs(-60)),
+            "{b}"
+        );
+        drop(system);
+        let now_on = claim(&*store, secs(33), secs(63), "c5", 10).await;
+        assert_eq!(
+            delivery_ids(&now_on),
+            [off_early[0].id.clone(), ds[2].id.clone()],
+            "{b}"
+        );
+    }
+}
+
+/// Only the claim's holder records, once; attempts are kept by number; a failed delivery may
+/// be redelivered, a pending one may not.
+#[tokio::test]
+async fn outcomes_are_recorded_by_the_claim_holder_once_and_redelivery_reopens_only_finished_ones()
+{
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        let (_, ds) = add_event(&*store, &scope, &[&e], t0(), t0()).await;
+        let id = ds[0].id.clone();
+        let claimed = claim(&*store, t0(), secs(30), "holder", 10).await;
+        let retry_at = secs(10);
+        let first = outcome(
+            &claimed[0],
+            1,
+            DeliveryStatus::Pending,
+            Some(retry_at),
+            Some(t_us(1)),
+        );
+
+        let wrong = DeliveryOutcome {
+            claim: "someone-else".into(),
+            ..first.clone()
+        };
+        assert_eq!(record_outcomes(&*store, &[wrong]).await, 0, "{b}");
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.webhook_delivery_get(&id).await.unwrap(),
+            Some(ds[0].clone()),
+            "{b}"
+        );
+        assert!(tx.webhook_attempts(&id).await.unwrap().is_empty(), "{b}");
+        assert_eq!(
+            tx.webhook_get(&e.id).await.unwrap().unwrap().failing_since,
+            None,
+            "{b}"
+        );
+        drop(tx);
+        assert!(
+            claim(&*store, secs(1), secs(31), "c2", 10).await.is_empty(),
+            "{b}: still held"
+        );
+
+        assert_eq!(
+            record_outcomes(&*store, std::slice::from_ref(&first)).await,
+            1,
+            "{b}"
+        );
+        assert_eq!(
+            record_outcomes(&*store, std::slice::from_ref(&first)).await,
+            0,
+            "{b}: once"
+        );
+        let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+        let after = tx.webhook_delivery_get(&id).await.unwrap().unwrap();
+        let want = Delivery {
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            schedule_step: 1,
+            next_attempt_at: Some(retry_at),
+            updated_at: t_us(7),
+            ..ds[0].clone()
+        };
+        assert_eq!(after, want, "{b}");
+        drop(tx);
+        // Released: due again at its next attempt, although the old lease would still run.
+        assert!(
+            claim(&*store, secs(9), secs(39), "c3", 10).await.is_empty(),
+            "{b}"
+        );
+        let second = claim(&*store, retry_at, secs(40), "c4", 10).await;
+        assert_eq!(delivery_ids(&second), std::slice::from_ref(&id), "{b}");
+
+        // A pending delivery is not redelivered.
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            !tx.webhook_delivery_redeliver(&id, secs(50), 8)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+
+        let last = outcome(&second[0], 2, DeliveryStatus::Failed, None, Some(t_us(1)));
+        assert_eq!(record_outcomes(&*store, &[last]).await, 1, "{b}");
+        let mut tx = tenant_write(&*store, &scope).await;
+        let failed = tx.webhook_delivery_get(&id).await.unwrap().unwrap();
+        assert_eq!(failed.status, DeliveryStatus::Failed, "{b}");
+        assert_eq!(failed.next_attempt_at, None, "{b}");
+        assert!(
+            tx.webhook_delivery_redeliver(&id, secs(50), 8)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.webhook_delivery_redeliver(&DeliveryId::generate(), secs(50), 8)
+                .await
+                .unwrap(),
+            "{b}: unknown"
+        );
+        let reopened = tx.webhook_delivery_get(&id).await.unwrap().unwrap();
+        let want = Delivery {
+            status: DeliveryStatus::Pending,
+            attempts: 2,
+            schedule_step: 8,
+            next_attempt_at: Some(secs(50)),
+            updated_at: secs(50),
+            ..ds[0].clone()
+        };
+        assert_eq!(reopened, want, "{b}");
+        tx.commit().await.unwrap();
+        let third = claim(&*store, secs(50), secs(80), "c5", 10).await;
+        assert_eq!(delivery_ids(&third), std::slice::from_ref(&id), "{b}");
+        let redelivered = DeliveryOutcome {
+            attempt: Attempt {
+                trigger: "redeliver".into(),
+                ..outcome(&third[0], 3, DeliveryStatus::Succeeded, None, None).attempt
+            },
+            ..outcome(&third[0], 3, DeliveryStatus::Succeeded, None, None)
+        };
+        assert_eq!(record_outcomes(&*store, &[redelivered]).await, 1, "{b}");
+        let mut tx = tenant_write(&*store, &scope).await;
+        let attempts = tx.webhook_attempts(&id).await.unwrap();
+        assert_eq!(
+            attempts.iter().map(|a| a.number).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{b}"
+        );
+        assert_eq!(attempts[0], first.attempt, "{b}: every field kept");
+        assert_eq!(attempts[2].status_code, Some(200), "{b}");
+        assert_eq!(attempts[2].error, None, "{b}");
+        assert_eq!(attempts[2].trigger, "redeliver", "{b}");
+        // A succeeded delivery may be redelivered too.
+        assert!(
+            tx.webhook_delivery_redeliver(&id, secs(90), 8)
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+    }
+}
+
+/// An endpoint's failure run starts at its first failure, is kept by later failures and ends
+/// with a success, also within one batch of outcomes.
+#[tokio::test]
+async fn a_success_ends_an_endpoints_failure_run_and_a_failure_keeps_the_earliest_start() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        let other = endpoint(&ws.id, "https://two.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        add_endpoint(&*store, &scope, &other).await;
+        let failing_since = |store: Arc<dyn Store>, scope: TenantScope, id: WebhookId| async move {
+            let mut tx = store.tenant(&scope, Access::Read).await.unwrap();
+            tx.webhook_get(&id).await.unwrap().unwrap().failing_since
+        };
+        let failing_before = |store: Arc<dyn Store>, before: OffsetDateTime| async move {
+            let mut tx = system_write(&*store).await;
+            tx.webhooks_failing_since(before).await.unwrap()
+        };
+        // Each round: one delivery per outcome, claimed together, recorded in one batch.
+        let mut round = 0;
+        let mut run = |outcomes: Vec<Option<OffsetDateTime>>| {
+            round += 1;
+            let (store, scope, e) = (store.clone(), scope.clone(), e.clone());
+            async move {
+                let targets: Vec<&Endpoint> = outcomes.iter().map(|_| &e).collect();
+                let mut claimed = Vec::new();
+                for _ in &targets {
+                    let due = t_us(round * 1_000 + claimed.len() as i64);
+                    let (_, ds) = add_event(&*store, &scope, &[&e], t0(), due).await;
+                    claimed.push(ds[0].id.clone());
+                }
+                let got = claim(&*store, secs(3600), secs(3630), &format!("r{round}"), 100).await;
+                assert_eq!(delivery_ids(&got), claimed);
+                let batch: Vec<DeliveryOutcome> = got
+                    .iter()
+                    .zip(&outcomes)
+                    .map(|(c, since)| {
+                        let status = if since.is_some() {
+                            DeliveryStatus::Failed
+                        } else {
+                            DeliveryStatus::Succeeded
+                        };
+                        outcome(c, 1, status, None, *since)
+                    })
+                    .collect();
+                assert_eq!(record_outcomes(&*store, &batch).await, batch.len() as u64);
+            }
+        };
+        run(vec![Some(t_us(10)), Some(t_us(20))]).await;
+        assert_eq!(
+            failing_since(store.clone(), scope.clone(), e.id.clone()).await,
+            Some(t_us(10)),
+            "{b}"
+        );
+        assert_eq!(
+            failing_since(store.clone(), scope.clone(), other.id.clone()).await,
+            None,
+            "{b}: only the endpoint attempted"
+        );
+        assert_eq!(
+            failing_before(store.clone(), t_us(10)).await,
+            [(ws.id.clone(), e.id.clone())],
+            "{b}: failing since then or earlier"
+        );
+        assert!(
+            failing_before(store.clone(), t_us(9)).await.is_empty(),
+            "{b}"
+        );
+        run(vec![Some(t_us(30))]).await;
+        assert_eq!(
+            failing_since(store.clone(), scope.clone(), e.id.clone()).await,
+            Some(t_us(10)),
+            "{b}: kept"
+        );
+        run(vec![None]).await;
+        assert_eq!(
+            failing_since(store.clone(), scope.clone(), e.id.clone()).await,
+            None,
+            "{b}: cleared"
+        );
+        assert!(
+            failing_before(store.clone(), t_us(1_000)).await.is_empty(),
+            "{b}"
+        );
+        run(vec![Some(t_us(40)), None, Some(t_us(50)), Some(t_us(60))]).await;
+        assert_eq!(
+            failing_since(store.clone(), scope.clone(), e.id.clone()).await,
+            Some(t_us(50)),
+            "{b}: the run after the last success"
+        );
+        run(vec![Some(t_us(70)), None]).await;
+        assert_eq!(
+            failing_since(store.clone(), scope.clone(), e.id.clone()).await,
+            None,
+            "{b}"
+        );
+        run(vec![Some(t_us(80))]).await;
+        // A disabled endpoint is not listed, however long it fails.
+        let mut tx = tenant_write(&*store, &scope).await;
+        let mut off = tx.webhook_get(&e.id).await.unwrap().unwrap();
+        assert_eq!(off.failing_since, Some(t_us(80)), "{b}");
+        off.enabled = false;
+        tx.webhook_update(&off).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            failing_before(store.clone(), secs(3600)).await.is_empty(),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pruning_deletes_old_events_without_pending_deliveries_with_their_history() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let ea = endpoint(&wa.id, "https://a.example", &ua);
+        let eb = endpoint(&wb.id, "https://b.example", &ub);
+        add_endpoint(&*store, &sa, &ea).await;
+        add_endpoint(&*store, &sb, &eb).await;
+        let old = secs(-2 * 86_400);
+        // Old and delivered (both workspaces), old and still pending, old without deliveries,
+        // recent and delivered.
+        let (done_a, done_a_ds) = add_event(&*store, &sa, &[&ea], old, old).await;
+        let (done_b, _) = add_event(&*store, &sb, &[&eb], old, old).await;
+        let claimed = claim(&*store, old, secs(30), "c1", 10).await;
+        let delivered: Vec<DeliveryOutcome> = claimed
+            .iter()
+            .map(|c| outcome(c, 1, DeliveryStatus::Succeeded, None, None))
+            .collect();
+        assert_eq!(record_outcomes(&*store, &delivered).await, 2, "{b}");
+        let (pending, _) = add_event(&*store, &sa, &[&ea], old, secs(3600)).await;
+        let (empty, _) = add_event(&*store, &sa, &[], old, old).await;
+        let (recent, recent_ds) = add_event(&*store, &sa, &[&ea], secs(-60), secs(-60)).await;
+        let claimed = claim(&*store, secs(-60), secs(30), "c2", 10).await;
+        assert_eq!(delivery_ids(&claimed), [recent_ds[0].id.clone()], "{b}");
+        let o = outcome(
+            &claimed[0],
+            1,
+            DeliveryStatus::Failed,
+            None,
+            Some(secs(-60)),
+        );
+        assert_eq!(record_outcomes(&*store, &[o]).await, 1, "{b}");
+
+        let mut system = system_write(&*store).await;
+        assert_eq!(
+            system.webhook_events_prune(secs(-86_400)).await.unwrap(),
+            3,
+            "{b}"
+        );
+        assert_eq!(
+            system.webhook_events_prune(secs(-86_400)).await.unwrap(),
+            0,
+            "{b}"
+        );
+        system.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sa, Access::Read).await.unwrap();
+        assert_eq!(tx.webhook_event_get(&done_a.id).await.unwrap(), None, "{b}");
+        assert_eq!(tx.webhook_event_get(&empty.id).await.unwrap(), None, "{b}");
+        assert_eq!(
+            tx.webhook_delivery_get(&done_a_ds[0].id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert!(
+            tx.webhook_attempts(&done_a_ds[0].id)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert!(
+            tx.webhook_event_get(&pending.id).await.unwrap().is_some(),
+            "{b}: pending"
+        );
+        assert!(
+            tx.webhook_event_get(&recent.id).await.unwrap().is_some(),
+            "{b}: recent"
+        );
+        assert_eq!(
+            tx.webhook_attempts(&recent_ds[0].id).await.unwrap().len(),
+            1,
+            "{b}"
+        );
+        assert!(
+            tx.webhook_get(&ea.id).await.unwrap().is_some(),
+            "{b}: endpoints stay"
+        );
+        drop(tx);
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        assert_eq!(tx.webhook_event_get(&done_b.id).await.unwrap(), None, "{b}");
+    }
+}
+
+/// Two dispatchers claiming at once get disjoint sets: on PostgreSQL the second skips the rows
+/// the first has locked and does not wait; SQLite's second writer waits for the first.
+#[tokio::test]
+async fn concurrent_claims_take_disjoint_deliveries() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        let mut all = Vec::new();
+        for i in 0..4 {
+            let (_, ds) = add_event(&*store, &scope, &[&e], t0(), t_us(i)).await;
+            all.push(ds[0].id.clone());
+        }
+        let mut first = system_write(&*store).await;
+        let mine = first
+            .webhook_deliveries_claim(secs(1), secs(31), "first", 2)
+            .await
+            .unwrap();
+        assert_eq!(delivery_ids(&mine), all[..2], "{b}");
+        let store2 = store.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = system_write(&*store2).await;
+            let theirs = tx
+                .webhook_deliveries_claim(secs(1), secs(31), "second", 10)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            theirs
+        });
+        if b == "postgres" {
+            let theirs = tokio::time::timeout(std::time::Duration::from_secs(10), second)
+                .await
+                .expect("SKIP LOCKED does not wait")
+                .unwrap();
+            assert_eq!(delivery_ids(&theirs), all[2..], "{b}");
+            first.commit().await.unwrap();
+        } else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(!second.is_finished(), "{b}: one writer at a time");
+            first.commit().await.unwrap();
+            let theirs = tokio::time::timeout(std::time::Duration::from_secs(10), second)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(delivery_ids(&theirs), all[2..], "{b}");
+        }
+        assert!(
+            claim(&*store, secs(2), secs(32), "third", 10)
+                .await
+                .is_empty(),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_keys_transaction_reseals_webhook_secrets_and_payloads_by_compare_and_swap() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let owner = add_user(&*store, "a@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &owner, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &owner, "beta").await;
+        let rotated = Endpoint {
+            previous_secret: Some(b"sealed-previous".to_vec()),
+            previous_secret_expires_at: Some(secs(3600)),
+            ..endpoint(&wa.id, "https://rotated.example", &owner)
+        };
+        let plain = endpoint(&wa.id, "https://plain.example", &owner);
+        let foreign = endpoint(&wb.id, "https://foreign.example", &owner);
+        add_endpoint(&*store, &sa, &rotated).await;
+        add_endpoint(&*store, &sa, &plain).await;
+        add_endpoint(&*store, &sb, &foreign).await;
+        let (ev1, _) = add_event(&*store, &sa, &[&plain], t0(), t0()).await;
+        let (ev2, _) = add_event(&*store, &sa, &[], t0(), t0()).await;
+        let (ev_b, _) = add_event(&*store, &sb, &[&foreign], t0(), t0()).await;
+
+        let system = SystemScope::new("test");
+        let mut tx = store
+            .keys(&system, wa.id.as_str(), Access::Write)
+            .await
+            .unwrap();
+        let mut ids = [rotated.id.clone(), plain.id.clone()];
+        ids.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        let secrets = tx.webhook_secrets("", 10).await.unwrap();
+        assert_eq!(
+            secrets.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+            ids,
+            "{b}: only the owner's, by id"
+        );
+        let of_rotated = secrets.iter().find(|s| s.0 == rotated.id).unwrap();
+        assert_eq!(of_rotated.1, rotated.secret, "{b}");
+        assert_eq!(of_rotated.2, rotated.previous_secret, "{b}");
+        let page = tx.webhook_secrets(ids[0].as_str(), 1).await.unwrap();
+        assert_eq!(page.len(), 1, "{b}");
+        assert_eq!(page[0].0, ids[1], "{b}: after the cursor");
+
+        assert!(
+            !tx.webhook_secret_reseal(&rotated.id, "secret", b"stale", b"new")
+                .await
+                .unwrap(),
+            "{b}: a stale read changes nothing"
+        );
+        assert!(
+            tx.webhook_secret_reseal(&rotated.id, "secret", &rotated.secret, b"resealed")
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            tx.webhook_secret_reseal(
+                &rotated.id,
+                "previous_secret",
+                b"sealed-previous",
+                b"resealed-prev"
+            )
+            .await
+            .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.webhook_secret_reseal(&plain.id, "previous_secret", b"", b"x")
+                .await
+                .unwrap(),
+            "{b}: no previous secret to reseal"
+        );
+        assert!(
+            tx.webhook_secret_reseal(&plain.id, "url", &plain.secret, b"x")
+                .await
+                .is_err(),
+            "{b}: not a sealed column"
+        );
+        assert!(
+            !tx.webhook_secret_reseal(&foreign.id, "secret", &foreign.secret, b"x")
+                .await
+                .unwrap(),
+            "{b}: another workspace's endpoint"
+        );
+
+        let mut events = [ev1.id.clone(), ev2.id.clone()];
+        events.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        let payloads = tx.webhook_payloads("", 10).await.unwrap();
+        assert_eq!(
+            payloads.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
+            events,
+            "{b}"
+        );
+        assert_eq!(payloads[0].1, b"sealed-payload", "{b}");
+        assert_eq!(
+            tx.webhook_payloads(events[0].as_str(), 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{b}"
+        );
+        assert!(
+            !tx.webhook_payload_reseal(&ev1.id, b"stale", b"new")
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            tx.webhook_payload_reseal(&ev1.id, b"sealed-payload", b"resealed")
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert!(
+            !tx.webhook_payload_reseal(&ev_b.id, b"sealed-payload", b"x")
+                .await
+                .unwrap(),
+            "{b}: another workspace's event"
+        );
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sa, Access::Read).await.unwrap();
+        let after = tx.webhook_get(&rotated.id).await.unwrap().unwrap();
+        assert_eq!(after.secret, b"resealed", "{b}");
+        assert_eq!(
+            after.previous_secret.as_deref(),
+            Some(&b"resealed-prev"[..]),
+            "{b}"
+        );
+        assert_eq!(
+            after.updated_at, rotated.updated_at,
+            "{b}: a reseal is no change"
+        );
+        assert_eq!(
+            tx.webhook_event_get(&ev1.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .payload,
+            b"resealed",
+            "{b}"
+        );
+        drop(tx);
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        assert_eq!(
+            tx.webhook_get(&foreign.id).await.unwrap(),
+            Some(foreign.clone()),
+            "{b}"
+        );
+        assert_eq!(
+            tx.webhook_event_get(&ev_b.id).await.unwrap(),
+            Some(ev_b.clone()),
+            "{b}"
+        );
+    }
+}
+
+/// Palisade's own work in one workspace (disabling a failing endpoint): its audit log, its
+/// members and its endpoints, nothing of another workspace.
+#[tokio::test]
+async fn a_workspace_system_transaction_reaches_its_workspace_alone() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let ua = add_user(&*store, "a@example.com").await;
+        let ub = add_user(&*store, "b@example.com").await;
+        let (wa, sa) = add_workspace(&*store, &ua, "alpha").await;
+        let (wb, sb) = add_workspace(&*store, &ub, "beta").await;
+        let ea = Endpoint {
+            failing_since: Some(t0()),
+            ..endpoint(&wa.id, "https://a.example", &ua)
+        };
+        let eb = endpoint(&wb.id, "https://b.example", &ub);
+        add_endpoint(&*store, &sa, &ea).await;
+        add_endpoint(&*store, &sb, &eb).await;
+
+        let system = SystemScope::new("test");
+        let mut tx = store
+            .workspace_system(&system, &wa.id, Access::Write)
+            .await
+            .unwrap();
+        let owner = tx.member_of_user(&ua.id).await.unwrap();
+        assert_eq!(owner.map(|m| m.role), Some(Role::Owner), "{b}");
+        assert_eq!(
+            tx.member_of_user(&ub.id).await.unwrap(),
+            None,
+            "{b}: not a member here"
+        );
+        assert_eq!(tx.webhook_get(&eb.id).await.unwrap(), None, "{b}");
+        assert!(!tx.webhook_delete(&eb.id).await.unwrap(), "{b}");
+        let disabled = Endpoint {
+            enabled: false,
+            disabled_reason: Some("failing".into()),
+            updated_at: secs(60),
+            ..tx.webhook_get(&ea.id).await.unwrap().unwrap()
+        };
+        assert!(tx.webhook_update(&disabled).await.unwrap(), "{b}");
+        let event = AuditEvent::new(
+            AuditLog::Workspace(wa.id.clone()),
+            "webhook.disable",
+            Actor::system(),
+            Target {
+                kind: "webhook".into(),
+                id: ea.id.to_string(),
+            },
+        );
+        tx.audit_append(&event.seal(&RequestMeta::default(), secs(60)).unwrap())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = store.tenant(&sa, Access::Read).await.unwrap();
+        assert_eq!(tx.webhook_get(&ea.id).await.unwrap(), Some(disabled), "{b}");
+        let log = entries(&mut *tx).await;
+        assert_eq!(log.len(), 2, "{b}");
+        assert_eq!(log[0]["action"], "webhook.disable", "{b}");
+        assert_eq!(log[0]["actor"]["type"], "system", "{b}");
+        drop(tx);
+        let mut tx = store.tenant(&sb, Access::Read).await.unwrap();
+        assert_eq!(
+            entries(&mut *tx).await.len(),
+            1,
+            "{b}: the other log is untouched"
+        );
+        assert_eq!(
+            tx.webhook_get(&eb.id).await.unwrap(),
+            Some(eb.clone()),
+            "{b}"
+        );
     }
 }

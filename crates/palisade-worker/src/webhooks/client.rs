@@ -494,7 +494,7 @@ async fn resolve_permitted(policy: Arc<TargetPolicy>, host: String) -> Result<Ad
         (true, None) => Err(ResolveError::NoAddresses { host }.into()),
         (false, refused) => {
             if let Some(refusal) = refused {
-                debug!(%host, %refusal, "skipping webhook target addresses the policy does not permit");
+                debug!(%host, %refusal, "skipping addresses the webhook policy refuses");
             }
             let addrs: Addrs = Box::new(permitted.into_iter());
             Ok(addrs)

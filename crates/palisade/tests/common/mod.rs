@@ -6,6 +6,7 @@ pub mod smtp;
 
 pub mod audit;
 pub mod records;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -1,0 +1,889 @@
+//! End-to-end tests of webhooks (issue 10, WHK-1 … WHK-5): endpoints and their audit, the event
+//! catalog, the transactional outbox, signatures checked by a real receiver process with the
+//! Python `standardwebhooks` package, retries on schedule, redelivery, dead letters, disabling,
+//! field permissions in payloads, SSRF refusals, and a server killed mid-load: the real server
+//! over real HTTP, on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
+
+use common::audit::{pair, workspace_audit};
+use common::records::{collection, create, create_key, record, records};
+use common::webhooks::{
+    Receiver, assert_all_verified, create_webhook, deliveries, delivery,
+};
+use common::{Server, assert_status, id, join, ws_path};
+use palisade_store::testing::databases;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const ALL_RECORD_EVENTS: &[&str] = &["record.created", "record.updated", "record.deleted"];
+
+/// A server that may deliver to 127.0.0.1 (and nothing else non-public), with `schedule` as
+/// its retry waits in seconds.
+async fn server_with(db: palisade_store::testing::TestDb, schedule: &[u64]) -> Server {
+    let schedule = schedule.to_vec();
+    Server::start_with(db, move |c| {
+        c.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.webhooks.retry_schedule_secs = schedule;
+        c.webhooks.timeout_secs = 3;
+    })
+    .await
+}
+
+fn parse_time(v: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap()
+}
+
+/// Owner `email` with workspace `slug`: (token, workspace id).
+async fn owner_with_workspace(s: &Server, email: &str, slug: &str) -> (String, String) {
+    let (_, token, _) = s.user(email).await;
+    let ws = id(&s.workspace(&token, slug, slug).await);
+    (token, ws)
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_event() {
+    for db in databases().await {
+        let s = server_with(db, &[1]).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        let (other_token, other_ws) = owner_with_workspace(&s, "other@example.com", "globex").await;
+
+        let catalog = s.get("/api/v1/webhook-events", None).await;
+        assert_status(&catalog, 200, b);
+        let names: BTreeSet<&str> = catalog.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "record.created",
+            "record.updated",
+            "record.deleted",
+            "collection.created",
+            "collection.updated",
+            "collection.deleted",
+            "member.added",
+            "member.updated",
+            "member.removed",
+            "api_key.created",
+            "api_key.rotated",
+            "api_key.revoked",
+        ] {
+            assert!(names.contains(name), "{b}: catalog lacks {name}");
+        }
+        for t in catalog.body["data"].as_array().unwrap() {
+            assert_eq!(t["schema"]["type"], "object", "{b}: {t}");
+        }
+
+        // Bad input: every problem named, nothing created.
+        let r = s
+            .post(
+                &ws_path(&ws, "/webhooks"),
+                Some(&token),
+                json!({"url": "ftp://example.com/x", "events": ["record.created", "record.nope"]}),
+            )
+            .await;
+        r.assert_problem(422, "validation_failed", b);
+        let pointers = r.pointers();
+        assert!(pointers.contains(&"/url".to_owned()), "{b}: {pointers:?}");
+        assert!(pointers.contains(&"/events/1".to_owned()), "{b}: {pointers:?}");
+        let r = s
+            .post(
+                &ws_path(&ws, "/webhooks"),
+                Some(&token),
+                json!({"url": "https://example.com/x", "events": []}),
+            )
+            .await;
+        r.assert_problem(422, "validation_failed", b);
+        assert_eq!(r.pointers(), ["/events"], "{b}");
+        let r = s
+            .post(
+                &ws_path(&ws, "/webhooks"),
+                Some(&token),
+                json!({"url": "https://example.com/x", "events": ["record.created"], "secret": "mine"}),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 422, "{b}: unknown member: {}", r.text);
+        let list = s.get(&ws_path(&ws, "/webhooks"), Some(&token)).await;
+        assert_eq!(list.body["data"], json!([]), "{b}: nothing created");
+
+        // Create, read, list, change, rotate, delete.
+        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let (hook, secret) =
+            create_webhook(&s, &token, &ws, &receiver.url(), &["record.created"]).await;
+        let got = s
+            .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
+            .await;
+        assert_status(&got, 200, b);
+        assert_eq!(got.body["url"], receiver.url(), "{b}");
+        assert_eq!(got.body["enabled"], true, "{b}");
+        assert!(got.body.get("secret").is_none(), "{b}: the secret is shown once");
+        assert!(!got.text.contains(&secret[6..]), "{b}");
+        let list = s.get(&ws_path(&ws, "/webhooks"), Some(&token)).await;
+        assert_eq!(list.body["data"].as_array().unwrap().len(), 1, "{b}");
+        assert!(!list.text.contains(&secret[6..]), "{b}");
+
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"events": ["record.updated", "record.created"], "description": "changed"}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        assert_eq!(
+            r.body["events"],
+            json!(["record.created", "record.updated"]),
+            "{b}"
+        );
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"url": "http://10.0.0.1/x"}),
+            )
+            .await;
+        r.assert_problem(422, "validation_failed", b);
+        assert_eq!(r.pointers(), ["/url"], "{b}");
+        let after = s
+            .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
+            .await;
+        assert_eq!(after.body["url"], receiver.url(), "{b}: a refused patch changes nothing");
+
+        let rotated = s
+            .post(
+                &ws_path(&ws, &format!("/webhooks/{hook}/rotate-secret")),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+        assert_status(&rotated, 200, b);
+        let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+        assert_ne!(new_secret, secret, "{b}");
+        let overlap = parse_time(&rotated.body["previous_secret_expires_at"]) - OffsetDateTime::now_utc();
+        assert!(
+            overlap > time::Duration::hours(23) && overlap <= time::Duration::hours(24),
+            "{b}: {overlap}"
+        );
+
+        // Another workspace's owner reaches none of it; a plain member may not manage it.
+        for (method, path) in [
+            ("GET", format!("/webhooks/{hook}")),
+            ("PATCH", format!("/webhooks/{hook}")),
+            ("DELETE", format!("/webhooks/{hook}")),
+            ("POST", format!("/webhooks/{hook}/rotate-secret")),
+            ("GET", format!("/webhooks/{hook}/deliveries")),
+        ] {
+            let r = s
+                .call(
+                    method.parse().unwrap(),
+                    &ws_path(&other_ws, &path),
+                    Some(&other_token),
+                    (method == "PATCH").then(|| json!({"description": "x"})),
+                )
+                .await;
+            r.assert_problem(404, "webhook_not_found", &format!("{b}: {method} {path}"));
+            let r = s
+                .call(
+                    method.parse().unwrap(),
+                    &ws_path(&ws, &path),
+                    Some(&other_token),
+                    (method == "PATCH").then(|| json!({"description": "x"})),
+                )
+                .await;
+            r.assert_problem(404, "workspace_not_found", &format!("{b}: {method} {path}"));
+        }
+        let other_list = s.get(&ws_path(&other_ws, "/webhooks"), Some(&other_token)).await;
+        assert_eq!(other_list.body["data"], json!([]), "{b}");
+        let (_, member, _) = s.user("member@example.com").await;
+        join(&s, &token, &ws, "member@example.com", &member, "member").await;
+        let r = s.get(&ws_path(&ws, "/webhooks"), Some(&member)).await;
+        r.assert_problem(403, "permission_denied", b);
+
+        let r = s
+            .call(
+                reqwest::Method::DELETE,
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_status(&r, 204, b);
+        let r = s
+            .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
+            .await;
+        r.assert_problem(404, "webhook_not_found", b);
+
+        // Each change is one entry of the workspace's log, never with a secret.
+        let log = workspace_audit(&s, &ws).await;
+        let target = pair("webhook", &hook);
+        let actions: Vec<&str> = log
+            .iter()
+            .filter(|e| e.target == target)
+            .map(|e| e.action.as_str())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "webhook.create",
+                "webhook.update",
+                "webhook.rotate_secret",
+                "webhook.delete"
+            ],
+            "{b}"
+        );
+        let raw: Vec<String> = s
+            .workspace_log(&ws)
+            .await
+            .into_iter()
+            .map(|e| String::from_utf8_lossy(&e.bytes).into_owned())
+            .collect();
+        for secret in [&secret, &new_secret] {
+            assert!(
+                !raw.iter().any(|e| e.contains(&secret[6..])),
+                "{b}: a secret in the log"
+            );
+        }
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_field_permissions() {
+    for db in databases().await {
+        let s = server_with(db, &[1]).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        collection(
+            &s,
+            &token,
+            &ws,
+            "notes",
+            json!([
+                {"name": "title", "type": "text"},
+                {"name": "secret", "type": "text", "encrypted": true},
+            ]),
+        )
+        .await;
+        // The endpoint starts disabled at a placeholder, so the receiver can start with the
+        // secret the server generated; then it points at the receiver and is enabled.
+        let r = s
+            .post(
+                &ws_path(&ws, "/webhooks"),
+                Some(&token),
+                json!({"url": "https://example.com/placeholder", "enabled": false,
+                       "events": ["record.created", "record.updated", "record.deleted", "collection.updated", "api_key.created"]}),
+            )
+            .await;
+        assert_status(&r, 201, b);
+        let hook = id(&r.body);
+        let secret = r.body["secret"].as_str().unwrap().to_owned();
+        let receiver = Receiver::start(&[&secret]);
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"url": receiver.url(), "enabled": true}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+
+        let a = create(&s, &token, &ws, "notes", json!({"title": "first", "secret": "s3cret-value"})).await;
+        let draft = create(&s, &token, &ws, "notes", json!({"title": "draft", "status": "draft"})).await;
+        let r = s
+            .patch(&record(&ws, "notes", &id(&a)), Some(&token), json!({"title": "renamed"}))
+            .await;
+        assert_status(&r, 200, b);
+        let r = s
+            .call(reqwest::Method::DELETE, &record(&ws, "notes", &id(&draft)), Some(&token), None)
+            .await;
+        assert_status(&r, 204, b);
+        create_key(&s, &token, &ws, &["read"]).await;
+        // Not subscribed: no delivery.
+        collection(&s, &token, &ws, "other", json!([{"name": "x", "type": "text"}])).await;
+
+        let lines = receiver
+            .wait(Duration::from_secs(30), |l| l.len() >= 5)
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let lines = {
+            let more = receiver.lines();
+            assert_eq!(more.len(), lines.len(), "{b}: nothing beyond the subscribed events");
+            more
+        };
+        assert_all_verified(&lines, b);
+        let types: BTreeMap<String, usize> = lines.iter().fold(BTreeMap::new(), |mut m, l| {
+            *m.entry(l["body"]["type"].as_str().unwrap().to_owned()).or_default() += 1;
+            m
+        });
+        assert_eq!(
+            types,
+            BTreeMap::from([
+                ("api_key.created".to_owned(), 1),
+                ("record.created".to_owned(), 2),
+                ("record.deleted".to_owned(), 1),
+                ("record.updated".to_owned(), 1),
+            ]),
+            "{b}"
+        );
+        let ids: HashSet<&str> = lines.iter().map(|l| l["webhook_id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), lines.len(), "{b}: one webhook-id per event");
+        let created = lines
+            .iter()
+            .find(|l| l["body"]["type"] == "record.created" && l["body"]["data"]["id"] == id(&a))
+            .unwrap();
+        assert_eq!(created["body"]["data"]["title"], "first", "{b}");
+        assert_eq!(created["body"]["data"]["secret"], "s3cret-value", "{b}: opened for the owner");
+        assert_eq!(created["body"]["workspace_id"], ws.as_str(), "{b}");
+        assert_eq!(created["body"]["data"]["collection"], "notes", "{b}");
+        let updated = lines.iter().find(|l| l["body"]["type"] == "record.updated").unwrap();
+        assert_eq!(updated["body"]["data"]["title"], "renamed", "{b}");
+        assert_eq!(updated["body"]["data"]["version"], 2, "{b}");
+        for l in &lines {
+            let key = &l["body"]["data"];
+            assert!(key.get("key").is_none(), "{b}: never an API key secret");
+        }
+
+        // Deliveries and their attempts are visible; the payload shown is the one sent.
+        let list = deliveries(&s, &token, &ws, &hook).await;
+        assert_eq!(list.len(), 5, "{b}");
+        for d in &list {
+            assert_eq!(d["status"], "succeeded", "{b}: {d}");
+            assert_eq!(d["attempts"], 1, "{b}");
+            let detail = delivery(&s, &token, &ws, &hook, d["id"].as_str().unwrap()).await;
+            let attempts = detail["attempt_history"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1, "{b}");
+            assert_eq!(attempts[0]["status_code"], 204, "{b}");
+            assert_eq!(attempts[0]["error"], Value::Null, "{b}");
+            assert_eq!(attempts[0]["trigger"], "schedule", "{b}");
+            assert!(attempts[0]["latency_ms"].as_i64().unwrap() >= 0, "{b}");
+            let sent = lines
+                .iter()
+                .find(|l| l["webhook_id"] == detail["event_id"])
+                .unwrap();
+            assert_eq!(detail["payload"], sent["body"], "{b}");
+        }
+
+        // A second endpoint made by an admin whose custom role cannot read `secret`.
+        let (_, admin, _) = s.user(common::ADMIN).await;
+        common::enable_modules(&s, &admin, &ws, &["advanced_rbac"]).await;
+        let (_, limited, _) = s.user("limited@example.com").await;
+        let limited_member = join(&s, &token, &ws, "limited@example.com", &limited, "admin").await;
+        common::give_custom_role(
+            &s,
+            &token,
+            &ws,
+            &limited_member,
+            json!({"name": "No secrets", "base_role": "admin",
+                   "permissions": ["workspace.read", "webhooks.manage", "records.read", "records.write"],
+                   "fields": [{"collection": "notes", "field": "title", "read": true, "write": true}]}),
+        )
+        .await;
+        let r = s
+            .post(
+                &ws_path(&ws, "/webhooks"),
+                Some(&limited),
+                json!({"url": "https://example.com/placeholder", "enabled": false, "events": ["record.created"]}),
+            )
+            .await;
+        assert_status(&r, 201, b);
+        let limited_hook = id(&r.body);
+        let limited_receiver = Receiver::start(&[r.body["secret"].as_str().unwrap()]);
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{limited_hook}")),
+                Some(&limited),
+                json!({"url": limited_receiver.url(), "enabled": true}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let c = create(&s, &token, &ws, "notes", json!({"title": "third", "secret": "hidden-value"})).await;
+        let got = limited_receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        assert_all_verified(&got, b);
+        assert_eq!(got[0]["body"]["data"]["id"], id(&c), "{b}");
+        assert_eq!(got[0]["body"]["data"]["title"], "third", "{b}");
+        assert!(got[0]["body"]["data"].get("secret").is_none(), "{b}: {}", got[0]["body"]);
+        assert!(
+            !serde_json::to_string(&got).unwrap().contains("hidden-value"),
+            "{b}"
+        );
+        let full = receiver
+            .wait(Duration::from_secs(30), |l| {
+                l.iter().any(|x| x["body"]["data"]["id"] == id(&c))
+            })
+            .await;
+        let full = full.iter().find(|x| x["body"]["data"]["id"] == id(&c)).unwrap();
+        assert_eq!(full["body"]["data"]["secret"], "hidden-value", "{b}");
+
+        // Rotation: both secrets sign for the overlap, so a receiver holding either verifies.
+        let r = s
+            .post(
+                &ws_path(&ws, &format!("/webhooks/{hook}/rotate-secret")),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let rotated = r.body["secret"].as_str().unwrap().to_owned();
+        let new_only = Receiver::start(&[&rotated]);
+        let old_only = Receiver::start(&[&secret]);
+        for rx in [&new_only, &old_only] {
+            let r = s
+                .patch(
+                    &ws_path(&ws, &format!("/webhooks/{hook}")),
+                    Some(&token),
+                    json!({"url": rx.url()}),
+                )
+                .await;
+            assert_status(&r, 200, b);
+            create(&s, &token, &ws, "notes", json!({"title": "after rotation"})).await;
+            let got = rx.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+            assert_all_verified(&got, b);
+            let sigs = got[0]["signatures"].as_str().unwrap();
+            assert_eq!(sigs.split(' ').count(), 2, "{b}: both secrets sign: {sigs}");
+            let palisade = got[0]["palisade_signature"].as_str().unwrap();
+            assert_eq!(palisade.split(' ').count(), 2, "{b}: {palisade}");
+        }
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_can_be_redelivered() {
+    for db in databases().await {
+        let schedule = [1u64, 2, 3];
+        let s = server_with(db, &schedule).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let (hook, secret) =
+            create_webhook(&s, &token, &ws, &receiver.url(), ALL_RECORD_EVENTS).await;
+        drop(receiver);
+        // Down: the port refuses connections. Then up (same port) but answering 503 a while.
+        let down = Receiver::start(&[&secret]);
+        down.answer(Some(503));
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"url": down.url()}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let mut made = Vec::new();
+        for i in 0..5 {
+            made.push(id(&create(&s, &token, &ws, "notes", json!({"title": format!("n{i}")})).await));
+        }
+        // Two failed attempts each (at 0 s and about 1 s), then the receiver comes back.
+        down.wait(Duration::from_secs(30), |l| l.len() >= 10).await;
+        down.answer(None);
+        let lines = down
+            .wait(Duration::from_secs(30), |l| {
+                let ok: HashSet<&str> = l
+                    .iter()
+                    .filter(|x| x["status"] == 204)
+                    .map(|x| x["webhook_id"].as_str().unwrap())
+                    .collect();
+                ok.len() == 5
+            })
+            .await;
+        assert_all_verified(&lines, b);
+        let delivered: BTreeSet<String> = lines
+            .iter()
+            .filter(|x| x["status"] == 204)
+            .map(|x| x["body"]["data"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(delivered, made.iter().cloned().collect(), "{b}: none lost");
+
+        // Every attempt is in the history, spaced by the schedule (±10 % jitter, plus the
+        // dispatcher's poll and the attempt's own time).
+        let list = deliveries(&s, &token, &ws, &hook).await;
+        assert_eq!(list.len(), 5, "{b}");
+        for d in &list {
+            assert_eq!(d["status"], "succeeded", "{b}: {d}");
+            let detail = delivery(&s, &token, &ws, &hook, d["id"].as_str().unwrap()).await;
+            let attempts = detail["attempt_history"].as_array().unwrap();
+            assert!(attempts.len() >= 2, "{b}: {attempts:?}");
+            assert_eq!(d["attempts"], attempts.len(), "{b}");
+            for (i, pair) in attempts.windows(2).enumerate() {
+                assert_eq!(pair[0]["status_code"], 503, "{b}: {pair:?}");
+                assert_eq!(pair[0]["error"], "HTTP 503", "{b}: {pair:?}");
+                let gap = (parse_time(&pair[1]["attempted_at"]) - parse_time(&pair[0]["attempted_at"]))
+                    .as_seconds_f64();
+                let wait = schedule[i] as f64;
+                assert!(
+                    gap >= wait * 0.9 - 0.05 && gap <= wait * 1.1 + 1.5,
+                    "{b}: attempt {} came {gap:.2}s after the one before, the schedule says {wait}s",
+                    i + 2
+                );
+            }
+            let last = attempts.last().unwrap();
+            assert_eq!(last["status_code"], 204, "{b}");
+            assert_eq!(last["error"], Value::Null, "{b}");
+        }
+
+        // Past the schedule: failed (dead letter), then redelivered by hand. While it is
+        // pending, a redelivery is refused.
+        down.answer(Some(500));
+        let dead = id(&create(&s, &token, &ws, "notes", json!({"title": "dead"})).await);
+        let pending = deliveries(&s, &token, &ws, &hook)
+            .await
+            .into_iter()
+            .find(|d| d["status"] == "pending")
+            .unwrap();
+        let r = s
+            .post(
+                &ws_path(&ws, &format!("/webhooks/{hook}/deliveries/{}/redeliver", pending["id"].as_str().unwrap())),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+        r.assert_problem(409, "delivery_pending", b);
+        let mut failed = Value::Null;
+        for _ in 0..200 {
+            let list = deliveries(&s, &token, &ws, &hook).await;
+            if let Some(d) = list.iter().find(|d| d["status"] == "failed") {
+                failed = d.clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(failed["id"], pending["id"], "{b}");
+        assert_eq!(failed["attempts"], 4, "{b}: the first attempt and three retries: {failed}");
+        assert_eq!(failed["next_attempt_at"], Value::Null, "{b}");
+        let detail = delivery(&s, &token, &ws, &hook, failed["id"].as_str().unwrap()).await;
+        assert_eq!(detail["payload"]["data"]["id"], dead, "{b}");
+        down.answer(None);
+        let r = s
+            .post(
+                &ws_path(&ws, &format!("/webhooks/{hook}/deliveries/{}/redeliver", failed["id"].as_str().unwrap())),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+        assert_status(&r, 202, b);
+        down.wait(Duration::from_secs(30), |l| {
+            l.iter().any(|x| x["status"] == 204 && x["body"]["data"]["id"] == dead.as_str())
+        })
+        .await;
+        let mut detail = Value::Null;
+        for _ in 0..100 {
+            detail = delivery(&s, &token, &ws, &hook, failed["id"].as_str().unwrap()).await;
+            if detail["status"] == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(detail["status"], "succeeded", "{b}: {detail}");
+        let attempts = detail["attempt_history"].as_array().unwrap();
+        assert_eq!(attempts.len(), 5, "{b}");
+        assert_eq!(attempts[4]["trigger"], "redeliver", "{b}");
+        // The redelivery is audited; the deliveries themselves are not.
+        let log = workspace_audit(&s, &ws).await;
+        assert_eq!(
+            log.iter().filter(|e| e.action == "webhook.redeliver").count(),
+            1,
+            "{b}"
+        );
+        assert!(!log.iter().any(|e| e.action.starts_with("delivery")), "{b}");
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_events_are_a_thousand_deliveries_each_attempt_in_the_history() {
+    for db in databases().await {
+        let s = server_with(db, &[1]).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let (hook, secret) = create_webhook(&s, &token, &ws, "https://example.com/x", &["record.created"]).await;
+        drop(receiver);
+        let receiver = Receiver::start(&[&secret]);
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"url": receiver.url()}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let client = s.client.clone();
+            let url = format!("{}{}", s.base, records(&ws, "notes"));
+            let token = token.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..125 {
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"title": format!("{w}-{i}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 201);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let lines = receiver
+            .wait(Duration::from_secs(120), |l| {
+                l.iter()
+                    .map(|x| x["webhook_id"].as_str().unwrap())
+                    .collect::<HashSet<_>>()
+                    .len()
+                    >= 1000
+            })
+            .await;
+        assert_all_verified(&lines, b);
+        let titles: HashSet<&str> = lines
+            .iter()
+            .map(|x| x["body"]["data"]["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles.len(), 1000, "{b}");
+        let mut list = Vec::new();
+        for _ in 0..100 {
+            list = deliveries(&s, &token, &ws, &hook).await;
+            if list.iter().all(|d| d["status"] == "succeeded") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(list.len(), 1000, "{b}");
+        let events: HashSet<&str> = list.iter().map(|d| d["event_id"].as_str().unwrap()).collect();
+        assert_eq!(events.len(), 1000, "{b}");
+        for d in &list {
+            assert_eq!(d["status"], "succeeded", "{b}: {d}");
+        }
+        // Every attempt visible: the history's attempts add up to what the receiver saw.
+        let mut attempts = 0;
+        for d in &list {
+            let detail = delivery(&s, &token, &ws, &hook, d["id"].as_str().unwrap()).await;
+            let history = detail["attempt_history"].as_array().unwrap();
+            assert_eq!(history.len() as u64, d["attempts"].as_u64().unwrap(), "{b}");
+            assert_eq!(history.last().unwrap()["status_code"], 204, "{b}");
+            attempts += history.len();
+        }
+        assert_eq!(attempts, receiver.lines().len(), "{b}: each attempt recorded once");
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn private_loopback_and_link_local_targets_are_refused_and_never_contacted() {
+    for db in databases().await {
+        // No allow-list: the defaults.
+        let s = Server::start_with(db, |c| c.webhooks.timeout_secs = 3).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for url in [
+            format!("http://127.0.0.1:{port}/x"),
+            format!("http://[::1]:{port}/x"),
+            "http://10.1.2.3/x".to_owned(),
+            "http://172.16.0.1/x".to_owned(),
+            "http://192.168.1.1/x".to_owned(),
+            "http://169.254.169.254/latest/meta-data".to_owned(),
+            format!("http://[::ffff:127.0.0.1]:{port}/x"),
+            format!("http://2130706433:{port}/x"),
+            format!("http://0177.0.0.1:{port}/x"),
+            format!("http://0x7f.0.0.1:{port}/x"),
+            format!("http://localhost:{port}/x"),
+            "http://0.0.0.0/x".to_owned(),
+            "http://[fe80::1]/x".to_owned(),
+            "http://[fd00::1]/x".to_owned(),
+            "http://224.0.0.1/x".to_owned(),
+        ] {
+            let r = s
+                .post(
+                    &ws_path(&ws, "/webhooks"),
+                    Some(&token),
+                    json!({"url": url, "events": ["record.created"]}),
+                )
+                .await;
+            r.assert_problem(422, "validation_failed", &format!("{b}: {url}"));
+            assert_eq!(r.pointers(), ["/url"], "{b}: {url}");
+        }
+        let list = s.get(&ws_path(&ws, "/webhooks"), Some(&token)).await;
+        assert_eq!(list.body["data"], json!([]), "{b}");
+
+        // At connect time too: an endpoint made while loopback was allowed gets nothing once
+        // it is not, and no connection reaches the listener.
+        let mut s = s
+            .restart_with(|c| c.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()])
+            .await;
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        let (hook, _) = create_webhook(
+            &s,
+            &token,
+            &ws,
+            &format!("http://127.0.0.1:{port}/x"),
+            &["record.created"],
+        )
+        .await;
+        s = s.restart_with(|c| c.webhooks.allow_cidrs = Vec::new()).await;
+        create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
+        let mut attempt = Value::Null;
+        for _ in 0..100 {
+            let list = deliveries(&s, &token, &ws, &hook).await;
+            if let Some(d) = list.first().filter(|d| d["attempts"].as_i64() >= Some(1)) {
+                attempt = delivery(&s, &token, &ws, &hook, d["id"].as_str().unwrap()).await
+                    ["attempt_history"][0]
+                    .clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(attempt["status_code"], Value::Null, "{b}: {attempt}");
+        let error = attempt["error"].as_str().unwrap();
+        assert!(error.contains("refused") && error.contains("127.0.0.1"), "{b}: {error}");
+        assert!(
+            listener.accept().is_err(),
+            "{b}: a refused target must never be connected to"
+        );
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_is_disabled_and_its_admins_are_emailed() {
+    for db in databases().await {
+        let s = server_with(db, &[1]).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        receiver.answer(Some(500));
+        let (hook, _) = create_webhook(&s, &token, &ws, &receiver.url(), &["record.created"]).await;
+        create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
+        receiver.wait(Duration::from_secs(30), |l| l.len() >= 2).await;
+        let mut failing = Value::Null;
+        for _ in 0..100 {
+            failing = s
+                .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
+                .await
+                .body;
+            if !failing["failing_since"].is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!failing["failing_since"].is_null(), "{b}: {failing}");
+        // Four days on: still enabled.
+        s.advance(time::Duration::days(4));
+        assert_eq!(s.services().disable_failing_webhooks().await.unwrap(), 0, "{b}");
+        // Past five days: disabled, audited, the owner emailed.
+        s.advance(time::Duration::days(1) + time::Duration::hours(1));
+        assert_eq!(s.services().disable_failing_webhooks().await.unwrap(), 1, "{b}");
+        assert_eq!(s.services().disable_failing_webhooks().await.unwrap(), 0, "{b}: once");
+        let (token, _) = s.login("owner@example.com").await;
+        let got = s
+            .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
+            .await;
+        assert_eq!(got.body["enabled"], false, "{b}");
+        assert_eq!(got.body["disabled_reason"], "failing", "{b}");
+        let mail = s.mail("owner@example.com", "webhook_disabled").await;
+        assert!(mail.contains("127.0.0.1"), "{b}: {mail}");
+        assert!(!mail.contains("/hooks"), "{b}: only the origin is shown");
+        let log = workspace_audit(&s, &ws).await;
+        let entry = log.iter().find(|e| e.action == "webhook.disable").unwrap();
+        assert_eq!(entry.actor, pair("system", "palisade"), "{b}");
+        // A disabled endpoint gets no new deliveries; enabling it starts a fresh window.
+        let before = deliveries(&s, &token, &ws, &hook).await.len();
+        create(&s, &token, &ws, "notes", json!({"title": "while disabled"})).await;
+        assert_eq!(deliveries(&s, &token, &ws, &hook).await.len(), before, "{b}");
+        receiver.answer(None);
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"enabled": true}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        assert_eq!(r.body["failing_since"], Value::Null, "{b}");
+        assert_eq!(r.body["disabled_reason"], Value::Null, "{b}");
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn refused_and_failed_changes_produce_no_event() {
+    for db in databases().await {
+        let s = server_with(db, &[1]).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        collection(
+            &s,
+            &token,
+            &ws,
+            "notes",
+            json!([{"name": "title", "type": "text", "unique": true, "required": true}]),
+        )
+        .await;
+        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let (hook, secret) = create_webhook(&s, &token, &ws, "https://example.com/x", ALL_RECORD_EVENTS).await;
+        drop(receiver);
+        let receiver = Receiver::start(&[&secret]);
+        s.patch(
+            &ws_path(&ws, &format!("/webhooks/{hook}")),
+            Some(&token),
+            json!({"url": receiver.url()}),
+        )
+        .await;
+        let a = create(&s, &token, &ws, "notes", json!({"title": "one"})).await;
+        // A unique conflict, a missing required field, a stale If-Match: all rolled back.
+        let r = s.post(&records(&ws, "notes"), Some(&token), json!({"title": "one"})).await;
+        r.assert_problem(422, "validation_failed", b);
+        let r = s.post(&records(&ws, "notes"), Some(&token), json!({})).await;
+        assert_eq!(r.status.as_u16(), 422, "{b}: {}", r.text);
+        let r = s
+            .call(
+                reqwest::Method::PATCH,
+                &record(&ws, "notes", &id(&a)),
+                Some(&token),
+                Some(json!({"title": "two"})),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let stale = s
+            .client
+            .patch(format!("{}{}", s.base, record(&ws, "notes", &id(&a))))
+            .bearer_auth(&token)
+            .header("If-Match", "\"1\"")
+            .json(&json!({"title": "three"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status().as_u16(), 412, "{b}");
+        let lines = receiver.wait(Duration::from_secs(30), |l| l.len() >= 2).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let lines = {
+            let again = receiver.lines();
+            assert_eq!(again.len(), lines.len(), "{b}: {again:?}");
+            again
+        };
+        // Deliveries run concurrently: their order is not promised (the body's `timestamp`
+        // and a record's `version` order them).
+        let types: BTreeSet<&str> = lines.iter().map(|l| l["body"]["type"].as_str().unwrap()).collect();
+        assert_eq!(types, BTreeSet::from(["record.created", "record.updated"]), "{b}");
+        assert_eq!(lines.len(), 2, "{b}");
+        assert_eq!(deliveries(&s, &token, &ws, &hook).await.len(), 2, "{b}");
+        s.stop().await;
+    }
+}
