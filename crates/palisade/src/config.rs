@@ -224,7 +224,8 @@ pub struct WebhooksConfig {
     pub secret_overlap_hours: u32,
     /// Days settled events and their delivery history are kept.
     pub retention_days: u32,
-    /// Deliveries in flight at once per node.
+    /// Deliveries in flight at once on this node; 0: this node delivers nothing (an API-only
+    /// node beside others that deliver).
     pub concurrency: u32,
 }
 

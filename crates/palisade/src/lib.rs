@@ -283,19 +283,22 @@ pub async fn run_with_clock(
     let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
     let client = webhook_client(&config)?;
     let dispatch = DispatchConfig {
-        concurrency: usize::try_from(config.webhooks.concurrency.max(1)).unwrap_or(64),
+        concurrency: usize::try_from(config.webhooks.concurrency).unwrap_or(64),
         ..DispatchConfig::for_timeout(std::time::Duration::from_secs(u64::from(
             config.webhooks.timeout_secs,
         )))
     };
-    let webhooks = tokio::spawn(run_webhooks(
-        state.services.clone(),
-        client,
-        dispatch,
-        async move {
-            let _ = webhooks_stopped.await;
-        },
-    ));
+    // `webhooks.concurrency = 0`: this node serves the API only; others deliver.
+    let webhooks = (dispatch.concurrency > 0).then(|| {
+        tokio::spawn(run_webhooks(
+            state.services.clone(),
+            client,
+            dispatch,
+            async move {
+                let _ = webhooks_stopped.await;
+            },
+        ))
+    });
     let outbox = state.services.outbox().clone();
     let app = palisade_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let addr = listener.local_addr()?;
@@ -332,7 +335,9 @@ pub async fn run_with_clock(
     let _ = stop_rotation.send(());
     let _ = stop_webhooks.send(());
     let _ = worker.await;
-    let _ = webhooks.await;
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
+    }
     let _ = rotation.await;
     let _ = limits.await;
     let _ = api_keys.await;

@@ -887,3 +887,159 @@ async fn refused_and_failed_changes_produce_no_event() {
         s.stop().await;
     }
 }
+
+/// The `palisade` binary with no `PALISADE_*` variable of this process.
+fn palisade_serve(db_url: &str, data: &std::path::Path, port: u16) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PALISADE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg("serve")
+        .env("PALISADE_CONFIG", data.join("palisade.toml"))
+        .env("PALISADE_DATA_DIR", data)
+        .env("PALISADE_DATABASE_URL", db_url)
+        .env("PALISADE_MASTER_KEY", common::TEST_MASTER_KEY)
+        .env("PALISADE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PALISADE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("palisade serve did not become healthy at {base}");
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_load_still_delivers_the_event_of_every_committed_change() {
+    for db in databases().await {
+        // Set up in-process: an owner, a collection, a key and an endpoint at the receiver.
+        let mut s = server_with(db, &[1]).await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        let (_, key) = create_key(&s, &token, &ws, &["read", "write"]).await;
+        let (hook, secret) =
+            create_webhook(&s, &token, &ws, "https://example.com/x", &["record.created"]).await;
+        let receiver = Receiver::start(&[&secret]);
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&token),
+                json!({"url": receiver.url()}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let shared = s.db.shared();
+        let db = std::mem::replace(&mut s.db, shared);
+        s.stop().await;
+
+        // The real binary, under load from four writers, killed with SIGKILL.
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(
+            data.path().join("palisade.toml"),
+            "[webhooks]\ntimeout_secs = 2\nretry_schedule_secs = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nallow_cidrs = [\"127.0.0.1/32\"]\n\
+             [rate_limits.plans.starter.api]\nper_workspace = \"1000000/1s\"\nper_key = \"1000000/1s\"\n",
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut child = palisade_serve(&db.url, data.path(), port);
+        wait_healthy(&client, &base).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (client, key, stop) = (client.clone(), key.clone(), stop.clone());
+            let url = format!("{base}{}", records(&ws, "notes"));
+            writers.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let sent = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&json!({"title": format!("{w}-{i}")}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().as_u16() == 201 => {
+                            let body: Value = r.json().await.unwrap();
+                            acknowledged.push(id(&body));
+                        }
+                        Ok(r) => panic!("unexpected {}", r.status()),
+                        Err(_) => break,
+                    }
+                }
+                acknowledged
+            }));
+        }
+        receiver
+            .wait(Duration::from_secs(60), |l| l.len() >= 40)
+            .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut acknowledged = BTreeSet::new();
+        for w in writers {
+            acknowledged.extend(w.await.unwrap());
+        }
+
+        // Restarted: every committed record has its event delivered, and only those.
+        let mut child = palisade_serve(&db.url, data.path(), port);
+        wait_healthy(&client, &base).await;
+        let mut committed = BTreeSet::new();
+        let mut cursor = String::new();
+        loop {
+            let r: Value = client
+                .get(format!("{base}{}?limit=200{cursor}", records(&ws, "notes")))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            committed.extend(r["data"].as_array().unwrap().iter().map(id));
+            match r["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert!(
+            acknowledged.is_subset(&committed),
+            "{b}: an acknowledged write is missing"
+        );
+        assert!(committed.len() >= 40, "{b}: the load ran ({} records)", committed.len());
+        let delivered = |lines: &[Value]| -> BTreeSet<String> {
+            lines
+                .iter()
+                .filter(|l| l["status"] == 204)
+                .map(|l| l["body"]["data"]["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let lines = receiver
+            .wait(Duration::from_secs(90), |l| delivered(l).is_superset(&committed))
+            .await;
+        assert_all_verified(&lines, b);
+        assert_eq!(delivered(&lines), committed, "{b}: an event for every committed record, and only those");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(db);
+    }
+}

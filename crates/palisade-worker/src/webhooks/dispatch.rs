@@ -32,7 +32,8 @@ impl DispatchConfig {
     pub fn for_timeout(timeout: Duration) -> Self {
         Self {
             concurrency: 64,
-            lease: timeout + Duration::from_secs(30),
+            // An attempt takes at most `timeout`; recording it, a few seconds more.
+            lease: timeout * 2 + Duration::from_secs(5),
             idle_poll: Duration::from_millis(200),
             maintenance: Duration::from_secs(60),
         }
