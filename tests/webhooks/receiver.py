@@ -5,7 +5,9 @@ It checks each delivery the way a customer would: the Standard Webhooks signatur
 (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the `standardwebhooks` package,
 and `X-Palisade-Signature` (`sha256=<hex>`, several space-separated during secret rotation) as
 HMAC-SHA256 of the raw body, keyed with the base64-decoded part of the secret after `whsec_`.
-Either passes if any configured `--secret` verifies it.
+Either passes if any configured secret verifies it: each `--secret`, and each line of
+`--secrets-file` (re-read on every request, so a test can start the receiver first, create the
+endpoint at its URL, then hand it the secret the server generated).
 
 Every POST is appended to `--log` as one JSON line: webhook_id, timestamp, received_at,
 std_ok, palisade_ok, signatures, palisade_signature, body (parsed JSON or null), status.
@@ -13,7 +15,8 @@ It answers 204 when both signatures verify, else 401; but if `--status-file` hol
 it answers that status instead (re-read on every request, so a test can take the receiver
 "down" and back "up" without restarting it).
 
-    receiver.py --port 0 --log FILE --secret whsec_... [--secret ...] [--status-file FILE]
+    receiver.py --port 0 --log FILE [--secret whsec_... ...] [--secrets-file FILE]
+                [--status-file FILE]
 
 Binds 127.0.0.1 only and prints `listening <port>` once ready.
 """
@@ -75,9 +78,19 @@ def forced_status(path):
         return None
 
 
+def secrets(args):
+    """The `--secret` values, then the secrets file's lines (as it is now)."""
+    found = list(args.secret or [])
+    if args.secrets_file:
+        try:
+            with open(args.secrets_file, encoding="utf-8") as f:
+                found += [line.strip() for line in f if line.strip()]
+        except OSError:
+            pass
+    return found
+
+
 def make_handler(args, log, lock):
-    webhooks = [Webhook(secret) for secret in args.secret]
-    keys = [secret_key(secret) for secret in args.secret]
 
     class Handler(BaseHTTPRequestHandler):
         # HTTP/1.1 keeps connections alive, as Palisade's pooled client expects.
@@ -86,6 +99,9 @@ def make_handler(args, log, lock):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = dict(self.headers.items())
+            trusted = secrets(args)
+            webhooks = [Webhook(secret) for secret in trusted]
+            keys = [secret_key(secret) for secret in trusted]
             std_ok = std_verified(webhooks, body, headers)
             palisade_ok = palisade_verified(keys, body, self.headers.get("X-Palisade-Signature"))
 
@@ -135,7 +151,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", required=True)
-    parser.add_argument("--secret", action="append", required=True)
+    parser.add_argument("--secret", action="append")
+    parser.add_argument("--secrets-file")
     parser.add_argument("--status-file")
     args = parser.parse_args()
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::audit::{pair, workspace_audit};
 use common::records::{collection, create, create_key, record, records};
 use common::webhooks::{
-    Receiver, assert_all_verified, create_webhook, deliveries, delivery,
+    Receiver, assert_all_verified, create_webhook, deliveries, delivery, webhook_to,
 };
 use common::{Server, assert_status, id, join, ws_path};
 use palisade_store::testing::databases;
@@ -99,7 +99,7 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
             .post(
                 &ws_path(&ws, "/webhooks"),
                 Some(&token),
-                json!({"url": "https://example.com/x", "events": []}),
+                json!({"url": "http://127.0.0.1:9/x", "events": []}),
             )
             .await;
         r.assert_problem(422, "validation_failed", b);
@@ -108,7 +108,7 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
             .post(
                 &ws_path(&ws, "/webhooks"),
                 Some(&token),
-                json!({"url": "https://example.com/x", "events": ["record.created"], "secret": "mine"}),
+                json!({"url": "http://127.0.0.1:9/x", "events": ["record.created"], "secret": "mine"}),
             )
             .await;
         assert_eq!(r.status.as_u16(), 422, "{b}: unknown member: {}", r.text);
@@ -116,9 +116,8 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         assert_eq!(list.body["data"], json!([]), "{b}: nothing created");
 
         // Create, read, list, change, rotate, delete.
-        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
-        let (hook, secret) =
-            create_webhook(&s, &token, &ws, &receiver.url(), &["record.created"]).await;
+        let receiver = Receiver::start(&[]);
+        let (hook, secret) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let got = s
             .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
             .await;
@@ -273,28 +272,15 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
             ]),
         )
         .await;
-        // The endpoint starts disabled at a placeholder, so the receiver can start with the
-        // secret the server generated; then it points at the receiver and is enabled.
-        let r = s
-            .post(
-                &ws_path(&ws, "/webhooks"),
-                Some(&token),
-                json!({"url": "https://example.com/placeholder", "enabled": false,
-                       "events": ["record.created", "record.updated", "record.deleted", "collection.updated", "api_key.created"]}),
-            )
-            .await;
-        assert_status(&r, 201, b);
-        let hook = id(&r.body);
-        let secret = r.body["secret"].as_str().unwrap().to_owned();
-        let receiver = Receiver::start(&[&secret]);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/webhooks/{hook}")),
-                Some(&token),
-                json!({"url": receiver.url(), "enabled": true}),
-            )
-            .await;
-        assert_status(&r, 200, b);
+        let receiver = Receiver::start(&[]);
+        let (hook, secret) = webhook_to(
+            &s,
+            &token,
+            &ws,
+            &receiver,
+            &["record.created", "record.updated", "record.deleted", "collection.updated", "api_key.created"],
+        )
+        .await;
 
         let a = create(&s, &token, &ws, "notes", json!({"title": "first", "secret": "s3cret-value"})).await;
         let draft = create(&s, &token, &ws, "notes", json!({"title": "draft", "status": "draft"})).await;
@@ -387,24 +373,8 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
                    "fields": [{"collection": "notes", "field": "title", "read": true, "write": true}]}),
         )
         .await;
-        let r = s
-            .post(
-                &ws_path(&ws, "/webhooks"),
-                Some(&limited),
-                json!({"url": "https://example.com/placeholder", "enabled": false, "events": ["record.created"]}),
-            )
-            .await;
-        assert_status(&r, 201, b);
-        let limited_hook = id(&r.body);
-        let limited_receiver = Receiver::start(&[r.body["secret"].as_str().unwrap()]);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/webhooks/{limited_hook}")),
-                Some(&limited),
-                json!({"url": limited_receiver.url(), "enabled": true}),
-            )
-            .await;
-        assert_status(&r, 200, b);
+        let limited_receiver = Receiver::start(&[]);
+        webhook_to(&s, &limited, &ws, &limited_receiver, &["record.created"]).await;
         let c = create(&s, &token, &ws, "notes", json!({"title": "third", "secret": "hidden-value"})).await;
         let got = limited_receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
         assert_all_verified(&got, b);
@@ -459,35 +429,37 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
 #[tokio::test]
 async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_can_be_redelivered() {
     for db in databases().await {
-        let schedule = [1u64, 2, 3];
+        let schedule = [1u64, 2, 3, 4, 5];
         let s = server_with(db, &schedule).await;
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
         collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
-        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
-        let (hook, secret) =
-            create_webhook(&s, &token, &ws, &receiver.url(), ALL_RECORD_EVENTS).await;
-        drop(receiver);
-        // Down: the port refuses connections. Then up (same port) but answering 503 a while.
-        let down = Receiver::start(&[&secret]);
-        down.answer(Some(503));
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/webhooks/{hook}")),
-                Some(&token),
-                json!({"url": down.url()}),
-            )
-            .await;
-        assert_status(&r, 200, b);
+        let receiver = Receiver::start(&[]);
+        let (hook, secret) = webhook_to(&s, &token, &ws, &receiver, ALL_RECORD_EVENTS).await;
+        // Down: the process is gone and its port refuses connections.
+        let (port, dir) = receiver.stop();
         let mut made = Vec::new();
         for i in 0..5 {
             made.push(id(&create(&s, &token, &ws, "notes", json!({"title": format!("n{i}")})).await));
         }
-        // Two failed attempts each (at 0 s and about 1 s), then the receiver comes back.
-        down.wait(Duration::from_secs(30), |l| l.len() >= 10).await;
+        // Two failed attempts each (at 0 s and about 1 s) while down.
+        for _ in 0..200 {
+            let list = deliveries(&s, &token, &ws, &hook).await;
+            if list.len() == 5 && list.iter().all(|d| d["attempts"].as_i64() >= Some(2)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Back on the same port but answering 503 for one more attempt each, then up.
+        let down = Receiver::start_on(port, &[&secret], Some(dir));
+        down.answer(Some(503));
+        down.wait(Duration::from_secs(30), |l| {
+            l.iter().map(|x| x["webhook_id"].as_str().unwrap()).collect::<HashSet<_>>().len() == 5
+        })
+        .await;
         down.answer(None);
         let lines = down
-            .wait(Duration::from_secs(30), |l| {
+            .wait(Duration::from_secs(60), |l| {
                 let ok: HashSet<&str> = l
                     .iter()
                     .filter(|x| x["status"] == 204)
@@ -512,11 +484,17 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
             assert_eq!(d["status"], "succeeded", "{b}: {d}");
             let detail = delivery(&s, &token, &ws, &hook, d["id"].as_str().unwrap()).await;
             let attempts = detail["attempt_history"].as_array().unwrap();
-            assert!(attempts.len() >= 2, "{b}: {attempts:?}");
+            assert!(attempts.len() >= 4, "{b}: {attempts:?}");
             assert_eq!(d["attempts"], attempts.len(), "{b}");
+            for a in &attempts[..2] {
+                assert_eq!(a["status_code"], Value::Null, "{b}: {a}");
+                assert!(a["error"].as_str().unwrap().contains("connection refused"), "{b}: {a}");
+            }
+            assert!(
+                attempts[2..attempts.len() - 1].iter().all(|a| a["status_code"] == 503 && a["error"] == "HTTP 503"),
+                "{b}: {attempts:?}"
+            );
             for (i, pair) in attempts.windows(2).enumerate() {
-                assert_eq!(pair[0]["status_code"], 503, "{b}: {pair:?}");
-                assert_eq!(pair[0]["error"], "HTTP 503", "{b}: {pair:?}");
                 let gap = (parse_time(&pair[1]["attempted_at"]) - parse_time(&pair[0]["attempted_at"]))
                     .as_seconds_f64();
                 let wait = schedule[i] as f64;
@@ -558,7 +536,7 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(failed["id"], pending["id"], "{b}");
-        assert_eq!(failed["attempts"], 4, "{b}: the first attempt and three retries: {failed}");
+        assert_eq!(failed["attempts"], 6, "{b}: the first attempt and five retries: {failed}");
         assert_eq!(failed["next_attempt_at"], Value::Null, "{b}");
         let detail = delivery(&s, &token, &ws, &hook, failed["id"].as_str().unwrap()).await;
         assert_eq!(detail["payload"]["data"]["id"], dead, "{b}");
@@ -585,8 +563,8 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
         }
         assert_eq!(detail["status"], "succeeded", "{b}: {detail}");
         let attempts = detail["attempt_history"].as_array().unwrap();
-        assert_eq!(attempts.len(), 5, "{b}");
-        assert_eq!(attempts[4]["trigger"], "redeliver", "{b}");
+        assert_eq!(attempts.len(), 7, "{b}");
+        assert_eq!(attempts[6]["trigger"], "redeliver", "{b}");
         // The redelivery is audited; the deliveries themselves are not.
         let log = workspace_audit(&s, &ws).await;
         assert_eq!(
@@ -606,18 +584,8 @@ async fn a_thousand_events_are_a_thousand_deliveries_each_attempt_in_the_history
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
         collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
-        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
-        let (hook, secret) = create_webhook(&s, &token, &ws, "https://example.com/x", &["record.created"]).await;
-        drop(receiver);
-        let receiver = Receiver::start(&[&secret]);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/webhooks/{hook}")),
-                Some(&token),
-                json!({"url": receiver.url()}),
-            )
-            .await;
-        assert_status(&r, 200, b);
+        let receiver = Receiver::start(&[]);
+        let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let mut tasks = Vec::new();
         for w in 0..8 {
             let client = s.client.clone();
@@ -767,9 +735,9 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_admins_are_emaile
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
         collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
-        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+        let receiver = Receiver::start(&[]);
         receiver.answer(Some(500));
-        let (hook, _) = create_webhook(&s, &token, &ws, &receiver.url(), &["record.created"]).await;
+        let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
         receiver.wait(Duration::from_secs(30), |l| l.len() >= 2).await;
         let mut failing = Value::Null;
@@ -836,16 +804,8 @@ async fn refused_and_failed_changes_produce_no_event() {
             json!([{"name": "title", "type": "text", "unique": true, "required": true}]),
         )
         .await;
-        let receiver = Receiver::start(&["whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
-        let (hook, secret) = create_webhook(&s, &token, &ws, "https://example.com/x", ALL_RECORD_EVENTS).await;
-        drop(receiver);
-        let receiver = Receiver::start(&[&secret]);
-        s.patch(
-            &ws_path(&ws, &format!("/webhooks/{hook}")),
-            Some(&token),
-            json!({"url": receiver.url()}),
-        )
-        .await;
+        let receiver = Receiver::start(&[]);
+        let (hook, _) = webhook_to(&s, &token, &ws, &receiver, ALL_RECORD_EVENTS).await;
         let a = create(&s, &token, &ws, "notes", json!({"title": "one"})).await;
         // A unique conflict, a missing required field, a stale If-Match: all rolled back.
         let r = s.post(&records(&ws, "notes"), Some(&token), json!({"title": "one"})).await;
@@ -929,17 +889,8 @@ async fn a_server_killed_mid_load_still_delivers_the_event_of_every_committed_ch
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
         collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
         let (_, key) = create_key(&s, &token, &ws, &["read", "write"]).await;
-        let (hook, secret) =
-            create_webhook(&s, &token, &ws, "https://example.com/x", &["record.created"]).await;
-        let receiver = Receiver::start(&[&secret]);
-        let r = s
-            .patch(
-                &ws_path(&ws, &format!("/webhooks/{hook}")),
-                Some(&token),
-                json!({"url": receiver.url()}),
-            )
-            .await;
-        assert_status(&r, 200, b);
+        let receiver = Receiver::start(&[]);
+        webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let shared = s.db.shared();
         let db = std::mem::replace(&mut s.db, shared);
         s.stop().await;

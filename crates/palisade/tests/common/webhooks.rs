@@ -39,7 +39,9 @@ impl Receiver {
             .arg("--log")
             .arg(dir.path().join("log.jsonl"))
             .arg("--status-file")
-            .arg(dir.path().join("status"));
+            .arg(dir.path().join("status"))
+            .arg("--secrets-file")
+            .arg(dir.path().join("secrets"));
         for s in secrets {
             cmd.arg("--secret").arg(s);
         }
@@ -58,6 +60,17 @@ impl Receiver {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("receiver said {line:?}"));
         Receiver { port, dir, child }
+    }
+
+    /// Trusts `secret` too from the next request on (the secret a new endpoint got).
+    pub fn trust(&self, secret: &str) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("secrets"))
+            .unwrap();
+        writeln!(f, "{secret}").unwrap();
     }
 
     pub fn url(&self) -> String {
@@ -135,6 +148,19 @@ pub fn assert_all_verified(lines: &[Value], context: &str) {
         assert_eq!(l["std_ok"], json!(true), "{context}: standardwebhooks refused {l}");
         assert_eq!(l["palisade_ok"], json!(true), "{context}: X-Palisade-Signature refused {l}");
     }
+}
+
+/// Creates an endpoint at `receiver` (201), which then trusts its secret; returns (id, secret).
+pub async fn webhook_to(
+    s: &Server,
+    token: &str,
+    ws: &str,
+    receiver: &Receiver,
+    events: &[&str],
+) -> (String, String) {
+    let (hook, secret) = create_webhook(s, token, ws, &receiver.url(), events).await;
+    receiver.trust(&secret);
+    (hook, secret)
 }
 
 /// Creates an endpoint (201) and returns (id, secret).
