@@ -93,17 +93,19 @@ pub(crate) const ATTEMPTS: &str = "SELECT delivery_id, number, attempted_at, sta
 
 /// Claims due deliveries of enabled endpoints, oldest due first (`$1` now, `$2` the lease's
 /// end, `$3` the claim, `$4` how many); `$lock` ends the picking subquery (`FOR UPDATE OF d
-/// SKIP LOCKED` on PostgreSQL, nothing on SQLite's one writer). Served by
-/// `webhook_deliveries_due`. Returns the claimed keys.
+/// SKIP LOCKED` on PostgreSQL, nothing on SQLite's one writer). Only pending deliveries have a
+/// `next_attempt_us` (a check constraint), so the condition on it alone selects them: read in
+/// order from `webhook_deliveries_due` up to the limit, which a condition on the status too
+/// would hide from the planner's estimate. Returns the claimed keys.
 macro_rules! claim_sql {
     ($lock:literal) => {
         concat!(
             "UPDATE webhook_deliveries SET claim = $3, claimed_until_us = $2 \
              WHERE (workspace_id, id) IN (SELECT d.workspace_id, d.id FROM webhook_deliveries d \
              JOIN webhooks w ON w.workspace_id = d.workspace_id AND w.id = d.webhook_id \
-             WHERE d.status = 'pending' AND d.next_attempt_us <= $1 \
+             WHERE d.next_attempt_us <= $1 \
              AND (d.claimed_until_us IS NULL OR d.claimed_until_us < $1) AND w.enabled \
-             ORDER BY d.next_attempt_us, d.id LIMIT $4 ",
+             ORDER BY d.next_attempt_us LIMIT $4 ",
             $lock,
             ") RETURNING workspace_id, id"
         )
@@ -132,8 +134,9 @@ pub(crate) const CLAIMED_TAIL: &str = " ORDER BY d.next_attempt_us, d.id";
 /// then `OUTCOMES_TAIL`. Both backends name `VALUES` columns `column1` … `column8`. Only a
 /// delivery still holding the outcome's claim changes; the keys of those come back.
 pub(crate) const OUTCOMES_HEAD: &str = "UPDATE webhook_deliveries SET status = v.column4, attempts = v.column5, \
-     schedule_step = v.column6, next_attempt_us = v.column7, claim = NULL, claimed_until_us = NULL, \
-     updated_at = v.column8 FROM (";
+     schedule_step = v.column6, \
+     next_attempt_us = CASE WHEN v.column4 = 'pending' THEN v.column7 END, \
+     claim = NULL, claimed_until_us = NULL, updated_at = v.column8 FROM (";
 pub(crate) const OUTCOMES_TAIL: &str = ") AS v WHERE webhook_deliveries.workspace_id = v.column1 \
      AND webhook_deliveries.id = v.column2 AND webhook_deliveries.claim = v.column3 \
      RETURNING workspace_id, id";
@@ -154,8 +157,7 @@ pub(crate) const FAILING_RESTART: &str =
 /// `webhook_deliveries_due` in order, stopping at the first enabled endpoint.
 pub(crate) const NEXT_DUE: &str = "SELECT d.next_attempt_us FROM webhook_deliveries d \
      JOIN webhooks w ON w.workspace_id = d.workspace_id AND w.id = d.webhook_id \
-     WHERE d.status = 'pending' AND d.next_attempt_us IS NOT NULL AND w.enabled \
-     ORDER BY d.next_attempt_us LIMIT 1";
+     WHERE d.next_attempt_us IS NOT NULL AND w.enabled ORDER BY d.next_attempt_us LIMIT 1";
 pub(crate) const FAILING_SINCE: &str = "SELECT workspace_id, id FROM webhooks \
      WHERE enabled AND failing_since_us <= $1 ORDER BY workspace_id, id";
 /// Events older than `$1` with no pending delivery; their deliveries and attempts go with them.

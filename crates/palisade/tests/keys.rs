@@ -17,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use common::audit::{assert_log_verifies, workspace_audit};
 use common::records::{collection, create, create_key, records};
+use common::webhooks::{Receiver, webhook_to};
 use common::{Server, TEST_MASTER_KEY, database_image, id, link_token, ws_path};
 use palisade::config::{KeysConfig, RegionConfig, Regions};
 use palisade_core::crypto::envelope::{Keyring, SymmetricKey};
@@ -156,6 +157,7 @@ fn fast_keys(c: &mut palisade::Config) {
         propagation_secs: 1,
     };
     c.audit_checkpoint_interval_secs = 1;
+    c.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
 }
 
 /// The secrets the instance itself holds, opened from the database with the master key: the
@@ -229,6 +231,11 @@ async fn a_stolen_database_reveals_no_secret_and_no_encrypted_value() {
         let note = "canary-note-9e0c77aa";
         let ssn = "canary-ssn-123-45-6789";
         let plain_label = "visible-label-5c3e1f0b";
+        // A webhook endpoint: its secret, and the outbox event of the record below (whose
+        // payload holds the encrypted values in clear before sealing), are stored sealed.
+        let receiver = Receiver::start(&[]);
+        let (_, webhook_secret) =
+            webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let rec = create(
             &s,
             &token,
@@ -250,6 +257,8 @@ async fn a_stolen_database_reveals_no_secret_and_no_encrypted_value() {
             .await;
         assert_eq!(r.status, 201, "{b}: {}", r.text);
         let invitation = link_token(&s.mail("invitee@example.com", "invitation").await);
+        let delivered = receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        assert_eq!(delivered[0]["body"]["data"]["diagnosis"], diagnosis, "{b}");
 
         // The data key rotates, so values exist under two versions before the dump.
         s.services().rotate_data_key(&ws, "operator").await.unwrap();
@@ -276,6 +285,13 @@ async fn a_stolen_database_reveals_no_secret_and_no_encrypted_value() {
             ("refresh token".into(), refresh.clone().into_bytes()),
             ("access token".into(), token.clone().into_bytes()),
             ("invitation token".into(), invitation.into_bytes()),
+            ("webhook secret".into(), webhook_secret.clone().into_bytes()),
+            (
+                "webhook secret (raw)".into(),
+                STANDARD
+                    .decode(webhook_secret.trim_start_matches("whsec_"))
+                    .unwrap(),
+            ),
             ("master key (base64)".into(), TEST_MASTER_KEY.into()),
             (
                 "master key".into(),
@@ -464,6 +480,19 @@ async fn master_and_data_keys_rotate_under_load_with_no_failed_request() {
         let (_, token, _) = s.user("rotate@example.com").await;
         let ws = id(&s.workspace(&token, "Rotate", "rotate").await);
         notes_collection(&s, &token, &ws).await;
+        // A webhook endpoint with a rotated secret (two sealed secrets), and an outbox event
+        // per write below: sealed values rotation must move too.
+        let receiver = Receiver::start(&[]);
+        let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
+        let r = s
+            .post(
+                &ws_path(&ws, &format!("/webhooks/{hook}/rotate-secret")),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{b}: {}", r.text);
+        receiver.trust(r.body["secret"].as_str().unwrap());
         let mut seeded = Vec::new();
         for i in 0..40 {
             let rid = format!("seed-{i}");
@@ -581,6 +610,25 @@ async fn master_and_data_keys_rotate_under_load_with_no_failed_request() {
             assert_eq!(keys.version_of(&sealed), Some(2), "{b}: {}", row.id);
         }
         drop(tx);
+        let scope = palisade_core::tenancy::SystemScope::new("test");
+        let mut tx = store
+            .keys(&scope, &ws, palisade_core::store::Access::Read)
+            .await
+            .unwrap();
+        let secrets = tx.webhook_secrets("", 1000).await.unwrap();
+        assert_eq!(secrets.len(), 1, "{b}");
+        let (_, current, previous) = &secrets[0];
+        assert_eq!(keys.version_of(current), Some(2), "{b}: webhook secret");
+        assert_eq!(keys.version_of(previous.as_ref().unwrap()), Some(2), "{b}: previous secret");
+        let payloads = tx.webhook_payloads("", 10_000).await.unwrap();
+        assert!(payloads.len() >= 40, "{b}: {} events", payloads.len());
+        for (event, payload) in &payloads {
+            assert_eq!(keys.version_of(payload), Some(2), "{b}: {event}");
+        }
+        drop(tx);
+        // Deliveries went on through the rotation, every one verified.
+        let lines = receiver.wait(Duration::from_secs(60), |l| l.len() >= 40).await;
+        common::webhooks::assert_all_verified(&lines, b);
 
         // Every rotation is an audit entry, and the log verifies.
         let rotated = entries_with_action(&s, &ws, "keys.data_key_rotated").await;

@@ -46,8 +46,9 @@ CREATE TABLE webhook_events (
 CREATE INDEX webhook_events_created ON webhook_events (created_us);
 
 -- One event's delivery to one endpoint. status is pending, succeeded or failed;
--- next_attempt_us is when a pending one is due. A dispatcher holds a claim (a random token)
--- until claimed_until_us; only its holder records the outcome.
+-- next_attempt_us is when a pending one is due, and set for pending ones only (the claim finds
+-- due deliveries by it alone). A dispatcher holds a claim (a random token) until
+-- claimed_until_us; only its holder records the outcome.
 CREATE TABLE webhook_deliveries (
     workspace_id     TEXT NOT NULL REFERENCES workspaces (id),
     id               TEXT NOT NULL,
@@ -64,14 +65,16 @@ CREATE TABLE webhook_deliveries (
     updated_at       TEXT NOT NULL,
     PRIMARY KEY (workspace_id, id),
     FOREIGN KEY (workspace_id, webhook_id) REFERENCES webhooks (workspace_id, id) ON DELETE CASCADE,
-    FOREIGN KEY (workspace_id, event_id) REFERENCES webhook_events (workspace_id, id) ON DELETE CASCADE
+    FOREIGN KEY (workspace_id, event_id) REFERENCES webhook_events (workspace_id, id) ON DELETE CASCADE,
+    CONSTRAINT webhook_deliveries_due_when_pending
+        CHECK ((status = 'pending') = (next_attempt_us IS NOT NULL))
 ) STRICT;
 -- An endpoint's deliveries newest first (and the cascade from webhooks).
 CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (workspace_id, webhook_id, id);
 -- An event's deliveries (the prune's check and the cascade from webhook_events).
 CREATE INDEX webhook_deliveries_event ON webhook_deliveries (workspace_id, event_id);
--- The claim, across workspaces: due pending deliveries, oldest due first.
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_us) WHERE status = 'pending';
+-- The claim, across workspaces: pending deliveries, oldest due first.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_us) WHERE next_attempt_us IS NOT NULL;
 
 -- Every HTTP attempt of a delivery, numbered from 1; never changed once written.
 CREATE TABLE webhook_attempts (
