@@ -132,7 +132,8 @@ pub(crate) const CLAIMED_TAIL: &str = " ORDER BY d.next_attempt_us, d.id";
 /// The head of the batched outcome update: the outcomes follow as `VALUES` rows of
 /// (workspace, delivery, claim, status, attempts, schedule step, next attempt µs, updated at),
 /// then `OUTCOMES_TAIL`. Both backends name `VALUES` columns `column1` … `column8`. Only a
-/// delivery still holding the outcome's claim changes; the keys of those come back.
+/// delivery still holding the outcome's claim changes; the keys of those come back. A finished
+/// delivery is due no more, whatever the outcome says.
 pub(crate) const OUTCOMES_HEAD: &str = "UPDATE webhook_deliveries SET status = v.column4, attempts = v.column5, \
      schedule_step = v.column6, \
      next_attempt_us = CASE WHEN v.column4 = 'pending' THEN v.column7 END, \
@@ -279,9 +280,17 @@ macro_rules! impl_webhooks_tx {
                 outcomes: &[DeliveryOutcome],
                 at: OffsetDateTime,
             ) -> StoreResult<u64> {
-                let mut recorded: HashSet<(String, String)> =
-                    HashSet::with_capacity(outcomes.len());
-                for chunk in outcomes.chunks(q::BATCH) {
+                // A delivery's first outcome in the batch releases its claim: any later one
+                // for it would find the claim gone, so it is not sent.
+                let mut seen = HashSet::with_capacity(outcomes.len());
+                let unique: Vec<&DeliveryOutcome> = outcomes
+                    .iter()
+                    .filter(|o| {
+                        seen.insert((o.workspace_id.as_str(), o.attempt.delivery_id.as_str()))
+                    })
+                    .collect();
+                let mut recorded: HashSet<(String, String)> = HashSet::with_capacity(unique.len());
+                for chunk in unique.chunks(q::BATCH) {
                     let mut b = sqlx::QueryBuilder::<$db>::new(q::OUTCOMES_HEAD);
                     let mut rows = Vec::with_capacity(chunk.len());
                     for o in chunk {
@@ -305,8 +314,8 @@ macro_rules! impl_webhooks_tx {
                         .map_err(map_err)?;
                     recorded.extend(keys);
                 }
-                let done: Vec<&DeliveryOutcome> = outcomes
-                    .iter()
+                let done: Vec<&DeliveryOutcome> = unique
+                    .into_iter()
                     .filter(|o| {
                         recorded.contains(&(
                             o.workspace_id.as_str().to_owned(),

@@ -4823,8 +4823,9 @@ async fn outcomes_are_recorded_by_the_claim_holder_once_and_redelivery_reopens_o
             "{b}: still held"
         );
 
+        // The same outcome twice in one batch is recorded once.
         assert_eq!(
-            record_outcomes(&*store, std::slice::from_ref(&first)).await,
+            record_outcomes(&*store, &[first.clone(), first.clone()]).await,
             1,
             "{b}"
         );
@@ -4863,7 +4864,14 @@ async fn outcomes_are_recorded_by_the_claim_holder_once_and_redelivery_reopens_o
         );
         tx.commit().await.unwrap();
 
-        let last = outcome(&second[0], 2, DeliveryStatus::Failed, None, Some(t_us(1)));
+        // A finished delivery is due no more, whatever the outcome says.
+        let last = outcome(
+            &second[0],
+            2,
+            DeliveryStatus::Failed,
+            Some(secs(99)),
+            Some(t_us(1)),
+        );
         assert_eq!(record_outcomes(&*store, &[last]).await, 1, "{b}");
         let mut tx = tenant_write(&*store, &scope).await;
         let failed = tx.webhook_delivery_get(&id).await.unwrap().unwrap();

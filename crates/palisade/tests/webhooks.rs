@@ -994,3 +994,45 @@ async fn a_server_killed_mid_load_still_delivers_the_event_of_every_committed_ch
         drop(db);
     }
 }
+
+#[tokio::test]
+async fn signed_audit_checkpoints_reach_subscribers_as_independent_witnesses() {
+    for db in databases().await {
+        let s = Server::start_with(db, |c| {
+            c.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()];
+            c.audit_checkpoint_interval_secs = 1;
+        })
+        .await;
+        let b = s.backend();
+        let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
+        let receiver = Receiver::start(&[]);
+        webhook_to(&s, &token, &ws, &receiver, &["audit.checkpoint.signed"]).await;
+        // The endpoint's own creation is an entry: the next checkpoint covers it.
+        let size = common::audit::audit_head(&s, &ws).await;
+        let lines = receiver
+            .wait(Duration::from_secs(30), |l| {
+                l.iter()
+                    .any(|x| x["body"]["data"]["tree_size"].as_u64() >= Some(size))
+            })
+            .await;
+        assert_all_verified(&lines, b);
+        let event = lines
+            .iter()
+            .find(|x| x["body"]["data"]["tree_size"].as_u64() >= Some(size))
+            .unwrap();
+        assert_eq!(event["body"]["type"], "audit.checkpoint.signed", "{b}");
+        let data = &event["body"]["data"];
+        assert_eq!(data["kind"], "latest", "{b}");
+        assert!(
+            data["origin"].as_str().unwrap().ends_with(&format!("/ws/{ws}")),
+            "{b}: {data}"
+        );
+        // It is the checkpoint the API serves (nothing was appended since), signature and all.
+        let api = s.get(&ws_path(&ws, "/audit/checkpoint"), Some(&token)).await;
+        assert_status(&api, 200, b);
+        for field in ["tree_size", "root", "jws", "note", "origin"] {
+            assert_eq!(api.body[field], data[field], "{b}: {field}");
+        }
+        s.stop().await;
+    }
+}

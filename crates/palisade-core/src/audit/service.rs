@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use tracing::{error, instrument};
 use zeroize::Zeroizing;
 
-use super::{Actor, AuditEvent, AuditLog, AuditResult, Target};
+use super::{Actor, AuditEvent, AuditLog, AuditResult, Target, format_ts};
 use crate::acl::{Permission, authorize};
 use crate::app::Services;
 use crate::crypto::random;
@@ -23,9 +23,12 @@ use crate::keys::{OwnerKeys, SecretSite};
 use crate::principal::{Principal, RequestMeta};
 use crate::store::{
     Access, AuditFilter, AuditLogTx, AuditQuery, StoredAuditKey, StoredCheckpoint, StoredEntry,
+    WorkspaceSystemTx,
 };
+use crate::ids::WorkspaceId;
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::Checks;
+use crate::webhooks::outbox::{Change, emit};
 use crate::workspaces::model::Page;
 
 pub const EVENTS_LIMIT_DEFAULT: u32 = 50;
@@ -728,7 +731,19 @@ impl Services {
         daily: Option<(&str, OffsetDateTime)>,
     ) -> Result<bool> {
         let now = self.now();
-        let mut tx = self.store.audit_log(scope, log_id, Access::Write).await?;
+        // A workspace's checkpoint is also a webhook event, written in the same transaction.
+        let mut signing = match WorkspaceId::parse(log_id) {
+            Some(ws) => {
+                let keys = self.owner_keys(ws.as_str()).await?;
+                let tx = self
+                    .store
+                    .workspace_system(scope, &ws, Access::Write)
+                    .await?;
+                SigningTx::Workspace(ws, keys, tx)
+            }
+            None => SigningTx::Log(self.store.audit_log(scope, log_id, Access::Write).await?),
+        };
+        let tx = signing.log();
         let Some(head) = tx.audit_head(true).await? else {
             return Ok(false);
         };
@@ -810,7 +825,43 @@ impl Services {
             Err(StoreError::Conflict(_)) => return Ok(false),
             other => other?,
         }
-        tx.commit().await?;
+        match signing {
+            SigningTx::Workspace(ws, keys, mut tx) => {
+                let view = CheckpointView::of(&head.origin, stored);
+                let change = Change::new(
+                    "audit.checkpoint.signed",
+                    serde_json::json!({
+                        "origin": view.origin,
+                        "kind": view.kind,
+                        "date": view.date,
+                        "tree_size": view.tree_size,
+                        "root": view.root,
+                        "signed_at": format_ts(view.signed_at),
+                        "jws": view.jws,
+                        "note": view.note,
+                    }),
+                );
+                emit(&mut *tx, &keys, &ws, change, now).await?;
+                tx.commit().await?;
+            }
+            SigningTx::Log(tx) => tx.commit().await?,
+        }
         Ok(true)
+    }
+}
+
+/// The transaction a checkpoint is signed in: a workspace's (which can write its webhook
+/// event), or the instance log's.
+enum SigningTx {
+    Workspace(WorkspaceId, OwnerKeys, Box<dyn WorkspaceSystemTx>),
+    Log(Box<dyn AuditLogTx>),
+}
+
+impl SigningTx {
+    fn log(&mut self) -> &mut dyn AuditLogTx {
+        match self {
+            SigningTx::Workspace(_, _, tx) => &mut **tx,
+            SigningTx::Log(tx) => &mut **tx,
+        }
     }
 }

@@ -17,6 +17,8 @@ pub enum Family {
     Collection,
     Member,
     ApiKey,
+    /// Needs `audit.read`.
+    Checkpoint,
 }
 
 #[derive(Debug)]
@@ -87,6 +89,11 @@ pub const EVENT_TYPES: &[EventType] = &[
         description: "An API key was revoked.",
         family: Family::ApiKey,
     },
+    EventType {
+        name: "audit.checkpoint.signed",
+        description: "The workspace's audit log has a new signed checkpoint (latest or daily): keep it as an independent witness of the log's state (AUDIT-SPEC).",
+        family: Family::Checkpoint,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static EventType> {
@@ -123,6 +130,7 @@ impl Family {
             }
             Family::Member => grants.permissions().contains(Permission::MembersRead),
             Family::ApiKey => grants.permissions().contains(Permission::ApiKeysManage),
+            Family::Checkpoint => grants.permissions().contains(Permission::AuditRead),
         }
     }
 
@@ -151,7 +159,7 @@ impl Family {
                     });
                 }
             }
-            Family::Member | Family::ApiKey => {}
+            Family::Member | Family::ApiKey | Family::Checkpoint => {}
         }
     }
 
@@ -223,6 +231,21 @@ impl Family {
                     "prefix": {"type": "string"},
                     "scopes": {"type": "array", "items": {"type": "string"}},
                     "expires_at": nullable_time,
+                },
+            }),
+            Family::Checkpoint => json!({
+                "type": "object",
+                "description": "A signed checkpoint of the workspace's audit log, as GET /audit/checkpoint returns it.",
+                "required": ["origin", "kind", "tree_size", "root", "jws", "note"],
+                "properties": {
+                    "origin": {"type": "string"},
+                    "kind": {"enum": ["latest", "daily"]},
+                    "date": {"type": ["string", "null"], "description": "The UTC day of a daily checkpoint."},
+                    "tree_size": {"type": "integer"},
+                    "root": {"type": "string", "description": "Base64 Merkle root."},
+                    "signed_at": time,
+                    "jws": {"type": "string", "description": "The checkpoint as a JWS (EdDSA), verifiable with the log's JWKS."},
+                    "note": {"type": "string", "description": "The checkpoint as a signed note (C2SP tlog-checkpoint)."},
                 },
             }),
         }
