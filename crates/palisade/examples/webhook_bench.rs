@@ -396,6 +396,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// The longest pause between two arrivals at `phase` (ms), and how many pauses exceeded
+/// 100 ms: a dispatcher waiting (its idle poll) shows here.
+fn pauses(phase: &Phase) -> (f64, usize) {
+    let mut at: Vec<Instant> = phase
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(a, _)| *a)
+        .collect();
+    at.sort();
+    let gaps: Vec<f64> = at
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1e3)
+        .collect();
+    (
+        gaps.iter().copied().fold(0.0, f64::max),
+        gaps.iter().filter(|g| **g > 100.0).count(),
+    )
+}
+
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     v
@@ -422,6 +443,7 @@ async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
         .iter()
         .map(|(at, _)| at.duration_since(t0).as_secs_f64())
         .fold(f64::INFINITY, f64::min);
+    let (longest, long) = pauses(&phase);
     let (line, succeeded) = setup.check(&webhook, &phase, n).await;
     let ids = succeeded
         .iter()
@@ -437,7 +459,7 @@ async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
         percentile(&latency, 0.99),
         percentile(&latency, 1.0),
     );
-    println!("  {line}");
+    println!("  longest pause between arrivals {longest:.0} ms, {long} over 100 ms; {line}");
 }
 
 /// Creates `n` records while the dispatcher runs: end-to-end rate and lag.
@@ -462,6 +484,7 @@ async fn live(setup: &mut Setup, n: usize, concurrency: usize) {
             .map(|(_, us)| *us as f64 / 1e3)
             .collect(),
     );
+    let (longest, long) = pauses(&phase);
     let (line, _) = setup.check(&webhook, &phase, n).await;
     println!(
         "live, concurrency {concurrency:>3}: {n} records created in {created:.2} s = {:.0} records/s while {during} were delivered ({:.0}/s); all delivered at {received:.2} s, all recorded at {settled:.2} s = {:.0} deliveries/s end to end; lag (event written to received) p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -472,7 +495,7 @@ async fn live(setup: &mut Setup, n: usize, concurrency: usize) {
         percentile(&lag, 0.99),
         percentile(&lag, 1.0),
     );
-    println!("  {line}");
+    println!("  longest pause between arrivals {longest:.0} ms, {long} over 100 ms; {line}");
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
