@@ -610,9 +610,9 @@ async fn master_and_data_keys_rotate_under_load_with_no_failed_request() {
             assert_eq!(keys.version_of(&sealed), Some(2), "{b}: {}", row.id);
         }
         drop(tx);
-        let scope = palisade_core::tenancy::SystemScope::new("test");
+        let scope = SystemScope::new("test");
         let mut tx = store
-            .keys(&scope, &ws, palisade_core::store::Access::Read)
+            .keys(&scope, &ws, Access::Read)
             .await
             .unwrap();
         let secrets = tx.webhook_secrets("", 1000).await.unwrap();

@@ -373,6 +373,16 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
                    "fields": [{"collection": "notes", "field": "title", "read": true, "write": true}]}),
         )
         .await;
+        // Events it could never receive are refused by name.
+        let r = s
+            .post(
+                &ws_path(&ws, "/webhooks"),
+                Some(&limited),
+                json!({"url": "http://127.0.0.1:9/x", "events": ["record.created", "member.added", "audit.checkpoint.signed"]}),
+            )
+            .await;
+        r.assert_problem(422, "validation_failed", b);
+        assert_eq!(r.pointers(), ["/events/1", "/events/2"], "{b}");
         let limited_receiver = Receiver::start(&[]);
         webhook_to(&s, &limited, &ws, &limited_receiver, &["record.created"]).await;
         let c = create(&s, &token, &ws, "notes", json!({"title": "third", "secret": "hidden-value"})).await;

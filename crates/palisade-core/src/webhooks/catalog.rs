@@ -128,9 +128,20 @@ impl Family {
                     || collection
                         .is_some_and(|c| grants.on_collection(c).contains(Permission::RecordsRead))
             }
-            Family::Member => grants.permissions().contains(Permission::MembersRead),
-            Family::ApiKey => grants.permissions().contains(Permission::ApiKeysManage),
-            Family::Checkpoint => grants.permissions().contains(Permission::AuditRead),
+            Family::Member | Family::ApiKey | Family::Checkpoint => self
+                .needs()
+                .is_some_and(|p| grants.permissions().contains(p)),
+        }
+    }
+
+    /// The permission a workspace-wide family needs (record and collection events depend on
+    /// the collection).
+    pub fn needs(self) -> Option<Permission> {
+        match self {
+            Family::Record | Family::Collection => None,
+            Family::Member => Some(Permission::MembersRead),
+            Family::ApiKey => Some(Permission::ApiKeysManage),
+            Family::Checkpoint => Some(Permission::AuditRead),
         }
     }
 

@@ -12,7 +12,7 @@ use url::Url;
 use super::catalog::{self, EventType};
 use super::model::{Attempt, Delivery, DeliveryStatus, Endpoint};
 use super::signature::SigningSecret;
-use crate::acl::{Permission, authorize};
+use crate::acl::{Grants, Permission, authorize};
 use crate::app::Services;
 use crate::audit::{AuditEvent, Target};
 use crate::error::{ConflictKind, Error, Resource, Result};
@@ -139,14 +139,22 @@ impl Services {
         }
     }
 
-    fn check_events(checks: &mut Checks, events: &[String]) -> Vec<String> {
+    /// Known event types the caller could receive (a workspace-wide family needs its
+    /// permission; record and collection events are filtered per collection on delivery).
+    fn check_events(checks: &mut Checks, grants: &Grants, events: &[String]) -> Vec<String> {
         if events.is_empty() {
             checks.fail("/events", "must name at least one event type");
         }
         let mut names = Vec::new();
         for (i, name) in events.iter().enumerate() {
             match catalog::find(name) {
-                Some(t) => names.push(t.name.to_owned()),
+                Some(t) => match t.family.needs() {
+                    Some(p) if !grants.permissions().contains(p) => checks.fail(
+                        &format!("/events/{i}"),
+                        format!("needs the permission {}, which you do not have", p.key()),
+                    ),
+                    _ => names.push(t.name.to_owned()),
+                },
                 None => checks.fail(
                     &format!("/events/{i}"),
                     "is not an event type (see GET /api/v1/webhook-events)",
@@ -174,16 +182,16 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<WebhookWithSecret> {
         authorize(scope, Permission::WebhooksManage)?;
-        let mut checks = Checks::default();
-        let url = self.check_webhook_url(&mut checks, &input.url).await;
-        let events = Self::check_events(&mut checks, &input.events);
-        let description = input.description.unwrap_or_default();
-        Self::check_description(&mut checks, &description);
-        checks.finish()?;
         let grants = scope
             .grants()
             .cloned()
             .ok_or(Error::PermissionDenied(Permission::WebhooksManage))?;
+        let mut checks = Checks::default();
+        let url = self.check_webhook_url(&mut checks, &input.url).await;
+        let events = Self::check_events(&mut checks, &grants, &input.events);
+        let description = input.description.unwrap_or_default();
+        Self::check_description(&mut checks, &description);
+        checks.finish()?;
         let keys = self.owner_keys(scope.workspace_id().as_str()).await?;
         let now = self.now();
         let id = WebhookId::generate();
@@ -257,6 +265,10 @@ impl Services {
     ) -> Result<Endpoint> {
         authorize(scope, Permission::WebhooksManage)?;
         let id = parse_webhook_id(id)?;
+        let grants = scope
+            .grants()
+            .cloned()
+            .ok_or(Error::PermissionDenied(Permission::WebhooksManage))?;
         let mut checks = Checks::default();
         let url = match &patch.url {
             Some(u) => self.check_webhook_url(&mut checks, u).await,
@@ -265,15 +277,11 @@ impl Services {
         let events = patch
             .events
             .as_ref()
-            .map(|e| Self::check_events(&mut checks, e));
+            .map(|e| Self::check_events(&mut checks, &grants, e));
         if let Some(d) = &patch.description {
             Self::check_description(&mut checks, d);
         }
         checks.finish()?;
-        let grants = scope
-            .grants()
-            .cloned()
-            .ok_or(Error::PermissionDenied(Permission::WebhooksManage))?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
         let before = Self::webhook_in(&mut tx, &id).await?;

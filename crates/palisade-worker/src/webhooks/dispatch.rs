@@ -56,19 +56,35 @@ pub async fn run_webhooks(
     let (outcomes, received) = mpsc::channel::<DeliveryOutcome>(RECORD_BATCH * 4);
     let recorder = tokio::spawn(record_outcomes(services.clone(), received));
     let places = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let mut maintenance = tokio::time::interval(config.maintenance);
-    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Beside the deliveries, busy or not; stopped (mid-transaction is a rollback) at shutdown.
+    let maintenance = {
+        let services = services.clone();
+        let every = config.maintenance;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                maintain(&services).await;
+            }
+        })
+    };
     tokio::pin!(shutdown);
     loop {
-        let free = places.available_permits().min(CLAIM_BATCH);
-        let claimed = if free == 0 {
-            Ok(Vec::new())
-        } else {
-            let limit = u32::try_from(free).unwrap_or(1);
-            tokio::select! {
-                () = &mut shutdown => break,
-                c = services.webhook_claim(limit, config.lease) => c,
-            }
+        // A free place first: claims are made only for deliveries that can be sent at once,
+        // so none waits out its lease in a queue here.
+        let first = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&places).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let free = 1 + places.available_permits().min(CLAIM_BATCH - 1);
+        let limit = u32::try_from(free).unwrap_or(1);
+        let claimed = tokio::select! {
+            () = &mut shutdown => break,
+            c = services.webhook_claim(limit, config.lease) => c,
         };
         let claimed = match claimed {
             Ok(c) => c,
@@ -78,16 +94,22 @@ pub async fn run_webhooks(
             }
         };
         if claimed.is_empty() {
+            drop(first);
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = maintenance.tick() => maintain(&services).await,
                 () = tokio::time::sleep(config.idle_poll) => {}
             }
             continue;
         }
+        let mut first = Some(first);
         for delivery in claimed {
-            let Ok(place) = Arc::clone(&places).acquire_owned().await else {
-                break;
+            let place = match first.take() {
+                Some(p) => p,
+                // Free when claimed: taken at once.
+                None => match Arc::clone(&places).acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
             };
             let services = services.clone();
             let client = client.clone();
@@ -100,6 +122,7 @@ pub async fn run_webhooks(
             });
         }
     }
+    maintenance.abort();
     // Every place back means nothing is in flight any more.
     let all = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
     let _ = places.acquire_many(all).await;
