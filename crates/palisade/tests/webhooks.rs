@@ -173,6 +173,15 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
             "{b}: {overlap}"
         );
 
+        // One delivery, to reach its endpoints too.
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
+        receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        let dlv = deliveries(&s, &token, &ws, &hook).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
         // Another workspace's owner reaches none of it; a plain member may not manage it.
         for (method, path) in [
             ("GET", format!("/webhooks/{hook}")),
@@ -180,6 +189,8 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
             ("DELETE", format!("/webhooks/{hook}")),
             ("POST", format!("/webhooks/{hook}/rotate-secret")),
             ("GET", format!("/webhooks/{hook}/deliveries")),
+            ("GET", format!("/webhooks/{hook}/deliveries/{dlv}")),
+            ("POST", format!("/webhooks/{hook}/deliveries/{dlv}/redeliver")),
         ] {
             let r = s
                 .call(
@@ -202,6 +213,27 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         }
         let other_list = s.get(&ws_path(&other_ws, "/webhooks"), Some(&other_token)).await;
         assert_eq!(other_list.body["data"], json!([]), "{b}");
+        // Nor through an endpoint of its own.
+        let other_receiver = Receiver::start(&[]);
+        let (other_hook, _) =
+            webhook_to(&s, &other_token, &other_ws, &other_receiver, &["record.created"]).await;
+        let r = s
+            .get(
+                &ws_path(&other_ws, &format!("/webhooks/{other_hook}/deliveries/{dlv}")),
+                Some(&other_token),
+            )
+            .await;
+        r.assert_problem(404, "delivery_not_found", b);
+        let r = s
+            .post(
+                &ws_path(&other_ws, &format!("/webhooks/{other_hook}/deliveries/{dlv}/redeliver")),
+                Some(&other_token),
+                json!({}),
+            )
+            .await;
+        r.assert_problem(404, "delivery_not_found", b);
+        assert!(deliveries(&s, &other_token, &other_ws, &other_hook).await.is_empty(), "{b}");
+        assert!(other_receiver.lines().is_empty(), "{b}: nothing of another workspace");
         let (_, member, _) = s.user("member@example.com").await;
         join(&s, &token, &ws, "member@example.com", &member, "member").await;
         let r = s.get(&ws_path(&ws, "/webhooks"), Some(&member)).await;
