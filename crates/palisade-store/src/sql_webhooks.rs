@@ -91,30 +91,64 @@ pub(crate) const DELIVERY_REDELIVER: &str = "UPDATE webhook_deliveries SET statu
 pub(crate) const ATTEMPTS: &str = "SELECT delivery_id, number, attempted_at, status_code, latency_ms, response_body, error, \
      trigger FROM webhook_attempts WHERE workspace_id = $1 AND delivery_id = $2 ORDER BY number";
 
-/// Claims due deliveries of enabled endpoints, oldest due first (`$1` now, `$2` the lease's
-/// end, `$3` the claim, `$4` how many); `$lock` ends the picking subquery (`FOR UPDATE OF d
-/// SKIP LOCKED` on PostgreSQL, nothing on SQLite's one writer). Only pending deliveries have a
-/// `next_attempt_us` (a check constraint), so the condition on it alone selects them: read in
-/// order from `webhook_deliveries_due` up to the limit, which a condition on the status too
-/// would hide from the planner's estimate. Returns the claimed keys.
-macro_rules! claim_sql {
-    ($lock:literal) => {
-        concat!(
-            "UPDATE webhook_deliveries SET claim = $3, claimed_until_us = $2 \
-             WHERE (workspace_id, id) IN (SELECT d.workspace_id, d.id FROM webhook_deliveries d \
-             JOIN webhooks w ON w.workspace_id = d.workspace_id AND w.id = d.webhook_id \
-             WHERE d.next_attempt_us <= $1 \
-             AND (d.claimed_until_us IS NULL OR d.claimed_until_us < $1) AND w.enabled \
-             ORDER BY d.next_attempt_us LIMIT $4 ",
-            $lock,
-            ") RETURNING workspace_id, id"
-        )
+/// The deliveries a claim picks: due by `$1`, not held by a claim still running, of an enabled
+/// endpoint, oldest due first, at most `$4`. Only pending deliveries have a `next_attempt_us`
+/// (a check constraint), so the condition on it alone selects them, and they are read in order
+/// from `webhook_deliveries_due` up to the limit. The endpoint is looked up per delivery (a
+/// scalar subquery, never turned into a join): with a join, or a condition on the status, the
+/// planner may misjudge how many rows qualify (before the first `ANALYZE`, or taking correlated
+/// columns for independent ones) and sort every due delivery instead.
+macro_rules! claim_pick {
+    () => {
+        "FROM webhook_deliveries d WHERE d.next_attempt_us <= $1 \
+         AND (d.claimed_until_us IS NULL OR d.claimed_until_us < $1) \
+         AND (SELECT w.enabled FROM webhooks w WHERE w.workspace_id = d.workspace_id AND w.id = d.webhook_id) \
+         ORDER BY d.next_attempt_us LIMIT $4"
     };
 }
-pub(crate) use claim_sql;
+
+/// How a backend claims (`$2` the lease's end, `$3` the claim; `claim_pick!` for the rest).
+pub(crate) enum Claim {
+    /// One statement claims and returns `ClaimedRow`s.
+    Joined(&'static str),
+    /// The claim returns the claimed keys; `CLAIMED_HEAD` reads them.
+    Keyed(&'static str),
+}
+
+/// PostgreSQL: the picked rows are locked `FOR UPDATE SKIP LOCKED`, so dispatchers never wait
+/// on or take each other's, and updated by their address (the lock holds them in place until
+/// commit); the update is a data-modifying CTE the read joins, in one round trip. Each claimed
+/// delivery's event and endpoint are looked up by their primary key in a `LATERAL` subquery
+/// that `OFFSET 0` keeps from being flattened into a join, for the reason in `claim_pick!`:
+/// before statistics exist the planner has been seen to match events by workspace alone.
+pub(crate) const CLAIM_POSTGRES: Claim = Claim::Joined(concat!(
+    "WITH claimed AS (UPDATE webhook_deliveries SET claim = $3, claimed_until_us = $2 \
+     WHERE ctid = ANY(ARRAY(SELECT d.ctid ",
+    claim_pick!(),
+    " FOR UPDATE SKIP LOCKED)) RETURNING *) SELECT ",
+    delivery_columns!(),
+    ", ",
+    event_columns!(),
+    ", ",
+    webhook_columns!(),
+    " FROM claimed d \
+     CROSS JOIN LATERAL (SELECT * FROM webhook_events e \
+     WHERE e.workspace_id = d.workspace_id AND e.id = d.event_id OFFSET 0) e \
+     CROSS JOIN LATERAL (SELECT * FROM webhooks w \
+     WHERE w.workspace_id = d.workspace_id AND w.id = d.webhook_id OFFSET 0) w"
+));
+
+/// SQLite: one writer, so nothing to lock; `RETURNING` sees only the updated table, so the
+/// read is a second statement.
+pub(crate) const CLAIM_SQLITE: Claim = Claim::Keyed(concat!(
+    "UPDATE webhook_deliveries SET claim = $3, claimed_until_us = $2 \
+     WHERE rowid IN (SELECT d.rowid ",
+    claim_pick!(),
+    ") RETURNING workspace_id, id"
+));
 
 /// The head of the read of claimed deliveries with their events and endpoints; the keys
-/// follow as a list of `(workspace_id, id)` tuples, then `CLAIMED_TAIL`.
+/// follow as a list of `(workspace_id, id)` tuples.
 pub(crate) const CLAIMED_HEAD: &str = concat!(
     "SELECT ",
     delivery_columns!(),
@@ -127,7 +161,6 @@ pub(crate) const CLAIMED_HEAD: &str = concat!(
      JOIN webhooks w ON w.workspace_id = d.workspace_id AND w.id = d.webhook_id \
      WHERE (d.workspace_id, d.id) IN "
 );
-pub(crate) const CLAIMED_TAIL: &str = " ORDER BY d.next_attempt_us, d.id";
 
 /// The head of the batched outcome update: the outcomes follow as `VALUES` rows of
 /// (workspace, delivery, claim, status, attempts, schedule step, next attempt µs, updated at),
@@ -154,11 +187,12 @@ pub(crate) const FAILING_START: &str = "UPDATE webhooks SET failing_since_us = $
 pub(crate) const FAILING_RESTART: &str =
     "UPDATE webhooks SET failing_since_us = $3 WHERE workspace_id = $1 AND id = $2";
 
-/// The earliest due pending delivery of an enabled endpoint, claims aside. Served by
-/// `webhook_deliveries_due` in order, stopping at the first enabled endpoint.
+/// When the earliest pending delivery of an enabled endpoint is due, claims aside: read from
+/// `webhook_deliveries_due` in order up to the first of an enabled endpoint (see `claim_pick!`).
 pub(crate) const NEXT_DUE: &str = "SELECT d.next_attempt_us FROM webhook_deliveries d \
-     JOIN webhooks w ON w.workspace_id = d.workspace_id AND w.id = d.webhook_id \
-     WHERE d.next_attempt_us IS NOT NULL AND w.enabled ORDER BY d.next_attempt_us LIMIT 1";
+     WHERE d.next_attempt_us IS NOT NULL \
+     AND (SELECT w.enabled FROM webhooks w WHERE w.workspace_id = d.workspace_id AND w.id = d.webhook_id) \
+     ORDER BY d.next_attempt_us LIMIT 1";
 pub(crate) const FAILING_SINCE: &str = "SELECT workspace_id, id FROM webhooks \
      WHERE enabled AND failing_since_us <= $1 ORDER BY workspace_id, id";
 /// Events older than `$1` with no pending delivery; their deliveries and attempts go with them.
@@ -182,11 +216,10 @@ pub(crate) const PAYLOAD_RESEAL: &str = "UPDATE webhook_events SET payload = $4 
 pub(crate) const BATCH: usize = 256;
 
 /// Implements `WebhooksTx` and `WorkspaceSystemTx` for `SqlTx<$db>`, and the functions the
-/// webhook methods of `SystemTx` (in `sql.rs`) and `KeysTx` (in `sql_keys.rs`) call; `$lock`
-/// ends the claim's picking subquery (see `claim_sql!`). Invoke it beside `impl_members_tx!`,
-/// whose helpers it uses.
+/// webhook methods of `SystemTx` (in `sql.rs`) and `KeysTx` (in `sql_keys.rs`) call; `$claim`
+/// is the backend's `Claim`. Invoke it beside `impl_members_tx!`, whose helpers it uses.
 macro_rules! impl_webhooks_tx {
-    ($db:ty, $lock:literal) => {
+    ($db:ty, $claim:path) => {
         mod webhooks_tx {
             use std::collections::{BTreeMap, HashSet};
 
@@ -207,8 +240,6 @@ macro_rules! impl_webhooks_tx {
             use crate::sql::{SqlTx, map_err};
             use crate::sql_webhooks as q;
 
-            const CLAIM: &str = crate::sql_webhooks::claim_sql!($lock);
-
             fn micros_opt(at: Option<OffsetDateTime>) -> StoreResult<Option<i64>> {
                 at.map(micros).transpose()
             }
@@ -221,37 +252,54 @@ macro_rules! impl_webhooks_tx {
                 claim: &str,
                 limit: u32,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
-                let keys: Vec<(String, String)> = sqlx::query_as(CLAIM)
-                    .bind(micros(now)?)
-                    .bind(micros(lease_until)?)
-                    .bind(claim)
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *tx.tx)
-                    .await
-                    .map_err(map_err)?;
-                let mut claimed = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(q::BATCH) {
-                    let mut b = sqlx::QueryBuilder::<$db>::new(q::CLAIMED_HEAD);
-                    b.push_tuples(chunk, |mut row, (ws, id)| {
-                        row.push_bind(ws.clone()).push_bind(id.clone());
-                    });
-                    b.push(q::CLAIMED_TAIL);
-                    let rows: Vec<ClaimedRow> = b
-                        .build_query_as()
+                let rows: Vec<ClaimedRow> = match $claim {
+                    q::Claim::Joined(sql) => sqlx::query_as(sql)
+                        .bind(micros(now)?)
+                        .bind(micros(lease_until)?)
+                        .bind(claim)
+                        .bind(i64::from(limit))
                         .fetch_all(&mut *tx.tx)
                         .await
-                        .map_err(map_err)?;
-                    for r in rows {
-                        claimed.push(ClaimedDelivery {
-                            delivery: r.delivery.into_delivery()?,
-                            event: r.event.into_event()?,
-                            endpoint: r.webhook.into_endpoint()?,
-                            claim: claim.to_owned(),
-                        });
+                        .map_err(map_err)?,
+                    q::Claim::Keyed(sql) => {
+                        let keys: Vec<(String, String)> = sqlx::query_as(sql)
+                            .bind(micros(now)?)
+                            .bind(micros(lease_until)?)
+                            .bind(claim)
+                            .bind(i64::from(limit))
+                            .fetch_all(&mut *tx.tx)
+                            .await
+                            .map_err(map_err)?;
+                        let mut rows = Vec::with_capacity(keys.len());
+                        for chunk in keys.chunks(q::BATCH) {
+                            let mut b = sqlx::QueryBuilder::<$db>::new(q::CLAIMED_HEAD);
+                            b.push_tuples(chunk, |mut row, (ws, id)| {
+                                row.push_bind(ws.clone()).push_bind(id.clone());
+                            });
+                            let found: Vec<ClaimedRow> = b
+                                .build_query_as()
+                                .fetch_all(&mut *tx.tx)
+                                .await
+                                .map_err(map_err)?;
+                            if found.len() != chunk.len() {
+                                return Err(corrupt(
+                                    "webhook_deliveries",
+                                    "a claimed delivery vanished",
+                                ));
+                            }
+                            rows.extend(found);
+                        }
+                        rows
                     }
-                }
-                if claimed.len() != keys.len() {
-                    return Err(corrupt("webhook_deliveries", "a claimed delivery vanished"));
+                };
+                let mut claimed = Vec::with_capacity(rows.len());
+                for r in rows {
+                    claimed.push(ClaimedDelivery {
+                        delivery: r.delivery.into_delivery()?,
+                        event: r.event.into_event()?,
+                        endpoint: r.webhook.into_endpoint()?,
+                        claim: claim.to_owned(),
+                    });
                 }
                 claimed.sort_by(|a, b| {
                     (a.delivery.next_attempt_at, a.delivery.id.as_str())
