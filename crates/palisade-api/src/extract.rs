@@ -187,7 +187,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeliveryListParams {
                     Some(s) => status = Some(s),
                     None => errors.push(parameter_problem(
                         "status",
-                        "must be pending, succeeded or failed".into(),
+                        "must be pending, succeeded, failed or paused".into(),
                     )),
                 }
             } else {

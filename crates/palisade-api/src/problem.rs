@@ -400,6 +400,12 @@ fn domain(e: Error) -> Parts {
             "Delivery pending",
             "This delivery is still pending: it will be attempted on its schedule.",
         ),
+        Error::Conflict(ConflictKind::WebhookDisabled) => Parts::new(
+            StatusCode::CONFLICT,
+            code,
+            "Webhook disabled",
+            "Enable the endpoint first: its paused deliveries go out then.",
+        ),
         Error::Conflict(ConflictKind::HasChildren) => Parts::new(
             StatusCode::CONFLICT,
             code,
@@ -555,6 +561,11 @@ mod tests {
                 Error::Conflict(ConflictKind::DeliveryPending),
                 409,
                 "delivery_pending",
+            ),
+            (
+                Error::Conflict(ConflictKind::WebhookDisabled),
+                409,
+                "webhook_disabled",
             ),
             (Error::PreconditionFailed, 412, "precondition_failed"),
             (

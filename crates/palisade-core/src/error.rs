@@ -62,6 +62,8 @@ pub enum ConflictKind {
     CollectionInUse,
     /// A redelivery of a delivery that is still pending.
     DeliveryPending,
+    /// A redelivery to a disabled endpoint.
+    WebhookDisabled,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +188,7 @@ impl Error {
             Error::Conflict(ConflictKind::HasChildren) => "has_children",
             Error::Conflict(ConflictKind::CollectionInUse) => "collection_in_use",
             Error::Conflict(ConflictKind::DeliveryPending) => "delivery_pending",
+            Error::Conflict(ConflictKind::WebhookDisabled) => "webhook_disabled",
             Error::RateLimited(_) => "rate_limited",
             Error::Internal(_) => "internal",
         }

@@ -453,6 +453,20 @@ pub trait WebhooksTx: Send {
     async fn webhook_delivery_get(&mut self, id: &DeliveryId) -> StoreResult<Option<Delivery>>;
     /// A delivery's attempts by number.
     async fn webhook_attempts(&mut self, delivery: &DeliveryId) -> StoreResult<Vec<Attempt>>;
+    /// Pauses an endpoint's pending deliveries that no dispatcher holds (it was disabled):
+    /// `paused`, due never, until [`webhook_deliveries_resume`](Self::webhook_deliveries_resume).
+    /// Returns how many.
+    async fn webhook_deliveries_pause(
+        &mut self,
+        webhook: &WebhookId,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64>;
+    /// Makes an endpoint's paused deliveries pending and due at `at` (it was enabled again).
+    async fn webhook_deliveries_resume(
+        &mut self,
+        webhook: &WebhookId,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64>;
     /// Makes a delivery that is not pending due at `at` again, with `schedule_step`, claim
     /// cleared. `false` if it is pending (or absent).
     async fn webhook_delivery_redeliver(

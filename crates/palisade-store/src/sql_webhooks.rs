@@ -84,6 +84,14 @@ pub(crate) const DELIVERIES_LIST: &str = concat!(
     " FROM webhook_deliveries d WHERE d.workspace_id = $1 AND d.webhook_id = $2 \
      AND ($3 = '' OR d.status = $3) AND d.id < $4 ORDER BY d.id DESC LIMIT $5"
 );
+/// Pauses an endpoint's pending deliveries no running claim holds (`$3` now in µs).
+pub(crate) const DELIVERIES_PAUSE: &str = "UPDATE webhook_deliveries SET status = 'paused', next_attempt_us = NULL, \
+     claim = NULL, claimed_until_us = NULL, updated_at = $4 \
+     WHERE workspace_id = $1 AND webhook_id = $2 AND status = 'pending' \
+     AND (claimed_until_us IS NULL OR claimed_until_us < $3)";
+/// Makes an endpoint's paused deliveries due at `$3`.
+pub(crate) const DELIVERIES_RESUME: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_us = $3, \
+     updated_at = $4 WHERE workspace_id = $1 AND webhook_id = $2 AND status = 'paused'";
 /// Re-opens a delivery that is not pending: due at `$3`, claim released.
 pub(crate) const DELIVERY_REDELIVER: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_us = $3, \
      schedule_step = $4, claim = NULL, claimed_until_us = NULL, updated_at = $5 \
@@ -725,6 +733,40 @@ macro_rules! impl_webhooks_tx {
                         .await
                         .map_err(map_err)?;
                     Ok(rows.into_iter().map(Attempt::from).collect())
+                }
+
+                async fn webhook_deliveries_pause(
+                    &mut self,
+                    webhook: &WebhookId,
+                    at: OffsetDateTime,
+                ) -> StoreResult<u64> {
+                    let ws = self.workspace()?.to_owned();
+                    let done = sqlx::query(q::DELIVERIES_PAUSE)
+                        .bind(ws)
+                        .bind(webhook.as_str())
+                        .bind(micros(at)?)
+                        .bind(at)
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn webhook_deliveries_resume(
+                    &mut self,
+                    webhook: &WebhookId,
+                    at: OffsetDateTime,
+                ) -> StoreResult<u64> {
+                    let ws = self.workspace()?.to_owned();
+                    let done = sqlx::query(q::DELIVERIES_RESUME)
+                        .bind(ws)
+                        .bind(webhook.as_str())
+                        .bind(micros(at)?)
+                        .bind(at)
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(done.rows_affected())
                 }
 
                 async fn webhook_delivery_redeliver(

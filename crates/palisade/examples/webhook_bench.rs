@@ -14,7 +14,10 @@
 //!   client's, as recorded) is read back afterwards;
 //! - **live**: the dispatcher runs while the 16 clients create `records` records; the rate is
 //!   end to end (first create to last delivery) and the lag is the receiver's arrival time minus
-//!   the event's timestamp (when the record's transaction wrote it).
+//!   the event's timestamp (when the record's transaction wrote it);
+//! - **steps**: the dispatcher's steps timed one at a time with nothing else running (a claim
+//!   and a recording of 1, 16, 64 and 200 deliveries; preparing and POSTing one), to show where
+//!   a delivery's time goes.
 //!
 //! Usage: webhook_bench <database-url> [records] [concurrency,…]
 
@@ -39,13 +42,19 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::{Bench, send};
 use hmac::{KeyInit, Mac};
-use palisade_worker::webhooks::client::{ClientConfig, WebhookClient};
+use palisade_core::webhooks::delivery::AttemptResult;
+use palisade_worker::webhooks::client::{ClientConfig, TargetPolicy, WebhookClient};
 use palisade_worker::webhooks::dispatch::{DispatchConfig, run_webhooks};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The allocator the `palisade` binary runs with (`src/main.rs`): under glibc's, a profile of
+/// this benchmark spends a fifth of its time in `malloc` and `free`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Concurrent HTTP clients creating records.
 const CREATORS: usize = 16;
@@ -167,6 +176,18 @@ async fn start_receiver(receiver: Arc<Receiver>) -> String {
         .with_state(receiver);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
+}
+
+/// The client the server builds (`palisade::webhook_client`), with 127.0.0.1 allow-listed.
+fn webhook_client() -> WebhookClient {
+    WebhookClient::new(ClientConfig {
+        policy: TargetPolicy {
+            allow: vec!["127.0.0.1/32".parse().unwrap()],
+        },
+        timeout: Duration::from_secs(15),
+        user_agent: "Palisade-Webhooks/bench".to_owned(),
+    })
+    .unwrap()
 }
 
 /// The benchmark's server, receiver and HTTP paths.
@@ -316,14 +337,7 @@ impl Setup {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
-        let client = WebhookClient::new(ClientConfig {
-            policy: palisade_worker::webhooks::client::TargetPolicy {
-                allow: vec!["127.0.0.1/32".parse().unwrap()],
-            },
-            timeout: Duration::from_secs(15),
-            user_agent: "Palisade-Webhooks/bench".to_owned(),
-        })
-        .unwrap();
+        let client = webhook_client();
         let config = DispatchConfig {
             concurrency,
             ..DispatchConfig::for_timeout(Duration::from_secs(15))
@@ -443,6 +457,12 @@ async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
         .iter()
         .map(|(at, _)| at.duration_since(t0).as_secs_f64())
         .fold(f64::INFINITY, f64::min);
+    println!(
+        "drain, concurrency {concurrency:>3}: {n} deliveries in {settled:.2} s = {:.0} deliveries/s (the receiver had all at {received:.2} s = {:.0}/s; the first after {:.0} ms)",
+        n as f64 / settled,
+        n as f64 / received,
+        first * 1e3,
+    );
     let (longest, long) = pauses(&phase);
     let (line, succeeded) = setup.check(&webhook, &phase, n).await;
     let ids = succeeded
@@ -451,15 +471,12 @@ async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
         .collect();
     let latency = sorted(setup.attempt_latencies(&webhook, ids).await);
     println!(
-        "drain, concurrency {concurrency:>3}: {n} deliveries in {settled:.2} s = {:.0} deliveries/s (receiver had all at {received:.2} s = {:.0}/s; first after {:.0} ms); attempt latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        n as f64 / settled,
-        n as f64 / received,
-        first * 1e3,
+        "  attempt latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; longest pause between arrivals {longest:.0} ms, {long} over 100 ms",
         percentile(&latency, 0.5),
         percentile(&latency, 0.99),
         percentile(&latency, 1.0),
     );
-    println!("  longest pause between arrivals {longest:.0} ms, {long} over 100 ms; {line}");
+    println!("  {line}");
 }
 
 /// Creates `n` records while the dispatcher runs: end-to-end rate and lag.
@@ -487,15 +504,82 @@ async fn live(setup: &mut Setup, n: usize, concurrency: usize) {
     let (longest, long) = pauses(&phase);
     let (line, _) = setup.check(&webhook, &phase, n).await;
     println!(
-        "live, concurrency {concurrency:>3}: {n} records created in {created:.2} s = {:.0} records/s while {during} were delivered ({:.0}/s); all delivered at {received:.2} s, all recorded at {settled:.2} s = {:.0} deliveries/s end to end; lag (event written to received) p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "live, concurrency {concurrency:>3}: {n} records created in {created:.2} s = {:.0} records/s while {during} were delivered ({:.0}/s); all delivered at {received:.2} s, all recorded at {settled:.2} s = {:.0} deliveries/s end to end",
         n as f64 / created,
         during as f64 / created,
         n as f64 / settled,
+    );
+    println!(
+        "  lag (event written to received) p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; longest pause between arrivals {longest:.0} ms, {long} over 100 ms",
         percentile(&lag, 0.5),
         percentile(&lag, 0.99),
         percentile(&lag, 1.0),
     );
-    println!("  longest pause between arrivals {longest:.0} ms, {long} over 100 ms; {line}");
+    println!("  {line}");
+}
+
+/// The dispatcher's steps timed one at a time, nothing else running: a claim of `size`
+/// deliveries, preparing each (payload opened and narrowed, secret opened, signed), its POST
+/// (keep-alive, the receiver verifying), and recording the batch's outcomes.
+async fn steps(setup: &mut Setup) {
+    const SIZES: [usize; 4] = [1, 16, 64, 200];
+    const ROUNDS: usize = 5;
+    let n = ROUNDS * SIZES.iter().sum::<usize>();
+    let (webhook, phase) = setup.endpoint("steps").await;
+    setup.create_records(n, "steps").await;
+    let services = setup.bench.services.clone();
+    let client = webhook_client();
+    let lease = Duration::from_secs(35);
+    println!("steps, one at a time, {ROUNDS} batches of each size:");
+    for size in SIZES {
+        let mut took = [Duration::ZERO; 4];
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            let claimed = services
+                .webhook_claim(u32::try_from(size).unwrap(), lease)
+                .await
+                .unwrap();
+            took[0] += t.elapsed();
+            assert_eq!(claimed.len(), size);
+            let mut outcomes = Vec::with_capacity(size);
+            for c in &claimed {
+                let at = services.now();
+                let t = Instant::now();
+                let prepared = services.webhook_prepare(c, at).await.unwrap();
+                took[1] += t.elapsed();
+                let t = Instant::now();
+                let sent = client
+                    .post(&prepared.url, &prepared.headers, prepared.body)
+                    .await;
+                took[2] += t.elapsed();
+                assert_eq!(sent.error, None);
+                let result = AttemptResult {
+                    status: sent.status,
+                    latency: sent.latency,
+                    body: sent.body,
+                    error: sent.error,
+                };
+                outcomes.push(services.webhook_outcome(c, at, result).unwrap());
+            }
+            let t = Instant::now();
+            let recorded = services.webhook_record(&outcomes).await.unwrap();
+            took[3] += t.elapsed();
+            assert_eq!(recorded, size as u64);
+        }
+        let us = |d: Duration, per: usize| d.as_secs_f64() * 1e6 / per as f64;
+        let all = ROUNDS * size;
+        println!(
+            "  batch {size:>3}: claim {:>6.0} µs ({:>4.0} µs a delivery), record {:>6.0} µs ({:>4.0} µs a delivery); a delivery's prepare {:>3.0} µs, POST {:>4.0} µs",
+            us(took[0], ROUNDS),
+            us(took[0], all),
+            us(took[3], ROUNDS),
+            us(took[3], all),
+            us(took[1], all),
+            us(took[2], all),
+        );
+    }
+    let (line, _) = setup.check(&webhook, &phase, n).await;
+    println!("  {line}");
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -545,5 +629,6 @@ async fn main() {
         drain(&mut setup, n, c).await;
     }
     live(&mut setup, n, concurrencies[0]).await;
+    steps(&mut setup).await;
     setup.bench.stop().await;
 }

@@ -1078,3 +1078,105 @@ async fn signed_audit_checkpoints_reach_subscribers_as_independent_witnesses() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace_sends_nothing() {
+    for db in databases().await {
+        let s = server_with(db, &[30]).await;
+        let b = s.backend();
+        let (token, parent) = owner_with_workspace(&s, "owner@example.com", "holding").await;
+        let r = s
+            .post(
+                &ws_path(&parent, "/children"),
+                Some(&token),
+                json!({"name": "Branch", "slug": "branch"}),
+            )
+            .await;
+        assert_status(&r, 201, b);
+        let ws = id(&r.body);
+        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        let receiver = Receiver::start(&[]);
+        receiver.answer(Some(500));
+        let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
+        let first = id(&create(&s, &token, &ws, "notes", json!({"title": "one"})).await);
+        receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        let mut pending = Value::Null;
+        for _ in 0..100 {
+            pending = deliveries(&s, &token, &ws, &hook).await[0].clone();
+            if pending["attempts"] == 1 && pending["status"] == "pending" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(pending["status"], "pending", "{b}: {pending}");
+        let dlv = pending["id"].as_str().unwrap().to_owned();
+
+        // Disabled: the delivery waits, paused; nothing new is written; no redelivery.
+        let path = ws_path(&ws, &format!("/webhooks/{hook}"));
+        assert_status(&s.patch(&path, Some(&token), json!({"enabled": false})).await, 200, b);
+        let d = delivery(&s, &token, &ws, &hook, &dlv).await;
+        assert_eq!(d["status"], "paused", "{b}: {d}");
+        assert_eq!(d["next_attempt_at"], Value::Null, "{b}");
+        create(&s, &token, &ws, "notes", json!({"title": "while disabled"})).await;
+        assert_eq!(deliveries(&s, &token, &ws, &hook).await.len(), 1, "{b}");
+        s.post(
+            &ws_path(&ws, &format!("/webhooks/{hook}/deliveries/{dlv}/redeliver")),
+            Some(&token),
+            json!({}),
+        )
+        .await
+        .assert_problem(409, "webhook_disabled", b);
+        let paused = deliveries(&s, &token, &ws, &hook).await;
+        let only_paused = s
+            .get(
+                &ws_path(&ws, &format!("/webhooks/{hook}/deliveries?status=paused")),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(only_paused.body["data"].as_array().unwrap().len(), 1, "{b}: {paused:?}");
+
+        // Enabled again: it goes out at once (not 30 s later), and succeeds.
+        receiver.answer(None);
+        assert_status(&s.patch(&path, Some(&token), json!({"enabled": true})).await, 200, b);
+        receiver
+            .wait(Duration::from_secs(10), |l| {
+                l.iter().any(|x| x["status"] == 204 && x["body"]["data"]["id"] == first.as_str())
+            })
+            .await;
+
+        // Deleting the workspace disables its endpoints and pauses what is pending.
+        receiver.answer(Some(500));
+        create(&s, &token, &ws, "notes", json!({"title": "last"})).await;
+        let seen = receiver.wait(Duration::from_secs(30), |l| l.len() >= 3).await.len();
+        let r = s
+            .call(
+                reqwest::Method::DELETE,
+                &ws_path(&parent, &format!("/children/{ws}")),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert!(r.status.is_success(), "{b}: {}", r.text);
+        let mut tx = s.tenant_read(&ws).await;
+        let endpoint = tx
+            .webhook_get(&palisade_core::ids::WebhookId::parse(&hook).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!endpoint.enabled, "{b}");
+        assert_eq!(endpoint.disabled_reason.as_deref(), Some("workspace_deleted"), "{b}");
+        let states: Vec<_> = tx
+            .webhook_deliveries_list(&endpoint.id, None, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.status.as_str())
+            .collect();
+        assert!(!states.contains(&"pending"), "{b}: {states:?}");
+        drop(tx);
+        receiver.answer(None);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(receiver.lines().len(), seen, "{b}: nothing leaves a deleted workspace");
+        s.stop().await;
+    }
+}

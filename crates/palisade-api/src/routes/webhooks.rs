@@ -40,7 +40,8 @@ pub struct WebhookPatchIn {
     pub url: Option<String>,
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
-    /// Enabling an endpoint Palisade disabled gives it a fresh failure window.
+    /// Disabling pauses its pending deliveries; enabling sends them at once, and gives an
+    /// endpoint Palisade disabled a fresh failure window.
     pub enabled: Option<bool>,
 }
 
@@ -53,7 +54,8 @@ pub struct WebhookOut {
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
-    /// `failing` when Palisade disabled it after five days of failed deliveries.
+    /// Why Palisade disabled it: `failing` (five days of failed deliveries) or
+    /// `workspace_deleted`; `null` when it is enabled or an admin disabled it.
     pub disabled_reason: Option<String>,
     /// When its current run of failed attempts began; `null` after a success.
     pub failing_since: Option<String>,
@@ -129,7 +131,8 @@ pub struct DeliveryOut {
     #[schema(example = "msg_06f1x9k2m3n4p5q6r7s8t9v0wx")]
     pub event_id: String,
     pub event_type: String,
-    /// `pending`, `succeeded` or `failed` (every scheduled attempt failed).
+    /// `pending`, `succeeded`, `failed` (every scheduled attempt failed) or `paused` (the
+    /// endpoint is disabled; it goes out when the endpoint is enabled).
     pub status: &'static str,
     pub attempts: i64,
     pub next_attempt_at: Option<String>,
@@ -373,7 +376,7 @@ pub async fn rotate_webhook_secret(
     params(
         ("workspace" = String, Path, description = "Workspace id or slug"),
         ("webhook" = String, Path, description = "Webhook id"),
-        ("status" = Option<String>, Query, description = "`pending`, `succeeded` or `failed`"),
+        ("status" = Option<String>, Query, description = "`pending`, `succeeded`, `failed` or `paused`"),
         ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
@@ -443,7 +446,7 @@ pub async fn get_delivery(
         (status = 202, description = "Due now", body = DeliveryOut),
         (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`workspace_not_found`, `webhook_not_found`, `delivery_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`delivery_pending`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`delivery_pending`, `webhook_disabled`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn redeliver(
     State(state): State<AppState>,

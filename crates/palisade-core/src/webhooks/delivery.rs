@@ -223,6 +223,7 @@ impl Services {
             endpoint.disabled_reason = Some("failing".to_owned());
             endpoint.updated_at = now;
             tx.webhook_update(&endpoint).await?;
+            tx.webhook_deliveries_pause(&id, now).await?;
             let mut event = AuditEvent::new(
                 AuditLog::Workspace(workspace.clone()),
                 "webhook.disable",

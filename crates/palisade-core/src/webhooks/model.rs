@@ -59,6 +59,8 @@ pub enum DeliveryStatus {
     Succeeded,
     /// Every scheduled attempt failed (the dead letter); `redeliver` tries again.
     Failed,
+    /// Its endpoint is disabled: attempted again, due at once, when it is enabled.
+    Paused,
 }
 
 impl DeliveryStatus {
@@ -67,11 +69,12 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Succeeded => "succeeded",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Paused => "paused",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Succeeded, Self::Failed]
+        [Self::Pending, Self::Succeeded, Self::Failed, Self::Paused]
             .into_iter()
             .find(|s| s.as_str() == text)
     }

@@ -307,6 +307,17 @@ impl Services {
         if !tx.webhook_update(&after).await? {
             return Err(Error::NotFound(Resource::Webhook));
         }
+        // A disabled endpoint's deliveries wait, out of the dispatchers' way, and go out when
+        // it is enabled again: nothing is lost by switching it off for a while.
+        match (before.enabled, after.enabled) {
+            (true, false) => {
+                tx.webhook_deliveries_pause(&id, now).await?;
+            }
+            (false, true) => {
+                tx.webhook_deliveries_resume(&id, now).await?;
+            }
+            _ => {}
+        }
         let mut event = ws_event(scope, "webhook.update", webhook_target(&id));
         diff_endpoint(&mut event, Some(&before), &after);
         tx.audit_append(&event.seal(meta, now)?).await?;
@@ -443,12 +454,15 @@ impl Services {
         let id = parse_delivery_id(id)?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        Self::webhook_in(&mut tx, &webhook).await?;
+        let endpoint = Self::webhook_in(&mut tx, &webhook).await?;
         let delivery = tx
             .webhook_delivery_get(&id)
             .await?
             .filter(|d| d.webhook_id == webhook)
             .ok_or(Error::NotFound(Resource::Delivery))?;
+        if !endpoint.enabled {
+            return Err(Error::Conflict(ConflictKind::WebhookDisabled));
+        }
         let step = super::delivery::redelivery_step(&self.webhook_settings().retry_schedule);
         if !tx.webhook_delivery_redeliver(&id, now, step).await? {
             return Err(Error::Conflict(ConflictKind::DeliveryPending));

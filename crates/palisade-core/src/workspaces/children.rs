@@ -146,6 +146,15 @@ impl Services {
                     return Err(Error::Conflict(ConflictKind::HasChildren));
                 }
                 after.deleted_at = Some(now);
+                // Nothing of a deleted workspace leaves any more: its endpoints are disabled
+                // and their pending deliveries paused, in the deletion's transaction.
+                for mut endpoint in tx.webhooks_enabled().await? {
+                    endpoint.enabled = false;
+                    endpoint.disabled_reason = Some("workspace_deleted".to_owned());
+                    endpoint.updated_at = now;
+                    tx.webhook_update(&endpoint).await?;
+                    tx.webhook_deliveries_pause(&endpoint.id, now).await?;
+                }
             }
         }
         if after == before {

@@ -45,7 +45,8 @@ CREATE TABLE webhook_events (
 ) STRICT;
 CREATE INDEX webhook_events_created ON webhook_events (created_us);
 
--- One event's delivery to one endpoint. status is pending, succeeded or failed;
+-- One event's delivery to one endpoint. status is pending, succeeded, failed or paused (its
+-- endpoint is disabled; due again when it is enabled);
 -- next_attempt_us is when a pending one is due, and set for pending ones only (the claim finds
 -- due deliveries by it alone). A dispatcher holds a claim (a random token) until
 -- claimed_until_us; only its holder records the outcome.
