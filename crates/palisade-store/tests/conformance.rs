@@ -5419,3 +5419,75 @@ async fn a_workspace_system_transaction_reaches_its_workspace_alone() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_outbox_event_written_in_a_rolled_back_transaction_leaves_nothing() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        let (event, ds) = outbox(&ws.id, &[&e], t_us(5), t_us(6));
+        {
+            let mut tx = tenant_write(&*store, &scope).await;
+            tx.webhook_event_insert(&event, &ds).await.unwrap();
+            // Seen inside its transaction…
+            assert!(tx.webhook_event_get(&event.id).await.unwrap().is_some(), "{b}");
+            // …and dropped without commit: a rollback.
+        }
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.webhook_event_get(&event.id).await.unwrap(), None, "{b}");
+        assert_eq!(tx.webhook_delivery_get(&ds[0].id).await.unwrap(), None, "{b}");
+        tx.commit().await.unwrap();
+        assert!(
+            claim(&*store, secs(60), secs(120), "c", 10).await.is_empty(),
+            "{b}: nothing to deliver"
+        );
+    }
+}
+
+#[tokio::test]
+async fn paused_deliveries_are_never_claimed_and_resume_due_at_once() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        let other = endpoint(&ws.id, "https://two.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        add_endpoint(&*store, &scope, &other).await;
+        let (_, ds) = add_event(&*store, &scope, &[&e, &other], t_us(5), t_us(6)).await;
+        // A claimed one stays with its holder; the unclaimed one pauses.
+        let (_, held) = add_event(&*store, &scope, &[&e], t_us(7), t_us(7)).await;
+        let mut tx = system_write(&*store).await;
+        let got = tx
+            .webhook_deliveries_claim(t_us(7), secs(100), "holder", 1)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(delivery_ids(&got), [ds[0].id.clone()], "{b}: oldest due first");
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.webhook_deliveries_pause(&e.id, secs(1)).await.unwrap(), 1, "{b}");
+        let paused = tx.webhook_delivery_get(&held[0].id).await.unwrap().unwrap();
+        assert_eq!(paused.status, DeliveryStatus::Paused, "{b}");
+        assert_eq!(paused.next_attempt_at, None, "{b}");
+        let holding = tx.webhook_delivery_get(&ds[0].id).await.unwrap().unwrap();
+        assert_eq!(holding.status, DeliveryStatus::Pending, "{b}: its holder records it");
+        tx.commit().await.unwrap();
+        // Only the other endpoint's delivery is claimable now, even long after.
+        let later = claim(&*store, secs(1000), secs(1100), "c", 10).await;
+        let ids = delivery_ids(&later);
+        assert!(ids.contains(&ds[1].id), "{b}");
+        assert!(!ids.contains(&held[0].id), "{b}: paused is never claimed");
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(tx.webhook_deliveries_resume(&e.id, secs(2000)).await.unwrap(), 1, "{b}");
+        assert_eq!(tx.webhook_deliveries_resume(&e.id, secs(2000)).await.unwrap(), 0, "{b}");
+        let resumed = tx.webhook_delivery_get(&held[0].id).await.unwrap().unwrap();
+        assert_eq!(resumed.status, DeliveryStatus::Pending, "{b}");
+        assert_eq!(resumed.next_attempt_at, Some(secs(2000)), "{b}");
+        tx.commit().await.unwrap();
+        let again = claim(&*store, secs(2000), secs(2100), "d", 10).await;
+        assert!(delivery_ids(&again).contains(&held[0].id), "{b}");
+    }
+}
