@@ -26,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,6 +148,16 @@ def make_handler(args, log, lock):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A sender closing its kept-alive connection (a server stopped or killed) is normal."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
@@ -157,8 +168,7 @@ def main():
     args = parser.parse_args()
 
     with open(args.log, "a", encoding="utf-8") as log:
-        server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args, log, threading.Lock()))
-        server.daemon_threads = True
+        server = Server(("127.0.0.1", args.port), make_handler(args, log, threading.Lock()))
         print(f"listening {server.server_address[1]}", flush=True)
         try:
             server.serve_forever()

@@ -740,16 +740,7 @@ macro_rules! impl_webhooks_tx {
                     webhook: &WebhookId,
                     at: OffsetDateTime,
                 ) -> StoreResult<u64> {
-                    let ws = self.workspace()?.to_owned();
-                    let done = sqlx::query(q::DELIVERIES_PAUSE)
-                        .bind(ws)
-                        .bind(webhook.as_str())
-                        .bind(micros(at)?)
-                        .bind(at)
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
-                    Ok(done.rows_affected())
+                    endpoint_deliveries(self, q::DELIVERIES_PAUSE, webhook, at).await
                 }
 
                 async fn webhook_deliveries_resume(
@@ -757,16 +748,7 @@ macro_rules! impl_webhooks_tx {
                     webhook: &WebhookId,
                     at: OffsetDateTime,
                 ) -> StoreResult<u64> {
-                    let ws = self.workspace()?.to_owned();
-                    let done = sqlx::query(q::DELIVERIES_RESUME)
-                        .bind(ws)
-                        .bind(webhook.as_str())
-                        .bind(micros(at)?)
-                        .bind(at)
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(map_err)?;
-                    Ok(done.rows_affected())
+                    endpoint_deliveries(self, q::DELIVERIES_RESUME, webhook, at).await
                 }
 
                 async fn webhook_delivery_redeliver(
@@ -787,6 +769,26 @@ macro_rules! impl_webhooks_tx {
                         .map_err(map_err)?;
                     Ok(done.rows_affected() == 1)
                 }
+            }
+
+            /// Pauses or resumes an endpoint's deliveries (`$1` workspace, `$2` endpoint, `$3`
+            /// `at` in µs, `$4` `at`): how many changed.
+            async fn endpoint_deliveries(
+                tx: &mut SqlTx<$db>,
+                sql: &'static str,
+                webhook: &WebhookId,
+                at: OffsetDateTime,
+            ) -> StoreResult<u64> {
+                let ws = tx.workspace()?.to_owned();
+                let done = sqlx::query(sql)
+                    .bind(ws)
+                    .bind(webhook.as_str())
+                    .bind(micros(at)?)
+                    .bind(at)
+                    .execute(&mut *tx.tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected())
             }
 
             impl WorkspaceSystemTx for SqlTx<$db> {}

@@ -523,7 +523,7 @@ async fn live(setup: &mut Setup, n: usize, concurrency: usize) {
 /// (keep-alive, the receiver verifying), and recording the batch's outcomes.
 async fn steps(setup: &mut Setup) {
     const SIZES: [usize; 4] = [1, 16, 64, 200];
-    const ROUNDS: usize = 5;
+    const ROUNDS: usize = 10;
     let n = ROUNDS * SIZES.iter().sum::<usize>();
     let (webhook, phase) = setup.endpoint("steps").await;
     setup.create_records(n, "steps").await;

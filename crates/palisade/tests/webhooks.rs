@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::audit::{pair, workspace_audit};
 use common::records::{collection, create, create_key, record, records};
 use common::webhooks::{
-    Receiver, assert_all_verified, create_webhook, deliveries, delivery, webhook_to,
+    Receiver, assert_all_verified, create_webhook, deliveries, deliveries_when, delivery,
+    webhook_to,
 };
 use common::{Server, assert_status, id, join, ws_path};
 use palisade_store::testing::databases;
@@ -38,6 +39,11 @@ async fn server_with(db: palisade_store::testing::TestDb, schedule: &[u64]) -> S
 
 fn parse_time(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap()
+}
+
+/// A collection `notes` with one text field `title`.
+async fn notes(s: &Server, token: &str, ws: &str) {
+    collection(s, token, ws, "notes", json!([{"name": "title", "type": "text"}])).await;
 }
 
 /// Owner `email` with workspace `slug`: (token, workspace id).
@@ -174,7 +180,7 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         );
 
         // One delivery, to reach its endpoints too.
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
         receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
         let dlv = deliveries(&s, &token, &ws, &hook).await[0]["id"]
@@ -475,7 +481,7 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
         let s = server_with(db, &schedule).await;
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         let receiver = Receiver::start(&[]);
         let (hook, secret) = webhook_to(&s, &token, &ws, &receiver, ALL_RECORD_EVENTS).await;
         // Down: the process is gone and its port refuses connections.
@@ -485,13 +491,10 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
             made.push(id(&create(&s, &token, &ws, "notes", json!({"title": format!("n{i}")})).await));
         }
         // Two failed attempts each (at 0 s and about 1 s) while down.
-        for _ in 0..200 {
-            let list = deliveries(&s, &token, &ws, &hook).await;
-            if list.len() == 5 && list.iter().all(|d| d["attempts"].as_i64() >= Some(2)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        deliveries_when(&s, &token, &ws, &hook, |l| {
+            l.len() == 5 && l.iter().all(|d| d["attempts"].as_i64() >= Some(2))
+        })
+        .await;
         // Back on the same port but answering 503 for one more attempt each, then up.
         let down = Receiver::start_on(port, &[&secret], Some(dir));
         down.answer(Some(503));
@@ -568,15 +571,13 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
             )
             .await;
         r.assert_problem(409, "delivery_pending", b);
-        let mut failed = Value::Null;
-        for _ in 0..200 {
-            let list = deliveries(&s, &token, &ws, &hook).await;
-            if let Some(d) = list.iter().find(|d| d["status"] == "failed") {
-                failed = d.clone();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let failed = deliveries_when(&s, &token, &ws, &hook, |l| {
+            l.iter().any(|d| d["status"] == "failed")
+        })
+        .await
+        .into_iter()
+        .find(|d| d["status"] == "failed")
+        .unwrap();
         assert_eq!(failed["id"], pending["id"], "{b}");
         assert_eq!(failed["attempts"], 6, "{b}: the first attempt and five retries: {failed}");
         assert_eq!(failed["next_attempt_at"], Value::Null, "{b}");
@@ -625,7 +626,7 @@ async fn a_thousand_events_are_a_thousand_deliveries_each_attempt_in_the_history
         let s = server_with(db, &[1]).await;
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         let receiver = Receiver::start(&[]);
         let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let mut tasks = Vec::new();
@@ -664,14 +665,10 @@ async fn a_thousand_events_are_a_thousand_deliveries_each_attempt_in_the_history
             .map(|x| x["body"]["data"]["title"].as_str().unwrap())
             .collect();
         assert_eq!(titles.len(), 1000, "{b}");
-        let mut list = Vec::new();
-        for _ in 0..100 {
-            list = deliveries(&s, &token, &ws, &hook).await;
-            if list.iter().all(|d| d["status"] == "succeeded") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let list = deliveries_when(&s, &token, &ws, &hook, |l| {
+            l.iter().all(|d| d["status"] == "succeeded")
+        })
+        .await;
         assert_eq!(list.len(), 1000, "{b}");
         let events: HashSet<&str> = list.iter().map(|d| d["event_id"].as_str().unwrap()).collect();
         assert_eq!(events.len(), 1000, "{b}");
@@ -737,7 +734,7 @@ async fn private_loopback_and_link_local_targets_are_refused_and_never_contacted
         let mut s = s
             .restart_with(|c| c.webhooks.allow_cidrs = vec!["127.0.0.1/32".into()])
             .await;
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         let (hook, _) = create_webhook(
             &s,
             &token,
@@ -748,17 +745,13 @@ async fn private_loopback_and_link_local_targets_are_refused_and_never_contacted
         .await;
         s = s.restart_with(|c| c.webhooks.allow_cidrs = Vec::new()).await;
         create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
-        let mut attempt = Value::Null;
-        for _ in 0..100 {
-            let list = deliveries(&s, &token, &ws, &hook).await;
-            if let Some(d) = list.first().filter(|d| d["attempts"].as_i64() >= Some(1)) {
-                attempt = delivery(&s, &token, &ws, &hook, d["id"].as_str().unwrap()).await
-                    ["attempt_history"][0]
-                    .clone();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let attempted = deliveries_when(&s, &token, &ws, &hook, |l| {
+            l.first().is_some_and(|d| d["attempts"].as_i64() >= Some(1))
+        })
+        .await;
+        let attempt = delivery(&s, &token, &ws, &hook, attempted[0]["id"].as_str().unwrap())
+            .await["attempt_history"][0]
+            .clone();
         assert_eq!(attempt["status_code"], Value::Null, "{b}: {attempt}");
         let error = attempt["error"].as_str().unwrap();
         assert!(error.contains("refused") && error.contains("127.0.0.1"), "{b}: {error}");
@@ -776,7 +769,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_admins_are_emaile
         let s = server_with(db, &[1]).await;
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         let receiver = Receiver::start(&[]);
         receiver.answer(Some(500));
         let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
@@ -929,7 +922,7 @@ async fn a_server_killed_mid_load_still_delivers_the_event_of_every_committed_ch
         let mut s = server_with(db, &[1]).await;
         let b = s.backend();
         let (token, ws) = owner_with_workspace(&s, "owner@example.com", "acme").await;
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         let (_, key) = create_key(&s, &token, &ws, &["read", "write"]).await;
         let receiver = Receiver::start(&[]);
         webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
@@ -1094,20 +1087,17 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
             .await;
         assert_status(&r, 201, b);
         let ws = id(&r.body);
-        collection(&s, &token, &ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+        notes(&s, &token, &ws).await;
         let receiver = Receiver::start(&[]);
         receiver.answer(Some(500));
         let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let first = id(&create(&s, &token, &ws, "notes", json!({"title": "one"})).await);
         receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
-        let mut pending = Value::Null;
-        for _ in 0..100 {
-            pending = deliveries(&s, &token, &ws, &hook).await[0].clone();
-            if pending["attempts"] == 1 && pending["status"] == "pending" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let pending = deliveries_when(&s, &token, &ws, &hook, |l| {
+            l.first().is_some_and(|d| d["attempts"] == 1 && d["status"] == "pending")
+        })
+        .await[0]
+            .clone();
         assert_eq!(pending["status"], "pending", "{b}: {pending}");
         let dlv = pending["id"].as_str().unwrap().to_owned();
 

@@ -203,6 +203,30 @@ pub async fn deliveries(s: &Server, token: &str, ws: &str, webhook: &str) -> Vec
     }
 }
 
+/// An endpoint's deliveries once `done` holds for them (polled for up to 30 s).
+pub async fn deliveries_when(
+    s: &Server,
+    token: &str,
+    ws: &str,
+    webhook: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let list = deliveries(s, token, ws, webhook).await;
+        if done(&list) {
+            return list;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}: deliveries never reached the state awaited: {:?}",
+            s.backend(),
+            list.iter().take(3).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// One delivery with its attempts.
 pub async fn delivery(s: &Server, token: &str, ws: &str, webhook: &str, id: &str) -> Value {
     let r = s
