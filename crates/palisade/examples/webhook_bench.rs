@@ -13,8 +13,11 @@
 //!   hold `records` succeeded deliveries and none failed. Each delivery's attempt latency (the
 //!   client's, as recorded) is read back afterwards;
 //! - **live**: the dispatcher runs while the 16 clients create `records` records; the rate is
-//!   end to end (first create to last delivery) and the lag is the receiver's arrival time minus
-//!   the event's timestamp (when the record's transaction wrote it);
+//!   end to end (first create to last delivery). The lag is the receiver's arrival time minus
+//!   the event's timestamp (taken as the create starts, so it includes the create's own wait
+//!   for the writer and its commit), and minus the time the creating client got its 201. Once
+//!   with the server's idle poll (200 ms: how long a dispatcher that found nothing due waits),
+//!   once with 20 ms;
 //! - **steps**: the dispatcher's steps timed one at a time with nothing else running (a claim
 //!   and a recording of 1, 16, 64 and 200 deliveries; preparing and POSTing one), to show where
 //!   a delivery's time goes.
@@ -72,8 +75,8 @@ struct Phase {
     refused: AtomicU64,
     duplicates: AtomicU64,
     ids: Mutex<HashSet<String>>,
-    /// (arrival, µs from the event's timestamp to the arrival).
-    arrivals: Mutex<Vec<(Instant, i64)>>,
+    /// (arrival, µs from the event's timestamp to the arrival, the record's id).
+    arrivals: Mutex<Vec<(Instant, i64, String)>>,
 }
 
 #[derive(Default)]
@@ -84,7 +87,7 @@ struct Receiver {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -156,13 +159,15 @@ async fn hook(
     if !phase.ids.lock().unwrap().insert(id) {
         phase.duplicates.fetch_add(1, Ordering::Relaxed);
     }
-    let lag = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| OffsetDateTime::parse(v["timestamp"].as_str()?, &Rfc3339).ok())
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let lag = parsed["timestamp"]
+        .as_str()
+        .and_then(|ts| OffsetDateTime::parse(ts, &Rfc3339).ok())
         .map_or(i64::MAX, |ts| {
             i64::try_from((wall - ts).whole_microseconds()).unwrap_or(i64::MAX)
         });
-    phase.arrivals.lock().unwrap().push((arrived, lag));
+    let record = parsed["data"]["id"].as_str().unwrap_or_default().to_owned();
+    phase.arrivals.lock().unwrap().push((arrived, lag, record));
     phase.verified.fetch_add(1, Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
@@ -178,7 +183,7 @@ async fn start_receiver(receiver: Arc<Receiver>) -> String {
     base
 }
 
-/// The client the server builds (`palisade::webhook_client`), with 127.0.0.1 allow-listed.
+/// The client as the server builds it (`palisade::run_with_clock`), with 127.0.0.1 allow-listed.
 fn webhook_client() -> WebhookClient {
     WebhookClient::new(ClientConfig {
         policy: TargetPolicy {
@@ -247,8 +252,9 @@ impl Setup {
         (id, phase)
     }
 
-    /// Creates `n` records with `CREATORS` clients; seconds taken.
-    async fn create_records(&self, n: usize, tag: &str) -> f64 {
+    /// Creates `n` records with `CREATORS` clients; seconds taken, and when each record's 201
+    /// came back, by id.
+    async fn create_records(&self, n: usize, tag: &str) -> (f64, HashMap<String, Instant>) {
         let url = self.ws("/collections/notes/records");
         let t = Instant::now();
         let mut tasks = Vec::new();
@@ -256,21 +262,25 @@ impl Setup {
             let (client, url, key) = (self.bench.client.clone(), url.clone(), self.key.clone());
             let tag = tag.to_owned();
             tasks.push(tokio::spawn(async move {
+                let mut created = Vec::new();
                 for i in (w..n).step_by(CREATORS) {
-                    send(
+                    let record = send(
                         client
                             .post(&url)
                             .bearer_auth(&key)
                             .json(&json!({"title": format!("{tag} {i}")})),
                     )
                     .await;
+                    created.push((record["id"].as_str().unwrap().to_owned(), Instant::now()));
                 }
+                created
             }));
         }
+        let mut created = HashMap::with_capacity(n);
         for t in tasks {
-            t.await.unwrap();
+            created.extend(t.await.unwrap());
         }
-        t.elapsed().as_secs_f64()
+        (t.elapsed().as_secs_f64(), created)
     }
 
     /// Every delivery of `webhook` with `status` (newest first), all pages.
@@ -329,19 +339,24 @@ impl Setup {
         all
     }
 
-    /// The dispatcher as the server runs it, with `concurrency` places; stop it by sending.
+    /// The dispatcher as the server runs it, with `concurrency` places and, when given, another
+    /// idle poll than the server's; stop it by sending.
     fn dispatcher(
         &self,
         concurrency: usize,
+        idle_poll: Option<Duration>,
     ) -> (
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
         let client = webhook_client();
-        let config = DispatchConfig {
+        let mut config = DispatchConfig {
             concurrency,
             ..DispatchConfig::for_timeout(Duration::from_secs(15))
         };
+        if let Some(poll) = idle_poll {
+            config.idle_poll = poll;
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(run_webhooks(
             self.bench.services.clone(),
@@ -418,7 +433,7 @@ fn pauses(phase: &Phase) -> (f64, usize) {
         .lock()
         .unwrap()
         .iter()
-        .map(|(a, _)| *a)
+        .map(|(a, _, _)| *a)
         .collect();
     at.sort();
     let gaps: Vec<f64> = at
@@ -440,13 +455,13 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
     let name = format!("drain-{concurrency}");
     let (webhook, phase) = setup.endpoint(&name).await;
-    let secs = setup.create_records(n, &name).await;
+    let (secs, _) = setup.create_records(n, &name).await;
     println!(
         "outbox fill:   {n} records created in {secs:.2} s = {:.0} records/s ({CREATORS} clients, no dispatcher)",
         n as f64 / secs
     );
     let t0 = Instant::now();
-    let (stop, dispatcher) = setup.dispatcher(concurrency);
+    let (stop, dispatcher) = setup.dispatcher(concurrency, None);
     let (received, settled) = setup.settled(&webhook, &phase, n as u64, t0).await;
     let _ = stop.send(());
     dispatcher.await.unwrap();
@@ -455,7 +470,7 @@ async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
         .lock()
         .unwrap()
         .iter()
-        .map(|(at, _)| at.duration_since(t0).as_secs_f64())
+        .map(|(at, _, _)| at.duration_since(t0).as_secs_f64())
         .fold(f64::INFINITY, f64::min);
     println!(
         "drain, concurrency {concurrency:>3}: {n} deliveries in {settled:.2} s = {:.0} deliveries/s (the receiver had all at {received:.2} s = {:.0}/s; the first after {:.0} ms)",
@@ -479,42 +494,56 @@ async fn drain(setup: &mut Setup, n: usize, concurrency: usize) {
     println!("  {line}");
 }
 
-/// Creates `n` records while the dispatcher runs: end-to-end rate and lag.
-async fn live(setup: &mut Setup, n: usize, concurrency: usize) {
-    let name = format!("live-{concurrency}");
+/// Creates `n` records while the dispatcher runs (with `idle_poll` instead of the server's if
+/// given): end-to-end rate and lag.
+async fn live(setup: &mut Setup, n: usize, concurrency: usize, idle_poll: Option<Duration>) {
+    let poll = idle_poll.unwrap_or(DispatchConfig::for_timeout(Duration::from_secs(15)).idle_poll);
+    let name = format!("live-{concurrency}-{}", poll.as_millis());
     let (webhook, phase) = setup.endpoint(&name).await;
-    let (stop, dispatcher) = setup.dispatcher(concurrency);
+    let (stop, dispatcher) = setup.dispatcher(concurrency, idle_poll);
     // The dispatcher's first (empty) claim is behind it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
-    let created = setup.create_records(n, &name).await;
+    let (created, responses) = setup.create_records(n, &name).await;
     let during = phase.verified.load(Ordering::Relaxed);
     let (received, settled) = setup.settled(&webhook, &phase, n as u64, t0).await;
     let _ = stop.send(());
     dispatcher.await.unwrap();
-    let lag = sorted(
-        phase
-            .arrivals
-            .lock()
-            .unwrap()
+    let arrivals = phase.arrivals.lock().unwrap().clone();
+    let lag = sorted(arrivals.iter().map(|(_, us, _)| *us as f64 / 1e3).collect());
+    // From the 201 to the arrival; negative when the delivery beat the response.
+    let after_201 = sorted(
+        arrivals
             .iter()
-            .map(|(_, us)| *us as f64 / 1e3)
+            .map(|(at, _, id)| {
+                let answered = responses[id];
+                if *at >= answered {
+                    at.duration_since(answered).as_secs_f64() * 1e3
+                } else {
+                    -(answered.duration_since(*at).as_secs_f64() * 1e3)
+                }
+            })
             .collect(),
     );
     let (longest, long) = pauses(&phase);
     let (line, _) = setup.check(&webhook, &phase, n).await;
     println!(
-        "live, concurrency {concurrency:>3}: {n} records created in {created:.2} s = {:.0} records/s while {during} were delivered ({:.0}/s); all delivered at {received:.2} s, all recorded at {settled:.2} s = {:.0} deliveries/s end to end",
+        "live, concurrency {concurrency:>3}, idle poll {:>3} ms: {n} records created in {created:.2} s = {:.0} records/s while {during} were delivered ({:.0}/s); all delivered at {received:.2} s, all recorded at {settled:.2} s = {:.0} deliveries/s end to end",
+        poll.as_millis(),
         n as f64 / created,
         during as f64 / created,
         n as f64 / settled,
     );
     println!(
-        "  lag (event written to received) p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; longest pause between arrivals {longest:.0} ms, {long} over 100 ms",
+        "  lag from the event's timestamp p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; from the create's 201 p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         percentile(&lag, 0.5),
         percentile(&lag, 0.99),
         percentile(&lag, 1.0),
+        percentile(&after_201, 0.5),
+        percentile(&after_201, 0.99),
+        percentile(&after_201, 1.0),
     );
+    println!("  longest pause between arrivals {longest:.0} ms, {long} over 100 ms");
     println!("  {line}");
 }
 
@@ -526,7 +555,7 @@ async fn steps(setup: &mut Setup) {
     const ROUNDS: usize = 10;
     let n = ROUNDS * SIZES.iter().sum::<usize>();
     let (webhook, phase) = setup.endpoint("steps").await;
-    setup.create_records(n, "steps").await;
+    let _ = setup.create_records(n, "steps").await;
     let services = setup.bench.services.clone();
     let client = webhook_client();
     let lease = Duration::from_secs(35);
@@ -628,7 +657,15 @@ async fn main() {
     for &c in &concurrencies {
         drain(&mut setup, n, c).await;
     }
-    live(&mut setup, n, concurrencies[0]).await;
+    live(&mut setup, n, concurrencies[0], None).await;
+    // What a shorter idle poll does to the lag (the server's is 200 ms).
+    live(
+        &mut setup,
+        n,
+        concurrencies[0],
+        Some(Duration::from_millis(20)),
+    )
+    .await;
     steps(&mut setup).await;
     setup.bench.stop().await;
 }
