@@ -13,7 +13,10 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use palisade_core::api_keys::model::ApiKeySecret;
 use palisade_core::collections::query::{ListRequest, RawFilter};
-use palisade_core::ids::{ApiKeyId, CollectionId, CustomRoleId, DeliveryId, InvitationId, MemberId, SessionId, TeamId, WebhookId, WorkspaceId};
+use palisade_core::ids::{
+    ApiKeyId, CollectionId, CustomRoleId, DeliveryId, InvitationId, MemberId, SessionId, TeamId,
+    WebhookId, WorkspaceId,
+};
 use palisade_core::limits::LimitReport;
 use palisade_core::principal::{Principal, RequestMeta};
 use palisade_core::tenancy::TenantScope;

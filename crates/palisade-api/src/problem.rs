@@ -556,7 +556,11 @@ mod tests {
             (Error::NotFound(Resource::ApiKey), 404, "api_key_not_found"),
             (Error::NotFound(Resource::Record), 404, "record_not_found"),
             (Error::NotFound(Resource::Webhook), 404, "webhook_not_found"),
-            (Error::NotFound(Resource::Delivery), 404, "delivery_not_found"),
+            (
+                Error::NotFound(Resource::Delivery),
+                404,
+                "delivery_not_found",
+            ),
             (
                 Error::Conflict(ConflictKind::DeliveryPending),
                 409,

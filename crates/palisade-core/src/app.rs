@@ -54,6 +54,9 @@ pub struct Services {
     pub(crate) outbox: Outbox,
     /// Verified API keys and their pending last-use times (KEY-2).
     pub(crate) keys: Arc<crate::api_keys::KeyState>,
+    /// Woken when this node writes a webhook event, so its dispatcher need not wait for its
+    /// next poll.
+    pub(crate) webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
@@ -76,7 +79,14 @@ impl Services {
             vault,
             outbox,
             keys: Arc::default(),
+            webhook_wake: Arc::default(),
         }
+    }
+
+    /// Notified whenever this node writes a webhook event (before its commit: the dispatcher
+    /// gives the commit a moment, and polls anyway).
+    pub fn webhook_wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.webhook_wake)
     }
 
     /// An owner's data keys (a workspace id, or `instance`): what seals and opens its secrets.

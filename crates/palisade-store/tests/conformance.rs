@@ -5433,15 +5433,24 @@ async fn an_outbox_event_written_in_a_rolled_back_transaction_leaves_nothing() {
             let mut tx = tenant_write(&*store, &scope).await;
             tx.webhook_event_insert(&event, &ds).await.unwrap();
             // Seen inside its transaction…
-            assert!(tx.webhook_event_get(&event.id).await.unwrap().is_some(), "{b}");
+            assert!(
+                tx.webhook_event_get(&event.id).await.unwrap().is_some(),
+                "{b}"
+            );
             // …and dropped without commit: a rollback.
         }
         let mut tx = tenant_write(&*store, &scope).await;
         assert_eq!(tx.webhook_event_get(&event.id).await.unwrap(), None, "{b}");
-        assert_eq!(tx.webhook_delivery_get(&ds[0].id).await.unwrap(), None, "{b}");
+        assert_eq!(
+            tx.webhook_delivery_get(&ds[0].id).await.unwrap(),
+            None,
+            "{b}"
+        );
         tx.commit().await.unwrap();
         assert!(
-            claim(&*store, secs(60), secs(120), "c", 10).await.is_empty(),
+            claim(&*store, secs(60), secs(120), "c", 10)
+                .await
+                .is_empty(),
             "{b}: nothing to deliver"
         );
     }
@@ -5466,14 +5475,26 @@ async fn paused_deliveries_are_never_claimed_and_resume_due_at_once() {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(delivery_ids(&got), [ds[0].id.clone()], "{b}: oldest due first");
+        assert_eq!(
+            delivery_ids(&got),
+            [ds[0].id.clone()],
+            "{b}: oldest due first"
+        );
         let mut tx = tenant_write(&*store, &scope).await;
-        assert_eq!(tx.webhook_deliveries_pause(&e.id, secs(1)).await.unwrap(), 1, "{b}");
+        assert_eq!(
+            tx.webhook_deliveries_pause(&e.id, secs(1)).await.unwrap(),
+            1,
+            "{b}"
+        );
         let paused = tx.webhook_delivery_get(&held[0].id).await.unwrap().unwrap();
         assert_eq!(paused.status, DeliveryStatus::Paused, "{b}");
         assert_eq!(paused.next_attempt_at, None, "{b}");
         let holding = tx.webhook_delivery_get(&ds[0].id).await.unwrap().unwrap();
-        assert_eq!(holding.status, DeliveryStatus::Pending, "{b}: its holder records it");
+        assert_eq!(
+            holding.status,
+            DeliveryStatus::Pending,
+            "{b}: its holder records it"
+        );
         tx.commit().await.unwrap();
         // Only the other endpoint's delivery is claimable now, even long after.
         let later = claim(&*store, secs(1000), secs(1100), "c", 10).await;
@@ -5481,8 +5502,20 @@ async fn paused_deliveries_are_never_claimed_and_resume_due_at_once() {
         assert!(ids.contains(&ds[1].id), "{b}");
         assert!(!ids.contains(&held[0].id), "{b}: paused is never claimed");
         let mut tx = tenant_write(&*store, &scope).await;
-        assert_eq!(tx.webhook_deliveries_resume(&e.id, secs(2000)).await.unwrap(), 1, "{b}");
-        assert_eq!(tx.webhook_deliveries_resume(&e.id, secs(2000)).await.unwrap(), 0, "{b}");
+        assert_eq!(
+            tx.webhook_deliveries_resume(&e.id, secs(2000))
+                .await
+                .unwrap(),
+            1,
+            "{b}"
+        );
+        assert_eq!(
+            tx.webhook_deliveries_resume(&e.id, secs(2000))
+                .await
+                .unwrap(),
+            0,
+            "{b}"
+        );
         let resumed = tx.webhook_delivery_get(&held[0].id).await.unwrap().unwrap();
         assert_eq!(resumed.status, DeliveryStatus::Pending, "{b}");
         assert_eq!(resumed.next_attempt_at, Some(secs(2000)), "{b}");

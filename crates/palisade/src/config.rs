@@ -383,7 +383,12 @@ pub struct Overrides {
     #[arg(long, env = "PALISADE_SECURITY_CONTACT", global = true)]
     pub security_contact: Option<String>,
     /// Comma-separated CIDRs webhooks may reach although non-public (e.g. `127.0.0.1/32`).
-    #[arg(long, env = "PALISADE_WEBHOOK_ALLOW_CIDRS", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "PALISADE_WEBHOOK_ALLOW_CIDRS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub webhook_allow_cidrs: Option<Vec<String>>,
     #[arg(long, env = "PALISADE_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,

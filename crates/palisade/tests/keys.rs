@@ -234,8 +234,7 @@ async fn a_stolen_database_reveals_no_secret_and_no_encrypted_value() {
         // A webhook endpoint: its secret, and the outbox event of the record below (whose
         // payload holds the encrypted values in clear before sealing), are stored sealed.
         let receiver = Receiver::start(&[]);
-        let (_, webhook_secret) =
-            webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
+        let (_, webhook_secret) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let rec = create(
             &s,
             &token,
@@ -257,7 +256,9 @@ async fn a_stolen_database_reveals_no_secret_and_no_encrypted_value() {
             .await;
         assert_eq!(r.status, 201, "{b}: {}", r.text);
         let invitation = link_token(&s.mail("invitee@example.com", "invitation").await);
-        let delivered = receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        let delivered = receiver
+            .wait(Duration::from_secs(30), |l| !l.is_empty())
+            .await;
         assert_eq!(delivered[0]["body"]["data"]["diagnosis"], diagnosis, "{b}");
 
         // The data key rotates, so values exist under two versions before the dump.
@@ -611,15 +612,16 @@ async fn master_and_data_keys_rotate_under_load_with_no_failed_request() {
         }
         drop(tx);
         let scope = SystemScope::new("test");
-        let mut tx = store
-            .keys(&scope, &ws, Access::Read)
-            .await
-            .unwrap();
+        let mut tx = store.keys(&scope, &ws, Access::Read).await.unwrap();
         let secrets = tx.webhook_secrets("", 1000).await.unwrap();
         assert_eq!(secrets.len(), 1, "{b}");
         let (_, current, previous) = &secrets[0];
         assert_eq!(keys.version_of(current), Some(2), "{b}: webhook secret");
-        assert_eq!(keys.version_of(previous.as_ref().unwrap()), Some(2), "{b}: previous secret");
+        assert_eq!(
+            keys.version_of(previous.as_ref().unwrap()),
+            Some(2),
+            "{b}: previous secret"
+        );
         let payloads = tx.webhook_payloads("", 10_000).await.unwrap();
         assert!(payloads.len() >= 40, "{b}: {} events", payloads.len());
         for (event, payload) in &payloads {
@@ -627,7 +629,9 @@ async fn master_and_data_keys_rotate_under_load_with_no_failed_request() {
         }
         drop(tx);
         // Deliveries went on through the rotation, every one verified.
-        let lines = receiver.wait(Duration::from_secs(60), |l| l.len() >= 40).await;
+        let lines = receiver
+            .wait(Duration::from_secs(60), |l| l.len() >= 40)
+            .await;
         common::webhooks::assert_all_verified(&lines, b);
 
         // Every rotation is an audit entry, and the log verifies.

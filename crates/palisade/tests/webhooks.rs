@@ -43,7 +43,14 @@ fn parse_time(v: &Value) -> OffsetDateTime {
 
 /// A collection `notes` with one text field `title`.
 async fn notes(s: &Server, token: &str, ws: &str) {
-    collection(s, token, ws, "notes", json!([{"name": "title", "type": "text"}])).await;
+    collection(
+        s,
+        token,
+        ws,
+        "notes",
+        json!([{"name": "title", "type": "text"}]),
+    )
+    .await;
 }
 
 /// Owner `email` with workspace `slug`: (token, workspace id).
@@ -100,7 +107,10 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         r.assert_problem(422, "validation_failed", b);
         let pointers = r.pointers();
         assert!(pointers.contains(&"/url".to_owned()), "{b}: {pointers:?}");
-        assert!(pointers.contains(&"/events/1".to_owned()), "{b}: {pointers:?}");
+        assert!(
+            pointers.contains(&"/events/1".to_owned()),
+            "{b}: {pointers:?}"
+        );
         let r = s
             .post(
                 &ws_path(&ws, "/webhooks"),
@@ -130,7 +140,10 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         assert_status(&got, 200, b);
         assert_eq!(got.body["url"], receiver.url(), "{b}");
         assert_eq!(got.body["enabled"], true, "{b}");
-        assert!(got.body.get("secret").is_none(), "{b}: the secret is shown once");
+        assert!(
+            got.body.get("secret").is_none(),
+            "{b}: the secret is shown once"
+        );
         assert!(!got.text.contains(&secret[6..]), "{b}");
         let list = s.get(&ws_path(&ws, "/webhooks"), Some(&token)).await;
         assert_eq!(list.body["data"].as_array().unwrap().len(), 1, "{b}");
@@ -161,7 +174,11 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         let after = s
             .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
             .await;
-        assert_eq!(after.body["url"], receiver.url(), "{b}: a refused patch changes nothing");
+        assert_eq!(
+            after.body["url"],
+            receiver.url(),
+            "{b}: a refused patch changes nothing"
+        );
 
         let rotated = s
             .post(
@@ -173,7 +190,8 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         assert_status(&rotated, 200, b);
         let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
         assert_ne!(new_secret, secret, "{b}");
-        let overlap = parse_time(&rotated.body["previous_secret_expires_at"]) - OffsetDateTime::now_utc();
+        let overlap =
+            parse_time(&rotated.body["previous_secret_expires_at"]) - OffsetDateTime::now_utc();
         assert!(
             overlap > time::Duration::hours(23) && overlap <= time::Duration::hours(24),
             "{b}: {overlap}"
@@ -182,7 +200,9 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
         // One delivery, to reach its endpoints too.
         notes(&s, &token, &ws).await;
         create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
-        receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        receiver
+            .wait(Duration::from_secs(30), |l| !l.is_empty())
+            .await;
         let dlv = deliveries(&s, &token, &ws, &hook).await[0]["id"]
             .as_str()
             .unwrap()
@@ -196,7 +216,10 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
             ("POST", format!("/webhooks/{hook}/rotate-secret")),
             ("GET", format!("/webhooks/{hook}/deliveries")),
             ("GET", format!("/webhooks/{hook}/deliveries/{dlv}")),
-            ("POST", format!("/webhooks/{hook}/deliveries/{dlv}/redeliver")),
+            (
+                "POST",
+                format!("/webhooks/{hook}/deliveries/{dlv}/redeliver"),
+            ),
         ] {
             let r = s
                 .call(
@@ -217,29 +240,51 @@ async fn endpoints_are_managed_audited_and_isolated_and_the_catalog_lists_every_
                 .await;
             r.assert_problem(404, "workspace_not_found", &format!("{b}: {method} {path}"));
         }
-        let other_list = s.get(&ws_path(&other_ws, "/webhooks"), Some(&other_token)).await;
+        let other_list = s
+            .get(&ws_path(&other_ws, "/webhooks"), Some(&other_token))
+            .await;
         assert_eq!(other_list.body["data"], json!([]), "{b}");
         // Nor through an endpoint of its own.
         let other_receiver = Receiver::start(&[]);
-        let (other_hook, _) =
-            webhook_to(&s, &other_token, &other_ws, &other_receiver, &["record.created"]).await;
+        let (other_hook, _) = webhook_to(
+            &s,
+            &other_token,
+            &other_ws,
+            &other_receiver,
+            &["record.created"],
+        )
+        .await;
         let r = s
             .get(
-                &ws_path(&other_ws, &format!("/webhooks/{other_hook}/deliveries/{dlv}")),
+                &ws_path(
+                    &other_ws,
+                    &format!("/webhooks/{other_hook}/deliveries/{dlv}"),
+                ),
                 Some(&other_token),
             )
             .await;
         r.assert_problem(404, "delivery_not_found", b);
         let r = s
             .post(
-                &ws_path(&other_ws, &format!("/webhooks/{other_hook}/deliveries/{dlv}/redeliver")),
+                &ws_path(
+                    &other_ws,
+                    &format!("/webhooks/{other_hook}/deliveries/{dlv}/redeliver"),
+                ),
                 Some(&other_token),
                 json!({}),
             )
             .await;
         r.assert_problem(404, "delivery_not_found", b);
-        assert!(deliveries(&s, &other_token, &other_ws, &other_hook).await.is_empty(), "{b}");
-        assert!(other_receiver.lines().is_empty(), "{b}: nothing of another workspace");
+        assert!(
+            deliveries(&s, &other_token, &other_ws, &other_hook)
+                .await
+                .is_empty(),
+            "{b}"
+        );
+        assert!(
+            other_receiver.lines().is_empty(),
+            "{b}: nothing of another workspace"
+        );
         let (_, member, _) = s.user("member@example.com").await;
         join(&s, &token, &ws, "member@example.com", &member, "member").await;
         let r = s.get(&ws_path(&ws, "/webhooks"), Some(&member)).await;
@@ -316,23 +361,59 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
             &token,
             &ws,
             &receiver,
-            &["record.created", "record.updated", "record.deleted", "collection.updated", "api_key.created"],
+            &[
+                "record.created",
+                "record.updated",
+                "record.deleted",
+                "collection.updated",
+                "api_key.created",
+            ],
         )
         .await;
 
-        let a = create(&s, &token, &ws, "notes", json!({"title": "first", "secret": "s3cret-value"})).await;
-        let draft = create(&s, &token, &ws, "notes", json!({"title": "draft", "status": "draft"})).await;
+        let a = create(
+            &s,
+            &token,
+            &ws,
+            "notes",
+            json!({"title": "first", "secret": "s3cret-value"}),
+        )
+        .await;
+        let draft = create(
+            &s,
+            &token,
+            &ws,
+            "notes",
+            json!({"title": "draft", "status": "draft"}),
+        )
+        .await;
         let r = s
-            .patch(&record(&ws, "notes", &id(&a)), Some(&token), json!({"title": "renamed"}))
+            .patch(
+                &record(&ws, "notes", &id(&a)),
+                Some(&token),
+                json!({"title": "renamed"}),
+            )
             .await;
         assert_status(&r, 200, b);
         let r = s
-            .call(reqwest::Method::DELETE, &record(&ws, "notes", &id(&draft)), Some(&token), None)
+            .call(
+                reqwest::Method::DELETE,
+                &record(&ws, "notes", &id(&draft)),
+                Some(&token),
+                None,
+            )
             .await;
         assert_status(&r, 204, b);
         create_key(&s, &token, &ws, &["read"]).await;
         // Not subscribed: no delivery.
-        collection(&s, &token, &ws, "other", json!([{"name": "x", "type": "text"}])).await;
+        collection(
+            &s,
+            &token,
+            &ws,
+            "other",
+            json!([{"name": "x", "type": "text"}]),
+        )
+        .await;
 
         let lines = receiver
             .wait(Duration::from_secs(30), |l| l.len() >= 5)
@@ -340,12 +421,17 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
         tokio::time::sleep(Duration::from_millis(500)).await;
         let lines = {
             let more = receiver.lines();
-            assert_eq!(more.len(), lines.len(), "{b}: nothing beyond the subscribed events");
+            assert_eq!(
+                more.len(),
+                lines.len(),
+                "{b}: nothing beyond the subscribed events"
+            );
             more
         };
         assert_all_verified(&lines, b);
         let types: BTreeMap<String, usize> = lines.iter().fold(BTreeMap::new(), |mut m, l| {
-            *m.entry(l["body"]["type"].as_str().unwrap().to_owned()).or_default() += 1;
+            *m.entry(l["body"]["type"].as_str().unwrap().to_owned())
+                .or_default() += 1;
             m
         });
         assert_eq!(
@@ -358,17 +444,26 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
             ]),
             "{b}"
         );
-        let ids: HashSet<&str> = lines.iter().map(|l| l["webhook_id"].as_str().unwrap()).collect();
+        let ids: HashSet<&str> = lines
+            .iter()
+            .map(|l| l["webhook_id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids.len(), lines.len(), "{b}: one webhook-id per event");
         let created = lines
             .iter()
             .find(|l| l["body"]["type"] == "record.created" && l["body"]["data"]["id"] == id(&a))
             .unwrap();
         assert_eq!(created["body"]["data"]["title"], "first", "{b}");
-        assert_eq!(created["body"]["data"]["secret"], "s3cret-value", "{b}: opened for the owner");
+        assert_eq!(
+            created["body"]["data"]["secret"], "s3cret-value",
+            "{b}: opened for the owner"
+        );
         assert_eq!(created["body"]["workspace_id"], ws.as_str(), "{b}");
         assert_eq!(created["body"]["data"]["collection"], "notes", "{b}");
-        let updated = lines.iter().find(|l| l["body"]["type"] == "record.updated").unwrap();
+        let updated = lines
+            .iter()
+            .find(|l| l["body"]["type"] == "record.updated")
+            .unwrap();
         assert_eq!(updated["body"]["data"]["title"], "renamed", "{b}");
         assert_eq!(updated["body"]["data"]["version"], 2, "{b}");
         for l in &lines {
@@ -423,14 +518,29 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
         assert_eq!(r.pointers(), ["/events/1", "/events/2"], "{b}");
         let limited_receiver = Receiver::start(&[]);
         webhook_to(&s, &limited, &ws, &limited_receiver, &["record.created"]).await;
-        let c = create(&s, &token, &ws, "notes", json!({"title": "third", "secret": "hidden-value"})).await;
-        let got = limited_receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        let c = create(
+            &s,
+            &token,
+            &ws,
+            "notes",
+            json!({"title": "third", "secret": "hidden-value"}),
+        )
+        .await;
+        let got = limited_receiver
+            .wait(Duration::from_secs(30), |l| !l.is_empty())
+            .await;
         assert_all_verified(&got, b);
         assert_eq!(got[0]["body"]["data"]["id"], id(&c), "{b}");
         assert_eq!(got[0]["body"]["data"]["title"], "third", "{b}");
-        assert!(got[0]["body"]["data"].get("secret").is_none(), "{b}: {}", got[0]["body"]);
         assert!(
-            !serde_json::to_string(&got).unwrap().contains("hidden-value"),
+            got[0]["body"]["data"].get("secret").is_none(),
+            "{b}: {}",
+            got[0]["body"]
+        );
+        assert!(
+            !serde_json::to_string(&got)
+                .unwrap()
+                .contains("hidden-value"),
             "{b}"
         );
         let full = receiver
@@ -438,7 +548,10 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
                 l.iter().any(|x| x["body"]["data"]["id"] == id(&c))
             })
             .await;
-        let full = full.iter().find(|x| x["body"]["data"]["id"] == id(&c)).unwrap();
+        let full = full
+            .iter()
+            .find(|x| x["body"]["data"]["id"] == id(&c))
+            .unwrap();
         assert_eq!(full["body"]["data"]["secret"], "hidden-value", "{b}");
 
         // Rotation: both secrets sign for the overlap, so a receiver holding either verifies.
@@ -488,7 +601,14 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
         let (port, dir) = receiver.stop();
         let mut made = Vec::new();
         for i in 0..5 {
-            made.push(id(&create(&s, &token, &ws, "notes", json!({"title": format!("n{i}")})).await));
+            made.push(id(&create(
+                &s,
+                &token,
+                &ws,
+                "notes",
+                json!({"title": format!("n{i}")}),
+            )
+            .await));
         }
         // Two failed attempts each (at 0 s and about 1 s) while down.
         deliveries_when(&s, &token, &ws, &hook, |l| {
@@ -499,7 +619,11 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
         let down = Receiver::start_on(port, &[&secret], Some(dir));
         down.answer(Some(503));
         down.wait(Duration::from_secs(30), |l| {
-            l.iter().map(|x| x["webhook_id"].as_str().unwrap()).collect::<HashSet<_>>().len() == 5
+            l.iter()
+                .map(|x| x["webhook_id"].as_str().unwrap())
+                .collect::<HashSet<_>>()
+                .len()
+                == 5
         })
         .await;
         down.answer(None);
@@ -533,15 +657,21 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
             assert_eq!(d["attempts"], attempts.len(), "{b}");
             for a in &attempts[..2] {
                 assert_eq!(a["status_code"], Value::Null, "{b}: {a}");
-                assert!(a["error"].as_str().unwrap().contains("connection refused"), "{b}: {a}");
+                assert!(
+                    a["error"].as_str().unwrap().contains("connection refused"),
+                    "{b}: {a}"
+                );
             }
             assert!(
-                attempts[2..attempts.len() - 1].iter().all(|a| a["status_code"] == 503 && a["error"] == "HTTP 503"),
+                attempts[2..attempts.len() - 1]
+                    .iter()
+                    .all(|a| a["status_code"] == 503 && a["error"] == "HTTP 503"),
                 "{b}: {attempts:?}"
             );
             for (i, pair) in attempts.windows(2).enumerate() {
-                let gap = (parse_time(&pair[1]["attempted_at"]) - parse_time(&pair[0]["attempted_at"]))
-                    .as_seconds_f64();
+                let gap = (parse_time(&pair[1]["attempted_at"])
+                    - parse_time(&pair[0]["attempted_at"]))
+                .as_seconds_f64();
                 let wait = schedule[i] as f64;
                 assert!(
                     gap >= wait * 0.9 - 0.05 && gap <= wait * 1.1 + 1.5,
@@ -565,7 +695,13 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
             .unwrap();
         let r = s
             .post(
-                &ws_path(&ws, &format!("/webhooks/{hook}/deliveries/{}/redeliver", pending["id"].as_str().unwrap())),
+                &ws_path(
+                    &ws,
+                    &format!(
+                        "/webhooks/{hook}/deliveries/{}/redeliver",
+                        pending["id"].as_str().unwrap()
+                    ),
+                ),
                 Some(&token),
                 json!({}),
             )
@@ -579,21 +715,31 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
         .find(|d| d["status"] == "failed")
         .unwrap();
         assert_eq!(failed["id"], pending["id"], "{b}");
-        assert_eq!(failed["attempts"], 6, "{b}: the first attempt and five retries: {failed}");
+        assert_eq!(
+            failed["attempts"], 6,
+            "{b}: the first attempt and five retries: {failed}"
+        );
         assert_eq!(failed["next_attempt_at"], Value::Null, "{b}");
         let detail = delivery(&s, &token, &ws, &hook, failed["id"].as_str().unwrap()).await;
         assert_eq!(detail["payload"]["data"]["id"], dead, "{b}");
         down.answer(None);
         let r = s
             .post(
-                &ws_path(&ws, &format!("/webhooks/{hook}/deliveries/{}/redeliver", failed["id"].as_str().unwrap())),
+                &ws_path(
+                    &ws,
+                    &format!(
+                        "/webhooks/{hook}/deliveries/{}/redeliver",
+                        failed["id"].as_str().unwrap()
+                    ),
+                ),
                 Some(&token),
                 json!({}),
             )
             .await;
         assert_status(&r, 202, b);
         down.wait(Duration::from_secs(30), |l| {
-            l.iter().any(|x| x["status"] == 204 && x["body"]["data"]["id"] == dead.as_str())
+            l.iter()
+                .any(|x| x["status"] == 204 && x["body"]["data"]["id"] == dead.as_str())
         })
         .await;
         let mut detail = Value::Null;
@@ -611,7 +757,9 @@ async fn a_receiver_down_then_up_gets_everything_on_schedule_and_dead_letters_ca
         // The redelivery is audited; the deliveries themselves are not.
         let log = workspace_audit(&s, &ws).await;
         assert_eq!(
-            log.iter().filter(|e| e.action == "webhook.redeliver").count(),
+            log.iter()
+                .filter(|e| e.action == "webhook.redeliver")
+                .count(),
             1,
             "{b}"
         );
@@ -670,7 +818,10 @@ async fn a_thousand_events_are_a_thousand_deliveries_each_attempt_in_the_history
         })
         .await;
         assert_eq!(list.len(), 1000, "{b}");
-        let events: HashSet<&str> = list.iter().map(|d| d["event_id"].as_str().unwrap()).collect();
+        let events: HashSet<&str> = list
+            .iter()
+            .map(|d| d["event_id"].as_str().unwrap())
+            .collect();
         assert_eq!(events.len(), 1000, "{b}");
         for d in &list {
             assert_eq!(d["status"], "succeeded", "{b}: {d}");
@@ -684,7 +835,11 @@ async fn a_thousand_events_are_a_thousand_deliveries_each_attempt_in_the_history
             assert_eq!(history.last().unwrap()["status_code"], 204, "{b}");
             attempts += history.len();
         }
-        assert_eq!(attempts, receiver.lines().len(), "{b}: each attempt recorded once");
+        assert_eq!(
+            attempts,
+            receiver.lines().len(),
+            "{b}: each attempt recorded once"
+        );
         s.stop().await;
     }
 }
@@ -743,18 +898,23 @@ async fn private_loopback_and_link_local_targets_are_refused_and_never_contacted
             &["record.created"],
         )
         .await;
-        s = s.restart_with(|c| c.webhooks.allow_cidrs = Vec::new()).await;
+        s = s
+            .restart_with(|c| c.webhooks.allow_cidrs = Vec::new())
+            .await;
         create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
         let attempted = deliveries_when(&s, &token, &ws, &hook, |l| {
             l.first().is_some_and(|d| d["attempts"].as_i64() >= Some(1))
         })
         .await;
-        let attempt = delivery(&s, &token, &ws, &hook, attempted[0]["id"].as_str().unwrap())
-            .await["attempt_history"][0]
+        let attempt = delivery(&s, &token, &ws, &hook, attempted[0]["id"].as_str().unwrap()).await
+            ["attempt_history"][0]
             .clone();
         assert_eq!(attempt["status_code"], Value::Null, "{b}: {attempt}");
         let error = attempt["error"].as_str().unwrap();
-        assert!(error.contains("refused") && error.contains("127.0.0.1"), "{b}: {error}");
+        assert!(
+            error.contains("refused") && error.contains("127.0.0.1"),
+            "{b}: {error}"
+        );
         assert!(
             listener.accept().is_err(),
             "{b}: a refused target must never be connected to"
@@ -774,7 +934,9 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_admins_are_emaile
         receiver.answer(Some(500));
         let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         create(&s, &token, &ws, "notes", json!({"title": "t"})).await;
-        receiver.wait(Duration::from_secs(30), |l| l.len() >= 2).await;
+        receiver
+            .wait(Duration::from_secs(30), |l| l.len() >= 2)
+            .await;
         let mut failing = Value::Null;
         for _ in 0..100 {
             failing = s
@@ -789,11 +951,23 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_admins_are_emaile
         assert!(!failing["failing_since"].is_null(), "{b}: {failing}");
         // Four days on: still enabled.
         s.advance(time::Duration::days(4));
-        assert_eq!(s.services().disable_failing_webhooks().await.unwrap(), 0, "{b}");
+        assert_eq!(
+            s.services().disable_failing_webhooks().await.unwrap(),
+            0,
+            "{b}"
+        );
         // Past five days: disabled, audited, the owner emailed.
         s.advance(time::Duration::days(1) + time::Duration::hours(1));
-        assert_eq!(s.services().disable_failing_webhooks().await.unwrap(), 1, "{b}");
-        assert_eq!(s.services().disable_failing_webhooks().await.unwrap(), 0, "{b}: once");
+        assert_eq!(
+            s.services().disable_failing_webhooks().await.unwrap(),
+            1,
+            "{b}"
+        );
+        assert_eq!(
+            s.services().disable_failing_webhooks().await.unwrap(),
+            0,
+            "{b}: once"
+        );
         let (token, _) = s.login("owner@example.com").await;
         let got = s
             .get(&ws_path(&ws, &format!("/webhooks/{hook}")), Some(&token))
@@ -809,7 +983,11 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_its_admins_are_emaile
         // A disabled endpoint gets no new deliveries; enabling it starts a fresh window.
         let before = deliveries(&s, &token, &ws, &hook).await.len();
         create(&s, &token, &ws, "notes", json!({"title": "while disabled"})).await;
-        assert_eq!(deliveries(&s, &token, &ws, &hook).await.len(), before, "{b}");
+        assert_eq!(
+            deliveries(&s, &token, &ws, &hook).await.len(),
+            before,
+            "{b}"
+        );
         receiver.answer(None);
         let r = s
             .patch(
@@ -843,9 +1021,17 @@ async fn refused_and_failed_changes_produce_no_event() {
         let (hook, _) = webhook_to(&s, &token, &ws, &receiver, ALL_RECORD_EVENTS).await;
         let a = create(&s, &token, &ws, "notes", json!({"title": "one"})).await;
         // A unique conflict, a missing required field, a stale If-Match: all rolled back.
-        let r = s.post(&records(&ws, "notes"), Some(&token), json!({"title": "one"})).await;
+        let r = s
+            .post(
+                &records(&ws, "notes"),
+                Some(&token),
+                json!({"title": "one"}),
+            )
+            .await;
         r.assert_problem(422, "validation_failed", b);
-        let r = s.post(&records(&ws, "notes"), Some(&token), json!({})).await;
+        let r = s
+            .post(&records(&ws, "notes"), Some(&token), json!({}))
+            .await;
         assert_eq!(r.status.as_u16(), 422, "{b}: {}", r.text);
         let r = s
             .call(
@@ -866,7 +1052,9 @@ async fn refused_and_failed_changes_produce_no_event() {
             .await
             .unwrap();
         assert_eq!(stale.status().as_u16(), 412, "{b}");
-        let lines = receiver.wait(Duration::from_secs(30), |l| l.len() >= 2).await;
+        let lines = receiver
+            .wait(Duration::from_secs(30), |l| l.len() >= 2)
+            .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let lines = {
             let again = receiver.lines();
@@ -875,8 +1063,15 @@ async fn refused_and_failed_changes_produce_no_event() {
         };
         // Deliveries run concurrently: their order is not promised (the body's `timestamp`
         // and a record's `version` order them).
-        let types: BTreeSet<&str> = lines.iter().map(|l| l["body"]["type"].as_str().unwrap()).collect();
-        assert_eq!(types, BTreeSet::from(["record.created", "record.updated"]), "{b}");
+        let types: BTreeSet<&str> = lines
+            .iter()
+            .map(|l| l["body"]["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            BTreeSet::from(["record.created", "record.updated"]),
+            "{b}"
+        );
         assert_eq!(lines.len(), 2, "{b}");
         assert_eq!(deliveries(&s, &token, &ws, &hook).await.len(), 2, "{b}");
         s.stop().await;
@@ -1011,7 +1206,11 @@ async fn a_server_killed_mid_load_still_delivers_the_event_of_every_committed_ch
             acknowledged.is_subset(&committed),
             "{b}: an acknowledged write is missing"
         );
-        assert!(committed.len() >= 40, "{b}: the load ran ({} records)", committed.len());
+        assert!(
+            committed.len() >= 40,
+            "{b}: the load ran ({} records)",
+            committed.len()
+        );
         let delivered = |lines: &[Value]| -> BTreeSet<String> {
             lines
                 .iter()
@@ -1020,10 +1219,16 @@ async fn a_server_killed_mid_load_still_delivers_the_event_of_every_committed_ch
                 .collect()
         };
         let lines = receiver
-            .wait(Duration::from_secs(90), |l| delivered(l).is_superset(&committed))
+            .wait(Duration::from_secs(90), |l| {
+                delivered(l).is_superset(&committed)
+            })
             .await;
         assert_all_verified(&lines, b);
-        assert_eq!(delivered(&lines), committed, "{b}: an event for every committed record, and only those");
+        assert_eq!(
+            delivered(&lines),
+            committed,
+            "{b}: an event for every committed record, and only those"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         drop(db);
@@ -1059,11 +1264,16 @@ async fn signed_audit_checkpoints_reach_subscribers_as_independent_witnesses() {
         let data = &event["body"]["data"];
         assert_eq!(data["kind"], "latest", "{b}");
         assert!(
-            data["origin"].as_str().unwrap().ends_with(&format!("/ws/{ws}")),
+            data["origin"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/ws/{ws}")),
             "{b}: {data}"
         );
         // It is the checkpoint the API serves (nothing was appended since), signature and all.
-        let api = s.get(&ws_path(&ws, "/audit/checkpoint"), Some(&token)).await;
+        let api = s
+            .get(&ws_path(&ws, "/audit/checkpoint"), Some(&token))
+            .await;
         assert_status(&api, 200, b);
         for field in ["tree_size", "root", "jws", "note", "origin"] {
             assert_eq!(api.body[field], data[field], "{b}: {field}");
@@ -1092,9 +1302,12 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
         receiver.answer(Some(500));
         let (hook, _) = webhook_to(&s, &token, &ws, &receiver, &["record.created"]).await;
         let first = id(&create(&s, &token, &ws, "notes", json!({"title": "one"})).await);
-        receiver.wait(Duration::from_secs(30), |l| !l.is_empty()).await;
+        receiver
+            .wait(Duration::from_secs(30), |l| !l.is_empty())
+            .await;
         let pending = deliveries_when(&s, &token, &ws, &hook, |l| {
-            l.first().is_some_and(|d| d["attempts"] == 1 && d["status"] == "pending")
+            l.first()
+                .is_some_and(|d| d["attempts"] == 1 && d["status"] == "pending")
         })
         .await[0]
             .clone();
@@ -1103,7 +1316,12 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
 
         // Disabled: the delivery waits, paused; nothing new is written; no redelivery.
         let path = ws_path(&ws, &format!("/webhooks/{hook}"));
-        assert_status(&s.patch(&path, Some(&token), json!({"enabled": false})).await, 200, b);
+        assert_status(
+            &s.patch(&path, Some(&token), json!({"enabled": false}))
+                .await,
+            200,
+            b,
+        );
         let d = delivery(&s, &token, &ws, &hook, &dlv).await;
         assert_eq!(d["status"], "paused", "{b}: {d}");
         assert_eq!(d["next_attempt_at"], Value::Null, "{b}");
@@ -1123,21 +1341,33 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
                 Some(&token),
             )
             .await;
-        assert_eq!(only_paused.body["data"].as_array().unwrap().len(), 1, "{b}: {paused:?}");
+        assert_eq!(
+            only_paused.body["data"].as_array().unwrap().len(),
+            1,
+            "{b}: {paused:?}"
+        );
 
         // Enabled again: it goes out at once (not 30 s later), and succeeds.
         receiver.answer(None);
-        assert_status(&s.patch(&path, Some(&token), json!({"enabled": true})).await, 200, b);
+        assert_status(
+            &s.patch(&path, Some(&token), json!({"enabled": true})).await,
+            200,
+            b,
+        );
         receiver
             .wait(Duration::from_secs(10), |l| {
-                l.iter().any(|x| x["status"] == 204 && x["body"]["data"]["id"] == first.as_str())
+                l.iter()
+                    .any(|x| x["status"] == 204 && x["body"]["data"]["id"] == first.as_str())
             })
             .await;
 
         // Deleting the workspace disables its endpoints and pauses what is pending.
         receiver.answer(Some(500));
         create(&s, &token, &ws, "notes", json!({"title": "last"})).await;
-        let seen = receiver.wait(Duration::from_secs(30), |l| l.len() >= 3).await.len();
+        let seen = receiver
+            .wait(Duration::from_secs(30), |l| l.len() >= 3)
+            .await
+            .len();
         let r = s
             .call(
                 reqwest::Method::DELETE,
@@ -1154,7 +1384,11 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
             .unwrap()
             .unwrap();
         assert!(!endpoint.enabled, "{b}");
-        assert_eq!(endpoint.disabled_reason.as_deref(), Some("workspace_deleted"), "{b}");
+        assert_eq!(
+            endpoint.disabled_reason.as_deref(),
+            Some("workspace_deleted"),
+            "{b}"
+        );
         let states: Vec<_> = tx
             .webhook_deliveries_list(&endpoint.id, None, None, 10)
             .await
@@ -1166,7 +1400,11 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
         drop(tx);
         receiver.answer(None);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(receiver.lines().len(), seen, "{b}: nothing leaves a deleted workspace");
+        assert_eq!(
+            receiver.lines().len(),
+            seen,
+            "{b}: nothing leaves a deleted workspace"
+        );
         s.stop().await;
     }
 }

@@ -291,7 +291,9 @@ pub async fn get_webhook(
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<WebhookOut>> {
     let (_, webhook) = path;
-    Ok(Json(state.services.get_webhook(&scope, &webhook).await?.into()))
+    Ok(Json(
+        state.services.get_webhook(&scope, &webhook).await?.into(),
+    ))
 }
 
 /// Change a webhook endpoint's URL, events, description or enabled state (needs

@@ -22,9 +22,9 @@ use crate::principal::{Principal, RequestMeta};
 use crate::store::Access;
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::Checks;
+use crate::webhooks::outbox::Change;
 use crate::workspaces::model::Page;
 use crate::workspaces::service::{LIST_LIMIT_MAX, page_of, ws_event};
-use crate::webhooks::outbox::{Change, emit};
 
 /// Change rows older than this are pruned; far past the sync window.
 const CHANGE_RETENTION: time::Duration = time::Duration::hours(1);
@@ -176,7 +176,14 @@ impl Services {
         );
         event.diff_field("/expires_at", Value::Null, timestamp(key.expires_at));
         tx.audit_append(&event.seal(meta, now)?).await?;
-        emit(&mut *tx, &keys, scope.workspace_id(), key_change("api_key.created", &key), now).await?;
+        self.emit(
+            &mut *tx,
+            &keys,
+            scope.workspace_id(),
+            key_change("api_key.created", &key),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(IssuedApiKey { key, secret })
     }
@@ -233,7 +240,14 @@ impl Services {
         tx.api_keys_changed(now).await?;
         let event = ws_event(scope, "api_key.rotate", key_target(&id));
         tx.audit_append(&event.seal(meta, now)?).await?;
-        emit(&mut *tx, &keys, scope.workspace_id(), key_change("api_key.rotated", &key), now).await?;
+        self.emit(
+            &mut *tx,
+            &keys,
+            scope.workspace_id(),
+            key_change("api_key.rotated", &key),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.propagate_key_change(scope.workspace_id()).await;
         Ok(IssuedApiKey { key, secret })
@@ -264,8 +278,14 @@ impl Services {
         event.diff_field("/revoked_at", Value::Null, timestamp(Some(now)));
         tx.audit_append(&event.seal(meta, now)?).await?;
         if let Some(key) = tx.api_key_get(&id).await? {
-            emit(&mut *tx, &keys, scope.workspace_id(), key_change("api_key.revoked", &key), now)
-                .await?;
+            self.emit(
+                &mut *tx,
+                &keys,
+                scope.workspace_id(),
+                key_change("api_key.revoked", &key),
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         self.propagate_key_change(scope.workspace_id()).await;

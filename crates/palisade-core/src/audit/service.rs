@@ -19,16 +19,16 @@ use crate::acl::{Permission, authorize};
 use crate::app::Services;
 use crate::crypto::random;
 use crate::error::{Error, FieldError, Resource, Result, StoreError};
+use crate::ids::WorkspaceId;
 use crate::keys::{OwnerKeys, SecretSite};
 use crate::principal::{Principal, RequestMeta};
 use crate::store::{
     Access, AuditFilter, AuditLogTx, AuditQuery, StoredAuditKey, StoredCheckpoint, StoredEntry,
     WorkspaceSystemTx,
 };
-use crate::ids::WorkspaceId;
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::Checks;
-use crate::webhooks::outbox::{Change, emit};
+use crate::webhooks::outbox::Change;
 use crate::workspaces::model::Page;
 
 pub const EVENTS_LIMIT_DEFAULT: u32 = 50;
@@ -841,7 +841,7 @@ impl Services {
                         "note": view.note,
                     }),
                 );
-                emit(&mut *tx, &keys, &ws, change, now).await?;
+                self.emit(&mut *tx, &keys, &ws, change, now).await?;
                 tx.commit().await?;
             }
             SigningTx::Log(tx) => tx.commit().await?,

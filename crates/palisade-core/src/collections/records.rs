@@ -23,8 +23,8 @@ use crate::keys::{OwnerKeys, SecretSite};
 use crate::principal::RequestMeta;
 use crate::store::{Access, TenantTx};
 use crate::tenancy::TenantScope;
+use crate::webhooks::outbox::Change;
 use crate::workspaces::model::Page;
-use crate::webhooks::outbox::{Change, emit};
 use crate::workspaces::service::{LIST_LIMIT_MAX, ws_event};
 
 /// A record as its caller may see it: unreadable fields left out, encrypted ones opened.
@@ -268,7 +268,8 @@ impl Services {
         ));
         append_events(&mut tx, events, meta, now).await?;
         let change = record_change("record.created", &schema, &record, &values);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(written_view(scope, &schema, record, values))
     }
@@ -454,7 +455,8 @@ impl Services {
         events.extend(link_events(scope, &schema, &after.id, &old, &merged));
         append_events(&mut tx, events, meta, now).await?;
         let change = record_change("record.updated", &schema, &after, &merged);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(written_view(scope, &schema, after, merged))
     }
@@ -492,7 +494,8 @@ impl Services {
         )
         .about(&schema.name)
         .draft(before.status == RecordStatus::Draft);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -541,7 +544,8 @@ impl Services {
         tx.audit_append(&event.seal(meta, now)?).await?;
         let values = self.open_all(&keys, &schema, &after)?;
         let change = record_change("record.updated", &schema, &after, &values);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         self.record_view(&keys, scope, &schema, after)
     }

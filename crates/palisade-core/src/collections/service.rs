@@ -20,7 +20,7 @@ use crate::principal::RequestMeta;
 use crate::store::Access;
 use crate::tenancy::TenantScope;
 use crate::validate::Checks;
-use crate::webhooks::outbox::{Change, emit};
+use crate::webhooks::outbox::Change;
 use crate::workspaces::members::lock_workspace;
 use crate::workspaces::model::Page;
 use crate::workspaces::service::{LIST_LIMIT_MAX, is_name, page_of, ws_event};
@@ -298,7 +298,8 @@ impl Services {
         diff_fields(&mut event, None, Some(&collection.fields));
         tx.audit_append(&event.seal(meta, now)?).await?;
         let change = collection_change("collection.created", &collection);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         let relation_names = by_name.into_iter().map(|(n, id)| (id, n)).collect();
         Ok(self.view_of(scope, collection, relation_names))
@@ -491,7 +492,8 @@ impl Services {
         event.diff_field("/version", json!(before.version), json!(after.version));
         tx.audit_append(&event.seal(meta, now)?).await?;
         let change = collection_change("collection.updated", &after);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(self.view_of(scope, after, relation_names(&all)))
     }
@@ -526,7 +528,8 @@ impl Services {
         diff_fields(&mut event, Some(&before.fields), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
         let change = collection_change("collection.deleted", &before);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

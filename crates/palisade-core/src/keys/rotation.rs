@@ -733,7 +733,10 @@ async fn reseal_webhook_secrets(
     let rows = tx.webhook_secrets(cursor, PAGE).await?;
     let mut out = PageOutcome::default();
     for (id, secret, previous) in &rows {
-        let columns = [("secret", Some(secret)), ("previous_secret", previous.as_ref())];
+        let columns = [
+            ("secret", Some(secret)),
+            ("previous_secret", previous.as_ref()),
+        ];
         for (field, sealed) in columns {
             let Some(sealed) = sealed else {
                 continue;

@@ -347,7 +347,8 @@ pub fn webhook_disabled(brand: &Brand, to: &str, url: &str, failing_for: time::D
                     "Every delivery to your webhook endpoint at {origin} failed for {}, so it was disabled and receives no more events.",
                     human(failing_for)
                 ),
-                "Its failed deliveries and each attempt's answer are in its delivery history.".to_owned(),
+                "Its failed deliveries and each attempt's answer are in its delivery history."
+                    .to_owned(),
             ],
             action: None,
             code: None,

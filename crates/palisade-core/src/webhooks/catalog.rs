@@ -266,7 +266,7 @@ impl Family {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::{FieldGrant, RoleGrants, Role};
+    use crate::acl::{FieldGrant, Role, RoleGrants};
 
     #[test]
     fn names_are_unique_and_found() {
@@ -293,7 +293,10 @@ mod tests {
         let narrowed = Grants::resolve(Role::Member, Some(&custom), &[]);
         let mut data = json!({"id": "rec_1", "collection": "notes", "title": "t", "secret": "s"});
         Family::Record.filter(&narrowed, Some("notes"), &mut data);
-        assert_eq!(data, json!({"id": "rec_1", "collection": "notes", "title": "t"}));
+        assert_eq!(
+            data,
+            json!({"id": "rec_1", "collection": "notes", "title": "t"})
+        );
 
         let billing = Grants::resolve(Role::Billing, None, &[]);
         assert!(!Family::Record.may_receive(&billing, Some("notes"), false));

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::catalog;
-use super::model::{Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, Endpoint, OutboxEvent};
+use super::model::{
+    Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, Endpoint, OutboxEvent,
+};
 use super::outbox::payload_site;
 use super::service::{open_secret, webhook_target};
 use super::signature::{Signatures, sign};
@@ -57,7 +59,11 @@ fn jittered(delay: time::Duration) -> Result<time::Duration> {
 
 /// The body an endpoint receives for `event`: `{type, timestamp, workspace_id, data}`, with
 /// `data` narrowed to what the endpoint's grants may read.
-pub(crate) fn body_for(keys: &OwnerKeys, endpoint: &Endpoint, event: &OutboxEvent) -> Result<Value> {
+pub(crate) fn body_for(
+    keys: &OwnerKeys,
+    endpoint: &Endpoint,
+    event: &OutboxEvent,
+) -> Result<Value> {
     let kind = catalog::find(&event.event_type).ok_or_else(|| {
         Error::Internal(format!("{} is not in the event catalog", event.event_type).into())
     })?;
@@ -92,15 +98,25 @@ impl Services {
 
     /// The request for a claimed delivery: its body as the endpoint may see it, signed at `at`
     /// with the current secret and, during a rotation's overlap, the previous one.
-    pub async fn webhook_prepare(&self, c: &ClaimedDelivery, at: OffsetDateTime) -> Result<Prepared> {
+    pub async fn webhook_prepare(
+        &self,
+        c: &ClaimedDelivery,
+        at: OffsetDateTime,
+    ) -> Result<Prepared> {
         let keys = self.owner_keys(c.endpoint.workspace_id.as_str()).await?;
         let body = serde_json::to_vec(&body_for(&keys, &c.endpoint, &c.event)?)
             .map_err(Error::internal)?;
         let current = open_secret(&keys, &c.endpoint.id, "secret", &c.endpoint.secret)?;
-        let previous = match (&c.endpoint.previous_secret, c.endpoint.previous_secret_expires_at) {
-            (Some(sealed), Some(until)) if until > at => {
-                Some(open_secret(&keys, &c.endpoint.id, "previous_secret", sealed)?)
-            }
+        let previous = match (
+            &c.endpoint.previous_secret,
+            c.endpoint.previous_secret_expires_at,
+        ) {
+            (Some(sealed), Some(until)) if until > at => Some(open_secret(
+                &keys,
+                &c.endpoint.id,
+                "previous_secret",
+                sealed,
+            )?),
             _ => None,
         };
         let mut secrets = vec![&current];
@@ -232,9 +248,10 @@ impl Services {
             )
             .reason("failing");
             event.diff_field("/enabled", json!(true), json!(false));
-            event
-                .extra
-                .insert("failing_since".into(), json!(crate::audit::format_ts(since)));
+            event.extra.insert(
+                "failing_since".into(),
+                json!(crate::audit::format_ts(since)),
+            );
             tx.audit_append(&event.seal(&RequestMeta::default(), now)?)
                 .await?;
             let admins = admin_emails(&mut *tx).await?;

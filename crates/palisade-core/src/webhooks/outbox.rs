@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::catalog;
 use super::model::{Delivery, DeliveryStatus, OutboxEvent};
+use crate::app::Services;
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, WebhookEventId, WorkspaceId};
 use crate::keys::{OwnerKeys, SecretSite};
@@ -55,15 +56,33 @@ pub(crate) fn payload_site(id: &WebhookEventId) -> SecretSite<'_> {
     }
 }
 
-/// Writes `change` to the outbox of `workspace` in `tx`, with one delivery, due at once, per
-/// enabled endpoint subscribed to its type that may receive it.
-pub(crate) async fn emit(
+impl Services {
+    /// Writes `change` to the outbox of `workspace` in `tx` (the change's transaction), with
+    /// one delivery, due at once, per enabled endpoint subscribed to its type that may receive
+    /// it; then wakes this node's dispatcher.
+    pub(crate) async fn emit(
+        &self,
+        tx: &mut dyn WebhooksTx,
+        keys: &OwnerKeys,
+        workspace: &WorkspaceId,
+        change: Change,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if write_event(tx, keys, workspace, change, now).await? {
+            self.webhook_wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The outbox write of [`Services::emit`]: `true` if an event was written.
+async fn write_event(
     tx: &mut dyn WebhooksTx,
     keys: &OwnerKeys,
     workspace: &WorkspaceId,
     change: Change,
     now: OffsetDateTime,
-) -> Result<()> {
+) -> Result<bool> {
     let kind = catalog::find(change.event_type).ok_or_else(|| {
         Error::Internal(format!("{} is not in the event catalog", change.event_type).into())
     })?;
@@ -77,7 +96,7 @@ pub(crate) async fn emit(
         })
         .collect();
     if targets.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let id = WebhookEventId::generate();
     let plaintext = Zeroizing::new(serde_json::to_vec(&change.data).map_err(Error::internal)?);
@@ -106,5 +125,5 @@ pub(crate) async fn emit(
         })
         .collect();
     tx.webhook_event_insert(&event, &deliveries).await?;
-    Ok(())
+    Ok(true)
 }

@@ -471,7 +471,9 @@ impl Services {
         event
             .extra
             .insert("delivery".into(), json!(delivery.id.to_string()));
-        event.extra.insert("event".into(), json!(delivery.event_id.to_string()));
+        event
+            .extra
+            .insert("event".into(), json!(delivery.event_id.to_string()));
         tx.audit_append(&event.seal(meta, now)?).await?;
         tx.commit().await?;
         Ok(Delivery {

@@ -132,8 +132,17 @@ mod tests {
         let body = br#"{"type":"record.created"}"#;
         let both = sign(&[&a, &b], "msg_1", 1_700_000_000, body);
         let parts: Vec<&str> = both.standard.split(' ').collect();
-        assert_eq!(parts, [a.standard("msg_1", 1_700_000_000, body), b.standard("msg_1", 1_700_000_000, body)]);
-        assert_eq!(both.palisade, format!("{} {}", a.palisade(body), b.palisade(body)));
+        assert_eq!(
+            parts,
+            [
+                a.standard("msg_1", 1_700_000_000, body),
+                b.standard("msg_1", 1_700_000_000, body)
+            ]
+        );
+        assert_eq!(
+            both.palisade,
+            format!("{} {}", a.palisade(body), b.palisade(body))
+        );
         assert!(a.palisade(body).starts_with("sha256="));
         assert_eq!(a.palisade(body).len(), "sha256=".len() + 64);
         assert_ne!(a.palisade(body), a.palisade(b"{}"), "the body is signed");
@@ -148,7 +157,10 @@ mod tests {
     fn the_displayed_secret_round_trips_and_never_debugs_in_clear() {
         let a = SigningSecret::generate().expect("rng");
         let shown = a.display();
-        let b64 = shown.expose_secret().strip_prefix(SECRET_PREFIX).expect("prefix");
+        let b64 = shown
+            .expose_secret()
+            .strip_prefix(SECRET_PREFIX)
+            .expect("prefix");
         let back = SigningSecret::from_bytes(&STANDARD.decode(b64).expect("b64")).expect("32");
         assert_eq!(back.bytes(), a.bytes());
         assert!(!format!("{a:?}").contains(b64));

@@ -21,7 +21,7 @@ use crate::principal::{Principal, RequestMeta};
 use crate::store::{Access, TenantTx};
 use crate::tenancy::{SystemScope, TenantScope};
 use crate::validate::{Checks, normalize_email};
-use crate::webhooks::outbox::{Change, emit};
+use crate::webhooks::outbox::Change;
 
 /// A member event for webhooks: ids and access, never the member's email or name.
 fn member_change(event_type: &'static str, m: &Member) -> Change {
@@ -223,7 +223,8 @@ impl Services {
         member_diff(&mut event, Some(&before), Some(&after));
         tx.audit_append(&event.seal(meta, now)?).await?;
         let change = member_change("member.updated", &after);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(MemberView {
             member: after,
@@ -257,7 +258,8 @@ impl Services {
         member_diff(&mut event, Some(&member), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
         let change = member_change("member.removed", &member);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -282,7 +284,8 @@ impl Services {
         member_diff(&mut event, Some(&member), None);
         tx.audit_append(&event.seal(meta, now)?).await?;
         let change = member_change("member.removed", &member);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -530,7 +533,8 @@ impl Services {
             .insert("invitation".into(), json!(invitation.id.as_str()));
         tx.audit_append(&joined.seal(meta, now)?).await?;
         let change = member_change("member.added", &member);
-        emit(&mut *tx, &keys, scope.workspace_id(), change, now).await?;
+        self.emit(&mut *tx, &keys, scope.workspace_id(), change, now)
+            .await?;
         tx.commit().await?;
         if user.email_verified_at.is_none() {
             self.verify_by_invitation(&user.id, &user.email, meta)

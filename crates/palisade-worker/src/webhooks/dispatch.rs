@@ -21,7 +21,8 @@ pub struct DispatchConfig {
     pub concurrency: usize,
     /// How long a claim holds: longer than the client's timeout plus recording.
     pub lease: Duration,
-    /// How often an idle dispatcher looks for due deliveries.
+    /// How often an idle dispatcher looks for due deliveries (events written on its own node
+    /// wake it at once; this is for retries and other nodes' events).
     pub idle_poll: Duration,
     /// How often endpoints failing for days are disabled and settled events pruned.
     pub maintenance: Duration,
@@ -42,6 +43,9 @@ impl DispatchConfig {
 
 /// Outcomes written per transaction at most.
 const RECORD_BATCH: usize = 256;
+/// How long a dispatcher woken by an event written on its node waits for that write's commit
+/// before it claims (the poll catches a slower one).
+const COMMIT_GRACE: Duration = Duration::from_millis(2);
 /// Most deliveries claimed at once.
 const CLAIM_BATCH: usize = 200;
 
@@ -69,6 +73,7 @@ pub async fn run_webhooks(
             }
         })
     };
+    let wake = services.webhook_wake();
     tokio::pin!(shutdown);
     loop {
         // A free place first: claims are made only for deliveries that can be sent at once,
@@ -98,6 +103,8 @@ pub async fn run_webhooks(
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(config.idle_poll) => {}
+                // An event written on this node: its commit follows within moments.
+                () = wake.notified() => tokio::time::sleep(COMMIT_GRACE).await,
             }
             continue;
         }

@@ -102,7 +102,11 @@ impl Receiver {
     pub fn accepted(&self) -> Vec<Value> {
         self.lines()
             .into_iter()
-            .filter(|l| l["status"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+            .filter(|l| {
+                l["status"]
+                    .as_u64()
+                    .is_some_and(|s| (200..300).contains(&s))
+            })
             .collect()
     }
 
@@ -145,8 +149,16 @@ impl Drop for Receiver {
 /// Every request verified by both signature schemes.
 pub fn assert_all_verified(lines: &[Value], context: &str) {
     for l in lines {
-        assert_eq!(l["std_ok"], json!(true), "{context}: standardwebhooks refused {l}");
-        assert_eq!(l["palisade_ok"], json!(true), "{context}: X-Palisade-Signature refused {l}");
+        assert_eq!(
+            l["std_ok"],
+            json!(true),
+            "{context}: standardwebhooks refused {l}"
+        );
+        assert_eq!(
+            l["palisade_ok"],
+            json!(true),
+            "{context}: X-Palisade-Signature refused {l}"
+        );
     }
 }
 
