@@ -75,7 +75,31 @@ pub async fn run_webhooks(
     };
     let wake = services.webhook_wake();
     tokio::pin!(shutdown);
+    // After a claim found nothing: look (a read, so an idle node takes no write lock) before
+    // claiming again, unless woken by an event written here.
+    let mut idle = false;
     loop {
+        if idle {
+            let due = match services.webhook_next_due().await {
+                Ok(due) => due.is_some_and(|at| at <= services.now()),
+                Err(e) => {
+                    warn!(error = %e, "looking for due webhook deliveries failed; retrying");
+                    false
+                }
+            };
+            if !due {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(config.idle_poll) => {}
+                    // An event written on this node: its commit follows within moments.
+                    () = wake.notified() => {
+                        tokio::time::sleep(COMMIT_GRACE).await;
+                        idle = false;
+                    }
+                }
+                continue;
+            }
+        }
         // A free place first: claims are made only for deliveries that can be sent at once,
         // so none waits out its lease in a queue here.
         let first = tokio::select! {
@@ -98,13 +122,17 @@ pub async fn run_webhooks(
                 Vec::new()
             }
         };
-        if claimed.is_empty() {
+        idle = claimed.is_empty();
+        if idle {
             drop(first);
+            // Due deliveries other nodes hold still count as due: wait before looking again.
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(config.idle_poll) => {}
-                // An event written on this node: its commit follows within moments.
-                () = wake.notified() => tokio::time::sleep(COMMIT_GRACE).await,
+                () = wake.notified() => {
+                    tokio::time::sleep(COMMIT_GRACE).await;
+                    idle = false;
+                }
             }
             continue;
         }
