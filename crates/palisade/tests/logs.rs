@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::smtp::{Received, SmtpSink};
+use common::webhooks::Receiver;
 use common::{TEST_MASTER_KEY, link_token, mail_code};
 use palisade_store::testing::databases;
 use serde_json::{Value, json};
@@ -42,7 +43,8 @@ async fn start(db_url: &str, dir: &std::path::Path, smtp_port: u16) -> Binary {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatabase_url = \"{db_url}\"\n\
-             [email.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nusername = \"palisade\"\n",
+             [email.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nusername = \"palisade\"\n\
+             [webhooks]\nallow_cidrs = [\"127.0.0.1/32\"]\n",
             dir.join("data").display()
         ),
     )
@@ -219,6 +221,57 @@ async fn no_password_token_or_code_appears_in_any_log_line() {
         .await;
         assert_eq!(status, 204, "{}", db.backend);
         mail(&sink, "password was changed", 2).await;
+
+        // A webhook endpoint (its secret) delivering a record with an encrypted value.
+        let (status, ws) = post(
+            base,
+            "/api/v1/workspaces",
+            Some(&access),
+            json!({"name": "Logged"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", db.backend);
+        let ws = ws["id"].as_str().unwrap().to_owned();
+        let (status, _) = post(
+            base,
+            &format!("/api/v1/workspaces/{ws}/collections"),
+            Some(&access),
+            json!({"name": "notes", "fields": [{"name": "body", "type": "text", "encrypted": true}]}),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", db.backend);
+        let receiver = Receiver::start(&[]);
+        let (status, hook) = post(
+            base,
+            &format!("/api/v1/workspaces/{ws}/webhooks"),
+            Some(&access),
+            json!({"url": receiver.url(), "events": ["record.created"]}),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", db.backend);
+        let webhook_secret = hook["secret"].as_str().unwrap().to_owned();
+        receiver.trust(&webhook_secret);
+        secrets.push(webhook_secret.clone());
+        secrets.push(webhook_secret["whsec_".len()..].to_owned());
+        let sealed_value = "encrypted-canary-value-31337";
+        secrets.push(sealed_value.into());
+        let (status, _) = post(
+            base,
+            &format!("/api/v1/workspaces/{ws}/collections/notes/records"),
+            Some(&access),
+            json!({"body": sealed_value}),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", db.backend);
+        let got = receiver
+            .wait(Duration::from_secs(30), |l| !l.is_empty())
+            .await;
+        common::webhooks::assert_all_verified(&got, db.backend);
+        assert_eq!(
+            got[0]["body"]["data"]["body"], sealed_value,
+            "{}",
+            db.backend
+        );
 
         drop(server);
         let log = std::fs::read_to_string(dir.path().join("palisade.log")).unwrap();
