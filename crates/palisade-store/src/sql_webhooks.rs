@@ -174,10 +174,16 @@ pub(crate) const CLAIMED_HEAD: &str = concat!(
 /// (workspace, delivery, claim, status, attempts, schedule step, next attempt µs, updated at),
 /// then `OUTCOMES_TAIL`. Both backends name `VALUES` columns `column1` … `column8`. Only a
 /// delivery still holding the outcome's claim changes; the keys of those come back. A finished
-/// delivery is due no more, whatever the outcome says.
-pub(crate) const OUTCOMES_HEAD: &str = "UPDATE webhook_deliveries SET status = v.column4, attempts = v.column5, \
-     schedule_step = v.column6, \
-     next_attempt_us = CASE WHEN v.column4 = 'pending' THEN v.column7 END, \
+/// delivery is due no more, whatever the outcome says; one to retry whose endpoint was disabled
+/// while it was in flight is paused, like the endpoint's other pending deliveries.
+pub(crate) const OUTCOMES_HEAD: &str = "UPDATE webhook_deliveries SET \
+     status = CASE WHEN v.column4 = 'pending' AND NOT (SELECT w.enabled FROM webhooks w \
+         WHERE w.workspace_id = webhook_deliveries.workspace_id AND w.id = webhook_deliveries.webhook_id) \
+         THEN 'paused' ELSE v.column4 END, \
+     attempts = v.column5, schedule_step = v.column6, \
+     next_attempt_us = CASE WHEN v.column4 = 'pending' AND (SELECT w.enabled FROM webhooks w \
+         WHERE w.workspace_id = webhook_deliveries.workspace_id AND w.id = webhook_deliveries.webhook_id) \
+         THEN v.column7 END, \
      claim = NULL, claimed_until_us = NULL, updated_at = v.column8 FROM (";
 pub(crate) const OUTCOMES_TAIL: &str = ") AS v WHERE webhook_deliveries.workspace_id = v.column1 \
      AND webhook_deliveries.id = v.column2 AND webhook_deliveries.claim = v.column3 \

@@ -5524,3 +5524,49 @@ async fn paused_deliveries_are_never_claimed_and_resume_due_at_once() {
         assert!(delivery_ids(&again).contains(&held[0].id), "{b}");
     }
 }
+
+#[tokio::test]
+async fn a_retry_whose_endpoint_was_disabled_in_flight_is_paused() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        add_event(&*store, &scope, &[&e], t_us(5), t_us(6)).await;
+        let claimed = claim(&*store, t_us(6), secs(100), "holder", 10).await;
+        assert_eq!(claimed.len(), 1, "{b}");
+        // Disabled while the attempt runs: the claimed delivery is not paused yet.
+        let mut tx = tenant_write(&*store, &scope).await;
+        let disabled = Endpoint {
+            enabled: false,
+            ..e.clone()
+        };
+        assert!(tx.webhook_update(&disabled).await.unwrap(), "{b}");
+        assert_eq!(
+            tx.webhook_deliveries_pause(&e.id, secs(1)).await.unwrap(),
+            0,
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+        // The attempt fails and asks for a retry: it is paused instead.
+        let retry = outcome(
+            &claimed[0],
+            1,
+            DeliveryStatus::Pending,
+            Some(secs(10)),
+            Some(t_us(1)),
+        );
+        assert_eq!(record_outcomes(&*store, &[retry]).await, 1, "{b}");
+        let mut tx = tenant_write(&*store, &scope).await;
+        let d = tx
+            .webhook_delivery_get(&claimed[0].delivery.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.status, DeliveryStatus::Paused, "{b}");
+        assert_eq!(d.next_attempt_at, None, "{b}");
+        assert_eq!(d.attempts, 1, "{b}");
+        tx.commit().await.unwrap();
+    }
+}
