@@ -422,6 +422,10 @@ pub trait SystemTx: Send {
 pub trait WebhooksTx: Send {
     async fn webhook_insert(&mut self, endpoint: &Endpoint) -> StoreResult<()>;
     async fn webhook_get(&mut self, id: &WebhookId) -> StoreResult<Option<Endpoint>>;
+    /// The endpoint, locked until commit (`FOR UPDATE` on PostgreSQL; SQLite has one writer),
+    /// for a read-modify-write: concurrent changes (a patch and a secret rotation, two nodes'
+    /// failure sweeps) then apply one after the other.
+    async fn webhook_lock(&mut self, id: &WebhookId) -> StoreResult<Option<Endpoint>>;
     /// By id, after `after`.
     async fn webhooks_list(
         &mut self,

@@ -40,7 +40,11 @@ crate::sql_api_keys::impl_api_keys_tx!(sqlx::Postgres);
 crate::sql_collections::impl_collections_tx!(sqlx::Postgres);
 crate::sql_records::impl_records_tx!(sqlx::Postgres, crate::sql_record_query::Dialect::Postgres);
 crate::sql_keys::impl_keys_tx!(sqlx::Postgres, "FOR UPDATE");
-crate::sql_webhooks::impl_webhooks_tx!(sqlx::Postgres, crate::sql_webhooks::CLAIM_POSTGRES);
+crate::sql_webhooks::impl_webhooks_tx!(
+    sqlx::Postgres,
+    crate::sql_webhooks::CLAIM_POSTGRES,
+    crate::sql_webhooks::WEBHOOK_GET_FOR_UPDATE
+);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {

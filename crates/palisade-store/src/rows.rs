@@ -762,6 +762,7 @@ pub(crate) struct OutboxEventRow {
     pub e_event_type: String,
     pub collection: Option<String>,
     pub payload: Vec<u8>,
+    pub draft: bool,
     /// µs since the epoch.
     pub created_us: i64,
 }
@@ -774,6 +775,7 @@ impl OutboxEventRow {
             workspace_id: WorkspaceId::from_trusted(self.e_workspace_id),
             event_type: self.e_event_type,
             collection: self.collection,
+            draft: self.draft,
             payload: self.payload,
         })
     }

@@ -21,7 +21,7 @@ macro_rules! webhook_columns {
 macro_rules! event_columns {
     () => {
         "e.workspace_id AS e_workspace_id, e.id AS e_id, e.event_type AS e_event_type, e.collection, \
-         e.payload, e.created_us"
+         e.payload, e.draft, e.created_us"
     };
 }
 
@@ -37,6 +37,12 @@ pub(crate) const WEBHOOK_GET: &str = concat!(
     "SELECT ",
     webhook_columns!(),
     " FROM webhooks w WHERE w.workspace_id = $1 AND w.id = $2"
+);
+/// `WEBHOOK_GET` locking the row until commit (PostgreSQL's `webhook_lock`).
+pub(crate) const WEBHOOK_GET_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks w WHERE w.workspace_id = $1 AND w.id = $2 FOR UPDATE"
 );
 /// `$2` is the cursor (the empty string sorts before every id).
 pub(crate) const WEBHOOKS_LIST: &str = concat!(
@@ -61,8 +67,8 @@ pub(crate) const WEBHOOK_UPDATE: &str = "UPDATE webhooks SET url = $3, descripti
 /// the retention job.
 pub(crate) const WEBHOOK_DELETE: &str = "DELETE FROM webhooks WHERE workspace_id = $1 AND id = $2";
 
-pub(crate) const EVENT_INSERT: &str = "INSERT INTO webhook_events (workspace_id, id, event_type, collection, payload, created_us) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const EVENT_INSERT: &str = "INSERT INTO webhook_events (workspace_id, id, event_type, collection, payload, created_us, draft) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const EVENT_GET: &str = concat!(
     "SELECT ",
     event_columns!(),
@@ -209,10 +215,11 @@ pub(crate) const NEXT_DUE: &str = "SELECT d.next_attempt_us FROM webhook_deliver
      ORDER BY d.next_attempt_us LIMIT 1";
 pub(crate) const FAILING_SINCE: &str = "SELECT workspace_id, id FROM webhooks \
      WHERE enabled AND failing_since_us <= $1 ORDER BY workspace_id, id";
-/// Events older than `$1` with no pending delivery; their deliveries and attempts go with them.
+/// Events older than `$1` with no pending or paused delivery (a paused one goes out when its
+/// endpoint is enabled again); their deliveries and attempts go with them.
 pub(crate) const EVENTS_PRUNE: &str = "DELETE FROM webhook_events WHERE created_us < $1 AND NOT EXISTS \
      (SELECT 1 FROM webhook_deliveries d WHERE d.workspace_id = webhook_events.workspace_id \
-     AND d.event_id = webhook_events.id AND d.status = 'pending')";
+     AND d.event_id = webhook_events.id AND d.status IN ('pending', 'paused'))";
 
 /// `KeysTx`: the owner's sealed webhook values by id after `$2`, and their compare-and-swap.
 pub(crate) const SECRETS: &str = "SELECT id, secret, previous_secret FROM webhooks \
@@ -233,7 +240,7 @@ pub(crate) const BATCH: usize = 256;
 /// webhook methods of `SystemTx` (in `sql.rs`) and `KeysTx` (in `sql_keys.rs`) call; `$claim`
 /// is the backend's `Claim`. Invoke it beside `impl_members_tx!`, whose helpers it uses.
 macro_rules! impl_webhooks_tx {
-    ($db:ty, $claim:path) => {
+    ($db:ty, $claim:path, $lock:path) => {
         mod webhooks_tx {
             use std::collections::{BTreeMap, HashSet};
 
@@ -594,6 +601,11 @@ macro_rules! impl_webhooks_tx {
                     row.map(WebhookRow::into_endpoint).transpose()
                 }
 
+                async fn webhook_lock(&mut self, id: &WebhookId) -> StoreResult<Option<Endpoint>> {
+                    let row: Option<WebhookRow> = one(self, $lock, id.as_str()).await?;
+                    row.map(WebhookRow::into_endpoint).transpose()
+                }
+
                 async fn webhooks_list(
                     &mut self,
                     after: Option<&WebhookId>,
@@ -664,6 +676,7 @@ macro_rules! impl_webhooks_tx {
                         .bind(event.collection.as_deref())
                         .bind(&event.payload)
                         .bind(micros(event.created_at)?)
+                        .bind(event.draft)
                         .execute(&mut *self.tx)
                         .await
                         .map_err(map_err)?;

@@ -38,7 +38,12 @@ crate::sql_collections::impl_collections_tx!(sqlx::Sqlite);
 crate::sql_records::impl_records_tx!(sqlx::Sqlite, crate::sql_record_query::Dialect::Sqlite);
 crate::sql_keys::impl_keys_tx!(sqlx::Sqlite, "");
 // One writer: a claiming transaction already excludes every other.
-crate::sql_webhooks::impl_webhooks_tx!(sqlx::Sqlite, crate::sql_webhooks::CLAIM_SQLITE);
+// One writer: a write transaction already holds every row.
+crate::sql_webhooks::impl_webhooks_tx!(
+    sqlx::Sqlite,
+    crate::sql_webhooks::CLAIM_SQLITE,
+    crate::sql_webhooks::WEBHOOK_GET
+);
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

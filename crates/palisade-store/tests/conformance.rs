@@ -4247,6 +4247,7 @@ fn outbox(
         workspace_id: ws.clone(),
         event_type: "record.created".into(),
         collection: Some("posts".into()),
+        draft: false,
         payload: b"sealed-payload".to_vec(),
         created_at: at,
     };

@@ -150,7 +150,6 @@ pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     })
 }
 
-/// SMTP when configured, else `.eml` files in `<data_dir>/outbox/`.
 /// Which non-public targets webhooks may reach (`webhooks.allow_cidrs`).
 pub fn webhook_policy(config: &Config) -> anyhow::Result<TargetPolicy> {
     let allow = config
@@ -170,8 +169,12 @@ pub fn webhook_policy(config: &Config) -> anyhow::Result<TargetPolicy> {
 fn webhook_settings(config: &Config) -> anyhow::Result<WebhookSettings> {
     let w = &config.webhooks;
     anyhow::ensure!(
-        w.timeout_secs > 0,
-        "webhooks.timeout_secs must be at least 1"
+        (1..=300).contains(&w.timeout_secs),
+        "webhooks.timeout_secs must be from 1 to 300"
+    );
+    anyhow::ensure!(
+        w.retry_schedule_secs.len() <= 50 && w.retry_schedule_secs.iter().all(|&s| s <= 2_592_000),
+        "webhooks.retry_schedule_secs: at most 50 waits, each at most 2592000 (30 days)"
     );
     let seconds = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
     Ok(WebhookSettings {
@@ -192,6 +195,7 @@ fn webhook_client(config: &Config) -> anyhow::Result<WebhookClient> {
     .context("building the webhook client")
 }
 
+/// SMTP when configured, else `.eml` files in `<data_dir>/outbox/`.
 fn mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
     let from = &config.email.from;
     match &config.email.smtp {

@@ -583,6 +583,75 @@ async fn every_delivery_verifies_with_standard_webhooks_and_payloads_follow_fiel
             let palisade = got[0]["palisade_signature"].as_str().unwrap();
             assert_eq!(palisade.split(' ').count(), 2, "{b}: {palisade}");
         }
+
+        // The history shows a payload only as far as its reader may read it: a key with the
+        // `management` scope (webhooks.manage, no records.read) sees none, the admin whose
+        // role hides `secret` sees the record without it.
+        let third = deliveries(&s, &token, &ws, &hook)
+            .await
+            .into_iter()
+            .find(|d| d["event_id"] == full["webhook_id"])
+            .unwrap();
+        let third_id = third["id"].as_str().unwrap();
+        let (_, manager) = create_key(&s, &token, &ws, &["management"]).await;
+        let seen = delivery(&s, &manager, &ws, &hook, third_id).await;
+        assert_eq!(seen["payload"], Value::Null, "{b}: {seen}");
+        assert_eq!(seen["attempt_history"].as_array().unwrap().len(), 1, "{b}");
+        let seen = delivery(&s, &limited, &ws, &hook, third_id).await;
+        assert_eq!(seen["payload"]["data"]["title"], "third", "{b}");
+        assert!(
+            seen["payload"]["data"].get("secret").is_none(),
+            "{b}: {seen}"
+        );
+        let seen = delivery(&s, &token, &ws, &hook, third_id).await;
+        assert_eq!(seen["payload"]["data"]["secret"], "hidden-value", "{b}");
+
+        // Grants are checked again at every attempt: once the admin who cannot read API keys
+        // has changed the endpoint, a redelivered `api_key.created` is not sent.
+        let key_delivery = deliveries(&s, &token, &ws, &hook)
+            .await
+            .into_iter()
+            .find(|d| d["event_type"] == "api_key.created")
+            .unwrap();
+        let r = s
+            .patch(
+                &ws_path(&ws, &format!("/webhooks/{hook}")),
+                Some(&limited),
+                json!({"description": "changed by a narrower admin", "url": receiver.url()}),
+            )
+            .await;
+        assert_status(&r, 200, b);
+        let before = receiver.lines().len();
+        let kid = key_delivery["id"].as_str().unwrap();
+        let r = s
+            .post(
+                &ws_path(&ws, &format!("/webhooks/{hook}/deliveries/{kid}/redeliver")),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+        assert_status(&r, 202, b);
+        let settled = deliveries_when(&s, &token, &ws, &hook, |l| {
+            l.iter().any(|d| d["id"] == kid && d["status"] == "failed")
+        })
+        .await;
+        assert!(settled.iter().any(|d| d["id"] == kid), "{b}");
+        let detail = delivery(&s, &token, &ws, &hook, kid).await;
+        let last = detail["attempt_history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert!(
+            last["error"]
+                .as_str()
+                .unwrap()
+                .contains("may no longer receive"),
+            "{b}: {last}"
+        );
+        assert_eq!(last["status_code"], Value::Null, "{b}");
+        assert_eq!(receiver.lines().len(), before, "{b}: nothing was sent");
         s.stop().await;
     }
 }

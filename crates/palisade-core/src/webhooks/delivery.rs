@@ -9,12 +9,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::catalog;
-use super::model::{
-    Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, Endpoint, OutboxEvent,
-};
+use super::model::{Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, OutboxEvent};
 use super::outbox::payload_site;
 use super::service::{open_secret, webhook_target};
 use super::signature::{Signatures, sign};
+use crate::acl::Grants;
 use crate::app::Services;
 use crate::audit::{Actor, AuditEvent, AuditLog};
 use crate::crypto::random;
@@ -43,6 +42,9 @@ pub struct AttemptResult {
     pub body: String,
     /// `None` means success (a 2xx).
     pub error: Option<String>,
+    /// A failure no retry can cure (the endpoint may no longer receive the event): the
+    /// delivery fails at once.
+    pub permanent: bool,
 }
 
 /// The schedule step a redelivery gets: past the schedule's end, so it is tried once.
@@ -57,28 +59,37 @@ fn jittered(delay: time::Duration) -> Result<time::Duration> {
     Ok(delay * factor)
 }
 
-/// The body an endpoint receives for `event`: `{type, timestamp, workspace_id, data}`, with
-/// `data` narrowed to what the endpoint's grants may read.
+/// The body `grants` may see of `event`: `{type, timestamp, workspace_id, data}`, with `data`
+/// narrowed to what each of `grants` may read; `None` if any of them may not receive the event
+/// at all (grants change after an event is written: they are checked again at every attempt).
 pub(crate) fn body_for(
     keys: &OwnerKeys,
-    endpoint: &Endpoint,
+    grants: &[&Grants],
     event: &OutboxEvent,
-) -> Result<Value> {
+) -> Result<Option<Value>> {
     let kind = catalog::find(&event.event_type).ok_or_else(|| {
         Error::Internal(format!("{} is not in the event catalog", event.event_type).into())
     })?;
+    let collection = event.collection.as_deref();
+    if !grants
+        .iter()
+        .all(|g| kind.family.may_receive(g, collection, event.draft))
+    {
+        return Ok(None);
+    }
     let plaintext = keys
         .open(payload_site(&event.id), &event.payload)
         .map_err(Error::internal)?;
     let mut data: Value = serde_json::from_slice(&plaintext).map_err(Error::internal)?;
-    kind.family
-        .filter(&endpoint.grants, event.collection.as_deref(), &mut data);
-    Ok(json!({
+    for g in grants {
+        kind.family.filter(g, collection, &mut data);
+    }
+    Ok(Some(json!({
         "type": event.event_type,
         "timestamp": crate::audit::format_ts(event.created_at),
         "workspace_id": event.workspace_id,
         "data": data,
-    }))
+    })))
 }
 
 impl Services {
@@ -97,15 +108,18 @@ impl Services {
     }
 
     /// The request for a claimed delivery: its body as the endpoint may see it, signed at `at`
-    /// with the current secret and, during a rotation's overlap, the previous one.
+    /// with the current secret and, during a rotation's overlap, the previous one. `None` when
+    /// the endpoint may no longer receive the event (its grants changed since): nothing is sent.
     pub async fn webhook_prepare(
         &self,
         c: &ClaimedDelivery,
         at: OffsetDateTime,
-    ) -> Result<Prepared> {
+    ) -> Result<Option<Prepared>> {
         let keys = self.owner_keys(c.endpoint.workspace_id.as_str()).await?;
-        let body = serde_json::to_vec(&body_for(&keys, &c.endpoint, &c.event)?)
-            .map_err(Error::internal)?;
+        let Some(body) = body_for(&keys, &[&c.endpoint.grants], &c.event)? else {
+            return Ok(None);
+        };
+        let body = serde_json::to_vec(&body).map_err(Error::internal)?;
         let current = open_secret(&keys, &c.endpoint.id, "secret", &c.endpoint.secret)?;
         let previous = match (
             &c.endpoint.previous_secret,
@@ -124,7 +138,7 @@ impl Services {
         let timestamp = at.unix_timestamp();
         let Signatures { standard, palisade } =
             sign(&secrets, c.event.id.as_str(), timestamp, &body);
-        Ok(Prepared {
+        Ok(Some(Prepared {
             url: c.endpoint.url.clone(),
             headers: vec![
                 ("webhook-id", c.event.id.to_string()),
@@ -135,7 +149,7 @@ impl Services {
                 ("x-palisade-delivery", c.delivery.id.to_string()),
             ],
             body,
-        })
+        }))
     }
 
     /// What an attempt made at `at` means for its delivery: done on success; else the next
@@ -156,18 +170,15 @@ impl Services {
         let wait = usize::try_from(step).ok().and_then(|s| schedule.get(s));
         let (status, schedule_step, next_attempt_at, failing_since) = match (&result.error, wait) {
             (None, _) => (DeliveryStatus::Succeeded, step, None, None),
-            (Some(_), Some(wait)) => (
+            // The wait runs from the attempt's end, so a timeout does not eat it. The failure
+            // is at `at`; the store keeps the earliest start of the endpoint's current run.
+            (Some(_), Some(wait)) if !result.permanent => (
                 DeliveryStatus::Pending,
                 step + 1,
-                Some(at + jittered(*wait)?),
-                Some(c.endpoint.failing_since.unwrap_or(at)),
+                Some(at + result.latency + jittered(*wait)?),
+                Some(at),
             ),
-            (Some(_), None) => (
-                DeliveryStatus::Failed,
-                step,
-                None,
-                Some(c.endpoint.failing_since.unwrap_or(at)),
-            ),
+            (Some(_), _) => (DeliveryStatus::Failed, step, None, Some(at)),
         };
         Ok(DeliveryOutcome {
             attempt: Attempt {
@@ -226,7 +237,8 @@ impl Services {
                 .store
                 .workspace_system(&scope, &workspace, Access::Write)
                 .await?;
-            let Some(mut endpoint) = tx.webhook_get(&id).await? else {
+            // Locked, then checked again: another node's sweep may have disabled it first.
+            let Some(mut endpoint) = tx.webhook_lock(&id).await? else {
                 continue;
             };
             let Some(since) = endpoint.failing_since.filter(|s| *s <= cutoff) else {

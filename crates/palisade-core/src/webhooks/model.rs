@@ -46,6 +46,9 @@ pub struct OutboxEvent {
     /// The collection a record or collection event is about: its field permissions filter the
     /// payload per endpoint.
     pub collection: Option<String>,
+    /// A draft record's event: only endpoints that may read drafts receive it (checked when it
+    /// is written and again at every attempt).
+    pub draft: bool,
     /// The sealed JSON of the event's `data` (`SecretSite { table: "webhook_events", row: id,
     /// field: "payload" }`): it may hold encrypted fields' values.
     pub payload: Vec<u8>,

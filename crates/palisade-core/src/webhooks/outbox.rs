@@ -106,6 +106,7 @@ async fn write_event(
         workspace_id: workspace.clone(),
         event_type: kind.name.to_owned(),
         collection: change.collection,
+        draft: change.draft,
         created_at: now,
     };
     let deliveries: Vec<Delivery> = targets

@@ -76,7 +76,8 @@ pub struct WebhookPatch {
     pub enabled: Option<bool>,
 }
 
-/// One delivery with every attempt, and the payload as the endpoint receives it.
+/// One delivery with every attempt, and the payload as the endpoint receives it (as far as the
+/// caller may read it: `null` when the caller may not receive the event at all).
 #[derive(Debug, Clone)]
 pub struct DeliveryView {
     pub delivery: Delivery,
@@ -252,6 +253,13 @@ impl Services {
             .ok_or(Error::NotFound(Resource::Webhook))
     }
 
+    /// The endpoint locked until commit, for a change.
+    async fn webhook_for_change(tx: &mut Box<dyn TenantTx>, id: &WebhookId) -> Result<Endpoint> {
+        tx.webhook_lock(id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Webhook))
+    }
+
     /// Changes URL, events, description or enabled (merge-patch). The payload grants become
     /// the caller's. Enabling clears a failure run, so an endpoint Palisade disabled gets five
     /// fresh days.
@@ -284,7 +292,7 @@ impl Services {
         checks.finish()?;
         let now = self.now();
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let before = Self::webhook_in(&mut tx, &id).await?;
+        let before = Self::webhook_for_change(&mut tx, &id).await?;
         let mut after = before.clone();
         if let Some(url) = url {
             after.url = url;
@@ -364,7 +372,7 @@ impl Services {
         let now = self.now();
         let secret = SigningSecret::generate()?;
         let mut tx = self.store.tenant(scope, Access::Write).await?;
-        let mut endpoint = Self::webhook_in(&mut tx, &id).await?;
+        let mut endpoint = Self::webhook_for_change(&mut tx, &id).await?;
         let current = open_secret(&keys, &endpoint.id, "secret", &endpoint.secret)?;
         let overlap_until = now + self.webhook_settings().secret_overlap;
         endpoint.previous_secret =
@@ -431,7 +439,12 @@ impl Services {
             .webhook_event_get(&delivery.event_id)
             .await?
             .ok_or(Error::NotFound(Resource::Delivery))?;
-        let payload = super::delivery::body_for(&keys, &endpoint, &event)?;
+        // What the endpoint receives, and only as far as the caller may read it too.
+        let caller = scope
+            .grants()
+            .ok_or(Error::PermissionDenied(Permission::WebhooksManage))?;
+        let payload = super::delivery::body_for(&keys, &[&endpoint.grants, caller], &event)?
+            .unwrap_or(Value::Null);
         Ok(DeliveryView {
             delivery,
             attempts,

@@ -40,6 +40,7 @@ CREATE TABLE webhook_events (
     event_type   TEXT NOT NULL,
     collection   TEXT,
     payload      BYTEA NOT NULL,
+    draft        BOOLEAN NOT NULL,  -- a draft record's event: only for endpoints that may read drafts
     created_us   BIGINT NOT NULL,        -- µs since the epoch
     PRIMARY KEY (workspace_id, id)
 );

@@ -173,7 +173,17 @@ async fn deliver(
 ) -> Option<DeliveryOutcome> {
     let at = services.now();
     let result = match services.webhook_prepare(delivery, at).await {
-        Ok(prepared) => {
+        Ok(None) => AttemptResult {
+            status: None,
+            latency: Duration::ZERO,
+            body: String::new(),
+            error: Some(
+                "not sent: the endpoint may no longer receive this event (its permissions changed)"
+                    .to_owned(),
+            ),
+            permanent: true,
+        },
+        Ok(Some(prepared)) => {
             let headers: Vec<(&str, String)> = prepared.headers;
             let sent = client.post(&prepared.url, &headers, prepared.body).await;
             AttemptResult {
@@ -181,6 +191,7 @@ async fn deliver(
                 latency: sent.latency,
                 body: sent.body,
                 error: sent.error,
+                permanent: false,
             }
         }
         Err(e) => {
@@ -190,6 +201,7 @@ async fn deliver(
                 latency: Duration::ZERO,
                 body: String::new(),
                 error: Some("the delivery could not be prepared (internal error)".to_owned()),
+                permanent: false,
             }
         }
     };
