@@ -190,7 +190,8 @@ impl From<Attempt> for AttemptOut {
 pub struct DeliveryDetailOut {
     #[serde(flatten)]
     pub delivery: DeliveryOut,
-    /// The body as this endpoint receives it (fields its creator may not read left out).
+    /// The body as this endpoint receives it, narrowed to what you may read too (fields left
+    /// out; `null` when you may not receive this event at all).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// Every attempt, first to last.
