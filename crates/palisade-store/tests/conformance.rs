@@ -5571,3 +5571,38 @@ async fn a_retry_whose_endpoint_was_disabled_in_flight_is_paused() {
         tx.commit().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn pruning_spares_events_whose_deliveries_are_paused() {
+    for (db, store) in stores().await {
+        let b = db.backend;
+        let a = add_user(&*store, "a@example.com").await;
+        let (ws, scope) = add_workspace(&*store, &a, "alpha").await;
+        let e = endpoint(&ws.id, "https://one.example", &a);
+        add_endpoint(&*store, &scope, &e).await;
+        let old = secs(-90 * 86_400);
+        let (event, ds) = add_event(&*store, &scope, &[&e], old, old).await;
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert_eq!(
+            tx.webhook_deliveries_pause(&e.id, secs(0)).await.unwrap(),
+            1,
+            "{b}"
+        );
+        tx.commit().await.unwrap();
+        let mut system = system_write(&*store).await;
+        assert_eq!(
+            system.webhook_events_prune(secs(-86_400)).await.unwrap(),
+            0,
+            "{b}: a paused delivery still goes out one day"
+        );
+        system.commit().await.unwrap();
+        let mut tx = tenant_write(&*store, &scope).await;
+        assert!(
+            tx.webhook_event_get(&event.id).await.unwrap().is_some(),
+            "{b}"
+        );
+        let d = tx.webhook_delivery_get(&ds[0].id).await.unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Paused, "{b}");
+        tx.commit().await.unwrap();
+    }
+}
