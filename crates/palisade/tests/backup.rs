@@ -35,12 +35,7 @@ const OTHER_KEY: &str = "//////////////////////////////////////////8=";
 /// The binary with a clean environment (no operator's PALISADE_* leaks in), the test
 /// cluster's PostgreSQL tools first on PATH.
 fn palisade() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PALISADE_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = common::palisade();
     if let Ok(dir) = std::env::var("PALISADE_TEST_PG_BINDIR")
         && !dir.is_empty()
     {

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -84,16 +83,7 @@ fn assert_inert(image: &[u8], canaries: &[(String, Vec<u8>)], context: &str) {
     );
 }
 
-/// The `palisade` binary with no `PALISADE_*` variable of this process (only what a test sets).
-fn palisade() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PALISADE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use common::palisade;
 
 /// `palisade <args>` against the server's database and configuration, with `master` active
 /// and `retired` retired; returns (success, stdout, stderr).

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::smtp::{Received, SmtpSink};
@@ -51,13 +51,7 @@ async fn start(db_url: &str, dir: &std::path::Path, smtp_port: u16) -> Binary {
     .unwrap();
     let log = dir.join("palisade.log");
     let out = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PALISADE_") {
-            cmd.env_remove(key);
-        }
-    }
-    let mut child = cmd
+    let mut child = common::palisade()
         .args(["serve", "--config"])
         .arg(&config)
         .env("PALISADE_LOG", "trace")

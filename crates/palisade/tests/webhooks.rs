@@ -1147,15 +1147,10 @@ async fn refused_and_failed_changes_produce_no_event() {
     }
 }
 
-/// The `palisade` binary with no `PALISADE_*` variable of this process.
+/// `palisade serve` on `db_url`, its configuration in `data`, listening on `port`.
 fn palisade_serve(db_url: &str, data: &std::path::Path, port: u16) -> std::process::Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PALISADE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("serve")
+    common::palisade()
+        .arg("serve")
         .env("PALISADE_CONFIG", data.join("palisade.toml"))
         .env("PALISADE_DATA_DIR", data)
         .env("PALISADE_DATABASE_URL", db_url)

@@ -658,3 +658,15 @@ pub async fn database_image(s: &Server) -> Vec<u8> {
         other => panic!("unknown backend {other}"),
     }
 }
+
+/// The `palisade` binary with none of this process's `PALISADE_*` variables (only what a test
+/// sets reaches it).
+pub fn palisade() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PALISADE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
