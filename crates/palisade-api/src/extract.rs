@@ -182,34 +182,16 @@ impl<S: Send + Sync> FromRequestParts<S> for DeliveryListParams {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let query = raw_query(parts, state).await?;
         let mut status = None;
-        let mut rest = url::form_urlencoded::Serializer::new(String::new());
-        let mut errors = Vec::new();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            if key == "status" {
-                match DeliveryStatus::parse(&value) {
-                    Some(s) => status = Some(s),
-                    None => errors.push(parameter_problem(
-                        "status",
-                        "must be pending, succeeded, failed or paused".into(),
-                    )),
-                }
-            } else {
-                rest.append_pair(&key, &value);
-            }
-        }
-        let rest = rest.finish();
-        let list = list_params(&rest).map_err(|e| match e {
-            ApiError::InvalidParameters(mut more) => {
-                more.append(&mut errors);
-                ApiError::InvalidParameters(more)
-            }
-            other => other,
+        let list = list_params(&query, |key, value| {
+            (key == "status").then(|| {
+                status = Some(
+                    DeliveryStatus::parse(value)
+                        .ok_or("must be pending, succeeded, failed or paused")?,
+                );
+                Ok(())
+            })
         })?;
-        if errors.is_empty() {
-            Ok(Self { list, status })
-        } else {
-            Err(ApiError::InvalidParameters(errors))
-        }
+        Ok(Self { list, status })
     }
 }
 
@@ -224,39 +206,46 @@ impl<S: Send + Sync, C: CursorId + Send> FromRequestParts<S> for ListParams<C> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        list_params(&raw_query(parts, state).await?)
+        list_params(&raw_query(parts, state).await?, |_, _| None)
     }
 }
 
-fn list_params<C: CursorId>(query: &str) -> Result<ListParams<C>, ApiError> {
-    {
-        let mut params = ListParams {
-            limit: LIST_LIMIT_DEFAULT,
-            after: None,
-        };
-        let mut errors = Vec::new();
-        let mut fail = |name: &str, message: String| errors.push(parameter_problem(name, message));
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "limit" => match parse_limit(&value) {
-                    Ok(n) => params.limit = n,
-                    Err(message) => fail("limit", message),
-                },
-                "cursor" => match C::parse_cursor(&value) {
-                    Some(id) => params.after = Some(id),
-                    None => fail(
-                        "cursor",
-                        "must be a next_cursor value from a previous page".into(),
-                    ),
-                },
-                other => fail(other, "unknown parameter".into()),
-            }
+/// `limit` and `cursor` from `query`; any other parameter goes to `extra`, which answers
+/// `None` for one it does not know (refused as unknown) or whether its value is good.
+fn list_params<C: CursorId>(
+    query: &str,
+    mut extra: impl FnMut(&str, &str) -> Option<Result<(), &'static str>>,
+) -> Result<ListParams<C>, ApiError> {
+    let mut params = ListParams {
+        limit: LIST_LIMIT_DEFAULT,
+        after: None,
+    };
+    let mut errors = Vec::new();
+    let mut fail = |name: &str, message: String| errors.push(parameter_problem(name, message));
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "limit" => match parse_limit(&value) {
+                Ok(n) => params.limit = n,
+                Err(message) => fail("limit", message),
+            },
+            "cursor" => match C::parse_cursor(&value) {
+                Some(id) => params.after = Some(id),
+                None => fail(
+                    "cursor",
+                    "must be a next_cursor value from a previous page".into(),
+                ),
+            },
+            other => match extra(other, &value) {
+                Some(Ok(())) => {}
+                Some(Err(message)) => fail(other, message.into()),
+                None => fail(other, "unknown parameter".into()),
+            },
         }
-        if errors.is_empty() {
-            Ok(params)
-        } else {
-            Err(ApiError::InvalidParameters(errors))
-        }
+    }
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(ApiError::InvalidParameters(errors))
     }
 }
 

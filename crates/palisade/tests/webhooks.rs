@@ -1410,6 +1410,23 @@ async fn a_disabled_endpoint_keeps_its_deliveries_paused_and_a_deleted_workspace
             1,
             "{b}: {paused:?}"
         );
+        let bad = s
+            .get(
+                &ws_path(
+                    &ws,
+                    &format!("/webhooks/{hook}/deliveries?status=nope&limit=0&bogus=1"),
+                ),
+                Some(&token),
+            )
+            .await;
+        bad.assert_problem(422, "validation_failed", b);
+        let named: Vec<&str> = bad.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["parameter"].as_str().unwrap())
+            .collect();
+        assert_eq!(named, ["status", "limit", "bogus"], "{b}");
 
         // Enabled again: it goes out at once (not 30 s later), and succeeds.
         receiver.answer(None);

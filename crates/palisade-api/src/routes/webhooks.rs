@@ -385,7 +385,7 @@ pub async fn rotate_webhook_secret(
     ),
     responses(
         (status = 200, description = "One page", body = ListOut<DeliveryOut>),
-        (status = 400, description = "`invalid_parameters`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` naming the parameter", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`permission_denied`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`workspace_not_found`, `webhook_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
