@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::catalog;
 use super::model::{Attempt, ClaimedDelivery, DeliveryOutcome, DeliveryStatus, OutboxEvent};
 use super::outbox::payload_site;
-use super::service::{open_secret, webhook_target};
+use super::service::{disable_endpoint, open_secret, webhook_target};
 use super::signature::{Signatures, sign};
 use crate::acl::Grants;
 use crate::app::Services;
@@ -247,11 +247,7 @@ impl Services {
             if !endpoint.enabled {
                 continue;
             }
-            endpoint.enabled = false;
-            endpoint.disabled_reason = Some("failing".to_owned());
-            endpoint.updated_at = now;
-            tx.webhook_update(&endpoint).await?;
-            tx.webhook_deliveries_pause(&id, now).await?;
+            disable_endpoint(&mut *tx, &mut endpoint, "failing", now).await?;
             let mut event = AuditEvent::new(
                 AuditLog::Workspace(workspace.clone()),
                 "webhook.disable",

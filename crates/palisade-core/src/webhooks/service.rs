@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tracing::instrument;
 use url::Url;
 
@@ -19,7 +20,7 @@ use crate::error::{ConflictKind, Error, Resource, Result};
 use crate::ids::{DeliveryId, WebhookId};
 use crate::keys::{OwnerKeys, SecretSite};
 use crate::principal::RequestMeta;
-use crate::store::{Access, TenantTx};
+use crate::store::{Access, TenantTx, WebhooksTx};
 use crate::tenancy::TenantScope;
 use crate::validate::Checks;
 use crate::workspaces::model::Page;
@@ -312,19 +313,8 @@ impl Services {
         }
         after.grants = grants;
         after.updated_at = now;
-        if !tx.webhook_update(&after).await? {
+        if !write_endpoint(&mut *tx, before.enabled, &after, now).await? {
             return Err(Error::NotFound(Resource::Webhook));
-        }
-        // A disabled endpoint's deliveries wait, out of the dispatchers' way, and go out when
-        // it is enabled again: nothing is lost by switching it off for a while.
-        match (before.enabled, after.enabled) {
-            (true, false) => {
-                tx.webhook_deliveries_pause(&id, now).await?;
-            }
-            (false, true) => {
-                tx.webhook_deliveries_resume(&id, now).await?;
-            }
-            _ => {}
         }
         let mut event = ws_event(scope, "webhook.update", webhook_target(&id));
         diff_endpoint(&mut event, Some(&before), &after);
@@ -497,6 +487,47 @@ impl Services {
             ..delivery
         })
     }
+}
+
+/// Writes `endpoint`, enabled or not before as `was_enabled` says: the one place where
+/// disabling pauses its pending deliveries (they wait out of the dispatchers' way) and enabling
+/// resumes them (they go out at once), so switching an endpoint off loses nothing. `false` if
+/// the endpoint is gone.
+pub(crate) async fn write_endpoint(
+    tx: &mut dyn WebhooksTx,
+    was_enabled: bool,
+    endpoint: &Endpoint,
+    now: OffsetDateTime,
+) -> Result<bool> {
+    if !tx.webhook_update(endpoint).await? {
+        return Ok(false);
+    }
+    match (was_enabled, endpoint.enabled) {
+        (true, false) => {
+            tx.webhook_deliveries_pause(&endpoint.id, now).await?;
+        }
+        (false, true) => {
+            tx.webhook_deliveries_resume(&endpoint.id, now).await?;
+        }
+        _ => {}
+    }
+    Ok(true)
+}
+
+/// Disables an enabled endpoint for `reason` (Palisade's own decision: `failing`,
+/// `workspace_deleted`).
+pub(crate) async fn disable_endpoint(
+    tx: &mut dyn WebhooksTx,
+    endpoint: &mut Endpoint,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let was_enabled = endpoint.enabled;
+    endpoint.enabled = false;
+    endpoint.disabled_reason = Some(reason.to_owned());
+    endpoint.updated_at = now;
+    write_endpoint(tx, was_enabled, endpoint, now).await?;
+    Ok(())
 }
 
 /// Opens one of an endpoint's sealed secrets.

@@ -22,6 +22,7 @@ use crate::principal::{RequestMeta, SignInMethod};
 use crate::store::Access;
 use crate::tenancy::TenantScope;
 use crate::validate::{Checks, normalize_email};
+use crate::webhooks::service::disable_endpoint;
 
 /// What a parent's owner does to a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +150,7 @@ impl Services {
                 // Nothing of a deleted workspace leaves any more: its endpoints are disabled
                 // and their pending deliveries paused, in the deletion's transaction.
                 for mut endpoint in tx.webhooks_enabled().await? {
-                    endpoint.enabled = false;
-                    endpoint.disabled_reason = Some("workspace_deleted".to_owned());
-                    endpoint.updated_at = now;
-                    tx.webhook_update(&endpoint).await?;
-                    tx.webhook_deliveries_pause(&endpoint.id, now).await?;
+                    disable_endpoint(&mut *tx, &mut endpoint, "workspace_deleted", now).await?;
                 }
             }
         }

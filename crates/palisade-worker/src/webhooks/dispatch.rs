@@ -90,12 +90,7 @@ pub async fn run_webhooks(
             if !due {
                 tokio::select! {
                     () = &mut shutdown => break,
-                    () = tokio::time::sleep(config.idle_poll) => {}
-                    // An event written on this node: its commit follows within moments.
-                    () = wake.notified() => {
-                        tokio::time::sleep(COMMIT_GRACE).await;
-                        idle = false;
-                    }
+                    woken = pause(&wake, config.idle_poll) => idle = !woken,
                 }
                 continue;
             }
@@ -128,11 +123,7 @@ pub async fn run_webhooks(
             // Due deliveries other nodes hold still count as due: wait before looking again.
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(config.idle_poll) => {}
-                () = wake.notified() => {
-                    tokio::time::sleep(COMMIT_GRACE).await;
-                    idle = false;
-                }
+                woken = pause(&wake, config.idle_poll) => idle = !woken,
             }
             continue;
         }
@@ -163,6 +154,18 @@ pub async fn run_webhooks(
     let _ = places.acquire_many(all).await;
     drop(outcomes);
     let _ = recorder.await;
+}
+
+/// An idle dispatcher's wait: `poll`, or less when an event is written on this node (then a
+/// moment for its commit). `true` when woken by an event.
+async fn pause(wake: &tokio::sync::Notify, poll: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(poll) => false,
+        () = wake.notified() => {
+            tokio::time::sleep(COMMIT_GRACE).await;
+            true
+        }
+    }
 }
 
 /// One attempt: the request prepared (payload narrowed, signed now), sent, and judged.
